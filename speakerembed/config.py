@@ -1,0 +1,210 @@
+"""Typed, frozen configuration of the preprocessing and windowing pipeline.
+
+The stages run in this order: load, convert to float32, downmix to mono, then **resample** and
+**trim** in the order that :attr:`Pipeline.order` names, then the mel, the partial windows, the
+encoder and the consolidation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal, get_args
+
+from .errors import ConfigError
+
+__all__ = ["MODEL_SAMPLE_RATE", "Order", "Pipeline", "ResampleDevice", "Resampler"]
+
+#: The encoder's sample rate, in Hz. Every utterance is resampled to it.
+MODEL_SAMPLE_RATE = 16_000
+#: Mel hop, in samples at :data:`MODEL_SAMPLE_RATE` (10 ms).
+MEL_HOP_LENGTH = 160
+
+Order = Literal["resample_trim", "trim_resample"]
+"""``"resample_trim"``: resample to 16 kHz, then trim (Chatterbox's order).
+``"trim_resample"``: trim at the input's own rate, then resample what is left."""
+
+Resampler = Literal["soxr_hq", "kaiser_fast", "polyphase", "torchaudio"]
+"""``"soxr_hq"``: libsoxr, high quality (the default; what Chatterbox's TTS conditioning uses).
+``"kaiser_fast"``: resampy's kaiser_fast filter, as librosa calls it in Chatterbox's
+``embeds_from_wavs`` (needs ``speakerembed[kaiser]``).
+``"polyphase"``: :func:`scipy.signal.resample_poly`.
+``"torchaudio"``: torchaudio's windowed-sinc algorithm with a cached kernel, computed with torch,
+on the CPU or on the embedder's device."""
+
+ResampleDevice = Literal["cpu", "device", "auto"]
+"""Where the ``"torchaudio"`` resampler runs: on the CPU, on the embedder's device, or ``"auto"``
+(on the device when it is a GPU and the batch holds enough audio to pay for the copy)."""
+
+_ORDERS: tuple[str, ...] = get_args(Order)
+_RESAMPLERS: tuple[str, ...] = get_args(Resampler)
+_RESAMPLE_DEVICES: tuple[str, ...] = get_args(ResampleDevice)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """How audio becomes encoder input: resampling, trimming and partial windows.
+
+    Every field is validated when the Pipeline is made; an invalid value raises
+    :class:`~speakerembed.ConfigError` that names the field.
+
+    Parameters
+    ----------
+    order : {"resample_trim", "trim_resample"}
+        Which runs first. ``"resample_trim"`` is Chatterbox's order. Trimming always runs at the
+        sample rate the audio has at that point.
+    resampler : {"soxr_hq", "kaiser_fast", "polyphase", "torchaudio"}
+        The resampling method; see :data:`Resampler`. ``"kaiser_fast"`` gives exact parity with
+        Chatterbox's ``VoiceEncoder.embeds_from_wavs``.
+    resample_device : {"cpu", "device", "auto"}
+        Where the ``"torchaudio"`` resampler runs. Other resamplers always run on the CPU.
+    top_db : float or None
+        Trim leading and trailing audio quieter than ``top_db`` decibels below the loudest frame,
+        as :func:`librosa.effects.trim` does. Chatterbox uses 20. ``None`` turns trimming off.
+    trim_frame_length, trim_hop_length : int
+        Frame and hop of the trimming energy, in samples at 16 kHz (librosa's defaults, 2048 and
+        512). At another rate they are scaled to keep the same duration.
+    partial_frames : int
+        Mel frames per partial window (160 frames, 1.6 s, in Chatterbox).
+    rate : float or None
+        Partial windows per second of audio (Chatterbox: 1.3). ``None`` uses ``overlap``.
+    overlap : float
+        Overlap between consecutive windows, in [0, 1), used only when ``rate`` is ``None``.
+    min_coverage : float
+        In (0, 1]. The last window is kept when at least this fraction of it holds audio.
+    max_windows_per_batch : int
+        Most partial windows per encoder forward pass; bounds memory.
+    min_duration_s : float
+        Shortest audio accepted after trimming, in seconds. The encoder reads 1.6 s windows, and
+        below 0.25 s a window is more than 84 % zero padding, so its embedding says more about the
+        padding than the voice.
+    max_duration_s : float or None
+        Longest input accepted, in seconds, checked before the audio is decoded or resampled, so
+        that a huge input raises :class:`~speakerembed.InputTooLongError` instead of allocating
+        gigabytes. ``None`` for no limit.
+
+    Examples
+    --------
+    >>> from speakerembed import Pipeline
+    >>> Pipeline().order
+    'resample_trim'
+    >>> Pipeline(order="trim_resample", top_db=30).top_db
+    30
+    """
+
+    order: Order = "resample_trim"
+    resampler: Resampler = "soxr_hq"
+    resample_device: ResampleDevice = "cpu"
+    top_db: float | None = 20
+    trim_frame_length: int = 2048
+    trim_hop_length: int = 512
+    partial_frames: int = 160
+    rate: float | None = 1.3
+    overlap: float = 0.5
+    min_coverage: float = 0.8
+    max_windows_per_batch: int = 64
+    min_duration_s: float = 0.25
+    max_duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self._check_choice("order", _ORDERS)
+        self._check_choice("resampler", _RESAMPLERS)
+        self._check_choice("resample_device", _RESAMPLE_DEVICES)
+        if self.top_db is not None:
+            self._check_number("top_db", low=0.0, low_open=True, fix="e.g. 20, or None to turn trimming off")
+        for name in ("trim_frame_length", "trim_hop_length", "partial_frames", "max_windows_per_batch"):
+            self._check_int(name)
+        if self.trim_hop_length > self.trim_frame_length:
+            raise ConfigError(
+                f"Pipeline.trim_hop_length={self.trim_hop_length} is larger than "
+                f"trim_frame_length={self.trim_frame_length}; pass a hop no larger than the frame"
+            )
+        if self.rate is not None:
+            self._check_number("rate", low=0.0, low_open=True, fix="e.g. 1.3, Chatterbox's rate")
+        self._check_number("overlap", low=0.0, high=1.0, high_open=True, fix="a value in [0, 1)")
+        self._check_number("min_coverage", low=0.0, high=1.0, low_open=True, fix="a value in (0, 1]")
+        self._check_number("min_duration_s", low=0.0, fix="a duration in seconds, e.g. 0.25")
+        if self.max_duration_s is not None:
+            self._check_number("max_duration_s", low=0.0, low_open=True, fix="a duration in seconds, or None")
+            if self.max_duration_s < self.min_duration_s:
+                raise ConfigError(
+                    f"Pipeline.max_duration_s={self.max_duration_s} is below "
+                    f"min_duration_s={self.min_duration_s}; no input could pass both"
+                )
+        step = self.frame_step
+        if not 0 < step <= self.partial_frames:
+            low = MODEL_SAMPLE_RATE / (MEL_HOP_LENGTH * (self.partial_frames + 0.5))
+            raise ConfigError(
+                f"Pipeline.rate={self.rate} gives a window step of {step} frames, outside "
+                f"1..{self.partial_frames}; pass a rate of at least {low:.3f} windows per second "
+                f"and well below {MODEL_SAMPLE_RATE / MEL_HOP_LENGTH:.0f}"
+            )
+
+    # -- derived values -------------------------------------------------------------------------
+
+    @property
+    def frame_step(self) -> int:
+        """Mel frames between the starts of two partial windows."""
+        if self.rate is None:
+            return int(round(self.partial_frames * (1 - self.overlap)))
+        # Chatterbox divides by the partial length rather than the hop; both are 160 there, and
+        # the hop is what the formula means.
+        return int(round((MODEL_SAMPLE_RATE / self.rate) / MEL_HOP_LENGTH))
+
+    def trim_frames_at(self, sample_rate: int) -> tuple[int, int]:
+        """Trim frame and hop lengths, in samples, scaled to ``sample_rate``."""
+        scale = sample_rate / MODEL_SAMPLE_RATE
+        frame = max(1, int(round(self.trim_frame_length * scale)))
+        hop = max(1, int(round(self.trim_hop_length * scale)))
+        return frame, hop
+
+    def replace(self, **changes: object) -> Pipeline:
+        """Return a copy with some fields changed, validated again."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    # -- presets --------------------------------------------------------------------------------
+
+    @classmethod
+    def chatterbox(cls) -> Pipeline:
+        """The preprocessing of Chatterbox's ``VoiceEncoder.embeds_from_wavs``, exactly.
+
+        It resamples with resampy's ``kaiser_fast`` (needs ``speakerembed[kaiser]``), then trims
+        at 20 dB. Use it for parity with embeddings made by Chatterbox itself.
+        """
+        return cls(order="resample_trim", resampler="kaiser_fast", top_db=20)
+
+    # -- validation helpers ---------------------------------------------------------------------
+
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in choices:
+            options = ", ".join(repr(c) for c in choices)
+            raise ConfigError(f"Pipeline.{name}={value!r} is not one of {options}; pass one of them")
+
+    def _check_int(self, name: str) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"Pipeline.{name}={value!r} must be a positive integer")
+
+    def _check_number(
+        self,
+        name: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+        fix: str,
+    ) -> None:
+        value = getattr(self, name)
+        ok = _is_real(value) and math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value < high if high_open else value <= high
+        if not ok:
+            raise ConfigError(f"Pipeline.{name}={value!r} is invalid; pass {fix}")

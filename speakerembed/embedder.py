@@ -1,0 +1,565 @@
+"""The :class:`SpeakerEmbedder`: weights on a device, and the pipeline that feeds them.
+
+The data's trip, one module per stage::
+
+    load.py  ->  resample.py / trim.py  ->  mel.py + windows.py  ->  encoder.py  ->  consolidate.py
+
+Utterances are prepared one at a time, and their partial windows are packed into encoder
+batches of at most ``Pipeline.max_windows_per_batch`` windows, across utterances, so memory stays
+bounded however many inputs a call has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
+
+import numpy as np
+
+from ._observe import NULL_RECORDER, Recorder
+from .config import MODEL_SAMPLE_RATE, Pipeline
+from .consolidate import utt_to_spk_embed
+from .errors import AudioError, ConfigError, SpeakerEmbedError
+from .load import _is_tensor, load_audio
+from .resample import resample
+from .trim import SILENCE_DB, frame_power, trim_bounds
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import torch
+    from prometheus_client import CollectorRegistry
+
+    from .encoder import EncoderImpl, ModuleEncoder, Precision
+    from .weights import WeightsInfo
+
+__all__ = ["AudioInput", "EmbeddingResult", "Failure", "SpeakerEmbedder"]
+
+logger = logging.getLogger("speakerembed")
+
+AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
+"""One utterance: a file path, a NumPy array or a torch tensor."""
+
+_SILENCE_PEAK = 10.0 ** (SILENCE_DB / 20.0)
+_MIN_SAMPLES = 201  # the STFT's reflect padding needs more than n_fft // 2 samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """An input that could not be embedded, in ``errors="skip"`` mode.
+
+    Attributes
+    ----------
+    index : int
+        Its position among the inputs.
+    source : str
+        Its name: ``"input 3"``, with the path for files.
+    error : SpeakerEmbedError
+        What went wrong.
+    """
+
+    index: int
+    source: str
+    error: SpeakerEmbedError
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingResult:
+    """What ``embed_utterances(..., errors="skip")`` returns.
+
+    Attributes
+    ----------
+    embeddings : numpy.ndarray, shape (n_ok, 256), float32
+        One unit row per input that worked, in input order.
+    indices : numpy.ndarray, shape (n_ok,), int64
+        The input index of each row.
+    failures : tuple of Failure
+        The inputs that did not work, in input order.
+    """
+
+    embeddings: npt.NDArray[np.float32]
+    indices: npt.NDArray[np.int64]
+    failures: tuple[Failure, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every input was embedded."""
+        return not self.failures
+
+    def speaker_embedding(self) -> npt.NDArray[np.float32]:
+        """The speaker embedding of the inputs that worked (:func:`utt_to_spk_embed`)."""
+        if self.embeddings.shape[0] == 0:
+            raise AudioError("no input could be embedded, so there is no speaker embedding")
+        return utt_to_spk_embed(self.embeddings)
+
+
+@dataclasses.dataclass
+class _Prepared:
+    index: int
+    source: str
+    mel: torch.Tensor
+    input_seconds: float
+    trimmed_seconds: float
+
+
+def _describe_inputs(inputs: object) -> list[object]:
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)) or _is_tensor(inputs):
+        return [inputs]
+    if isinstance(inputs, (bytes, dict)) or not isinstance(inputs, Iterable):
+        raise AudioError(
+            f"inputs is a {type(inputs).__name__}; pass a path, an array or tensor, or a list of them",
+            source="inputs",
+            stage="load",
+        )
+    items = list(inputs)
+    if not items:
+        raise AudioError("inputs is empty; pass at least one utterance", source="inputs", stage="load")
+    if all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in items):
+        raise AudioError(
+            "inputs is a list of numbers; pass the samples as one array (np.asarray(samples, "
+            "dtype=np.float32)) with sample_rate",
+            source="inputs",
+            stage="load",
+        )
+    return items
+
+
+def _rates(sample_rate: object, n: int) -> list[object]:
+    if isinstance(sample_rate, (list, tuple)):
+        if len(sample_rate) != n:
+            raise AudioError(
+                f"sample_rate has {len(sample_rate)} entries for {n} inputs; pass one rate, or one per input",
+                source="sample_rate",
+                stage="load",
+            )
+        return list(sample_rate)
+    return [sample_rate] * n
+
+
+def _error_type(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+class SpeakerEmbedder:
+    """Voice-encoder weights on a device, ready to embed audio again and again.
+
+    Parameters
+    ----------
+    weights : str or os.PathLike
+        ``"chatterbox"`` (default), ``"chatterbox-turbo"``, ``"chatterbox-multilingual"``,
+        ``"resemblyzer"``, or a local ``.safetensors``/``.pt`` file; see
+        :mod:`speakerembed.weights`. Ignored when ``encoder`` is a module.
+    encoder : {"builtin", "chatterbox"} or torch.nn.Module
+        ``"builtin"`` uses speakerembed's own copy of the network (no chatterbox-tts needed).
+        ``"chatterbox"`` loads the weights into Chatterbox's ``VoiceEncoder`` class. A module,
+        such as a running ``ChatterboxTTS``'s ``.ve``, is used as is, on its own device.
+    device : str or torch.device or None
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``. ``None`` picks CUDA, then MPS, then CPU.
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs the encoder in bfloat16: faster on CPUs with bf16 support and on GPUs,
+        with cosine above 0.999 against fp32.
+    pipeline : Pipeline or None
+        The default preprocessing for calls that do not pass their own.
+    registry : prometheus_client.CollectorRegistry or None
+        Record metrics into this registry (see :mod:`speakerembed.metrics`).
+    revision : str or None
+        Hub revision for Hub weights.
+
+    Examples
+    --------
+    >>> from speakerembed import SpeakerEmbedder
+    >>> embedder = SpeakerEmbedder("resemblyzer", device="cpu")  # doctest: +SKIP
+    >>> embedder.embed_speaker(["a.wav", "b.wav"]).shape  # doctest: +SKIP
+    (256,)
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] = "chatterbox",
+        *,
+        encoder: EncoderImpl | torch.nn.Module = "builtin",
+        device: str | torch.device | None = None,
+        precision: Precision = "fp32",
+        pipeline: Pipeline | None = None,
+        registry: CollectorRegistry | None = None,
+        revision: str | None = None,
+    ) -> None:
+        from . import encoder as enc
+
+        if pipeline is not None and not isinstance(pipeline, Pipeline):
+            raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline")
+        self.pipeline = pipeline if pipeline is not None else Pipeline()
+        self._recorder: Recorder = _recorder_for(registry)
+        start = time.perf_counter()
+        if isinstance(encoder, str):
+            self.device = enc.resolve_device(device)
+            self._encoder, self.weights_info, _ = enc.load_encoder(
+                weights, encoder=encoder, device=self.device, precision=precision, revision=revision
+            )
+        else:
+            import torch
+
+            if not isinstance(encoder, torch.nn.Module):
+                raise ConfigError(
+                    f"encoder={encoder!r} is not 'builtin', 'chatterbox' or a torch.nn.Module"
+                )
+            own = enc.module_device(encoder)
+            if device is not None and enc.resolve_device(device) != own:
+                raise ConfigError(
+                    f"device={device!r}, but the encoder module lives on {own}; leave device out "
+                    "to use the module where it is"
+                )
+            self.device = own
+            self._encoder = enc.ModuleEncoder(encoder, precision)
+            self.weights_info = _module_info(encoder)
+        self.precision: Precision = precision
+        self.load_seconds = time.perf_counter() - start
+        self._recorder.model_loaded(self.load_seconds, self.weights_info, self.device.type)
+
+    def __repr__(self) -> str:
+        return (
+            f"SpeakerEmbedder(weights={self.weights_info.short!r}, device={str(self.device)!r}, "
+            f"precision={self.precision!r})"
+        )
+
+    @property
+    def encoder(self) -> ModuleEncoder:
+        """The wrapped encoder (windows in, unit vectors out)."""
+        return self._encoder
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @overload
+    def embed_utterances(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        sample_rate: int | Sequence[int] | None = ...,
+        pipeline: Pipeline | None = ...,
+        errors: Literal["raise"] = ...,
+    ) -> npt.NDArray[np.float32]: ...
+
+    @overload
+    def embed_utterances(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        sample_rate: int | Sequence[int] | None = ...,
+        pipeline: Pipeline | None = ...,
+        errors: Literal["skip"],
+    ) -> EmbeddingResult: ...
+
+    def embed_utterances(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        sample_rate: int | Sequence[int] | None = None,
+        pipeline: Pipeline | None = None,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> npt.NDArray[np.float32] | EmbeddingResult:
+        """One L2-normalised embedding per utterance (Chatterbox's ``as_spk=False``).
+
+        Parameters
+        ----------
+        inputs : path, numpy.ndarray, torch.Tensor, or a sequence of them
+            One utterance or several. A 2-D array is one multichannel utterance; pass a list
+            for a batch.
+        sample_rate : int, sequence of int, or None
+            The rate of arrays and tensors, in Hz: one for all, or one per input. Files carry
+            their own rate and ignore it.
+        pipeline : Pipeline or None
+            Overrides the embedder's pipeline for this call.
+        errors : {"raise", "skip"}
+            ``"raise"`` (default) stops at the first bad input with an error that names it.
+            ``"skip"`` embeds every good input, logs each bad one, and returns an
+            :class:`EmbeddingResult` that lists them.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_inputs, 256), float32
+            Unit rows, in input order (an :class:`EmbeddingResult` with ``errors="skip"``).
+
+        Raises
+        ------
+        AudioError
+            For unusable audio, naming the input.
+        ConfigError
+            For invalid arguments.
+        """
+        return self._run("embed_utterances", inputs, sample_rate, pipeline, errors, self._recorder)
+
+    def embed_speaker(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        sample_rate: int | Sequence[int] | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """One speaker embedding: :func:`utt_to_spk_embed` of the utterance embeddings.
+
+        Parameters are those of :meth:`embed_utterances`. Every input must be usable.
+
+        Returns
+        -------
+        numpy.ndarray, shape (256,), float32, unit norm
+        """
+        return self._run("embed_speaker", inputs, sample_rate, pipeline, "raise", self._recorder)
+
+    def embeds_from_wavs(
+        self, wavs: Sequence[npt.NDArray[Any]], sample_rate: int, as_spk: bool = False
+    ) -> npt.NDArray[np.float32]:
+        """Chatterbox's ``VoiceEncoder.embeds_from_wavs`` signature, for drop-in use.
+
+        Returns (N, 256) utterance embeddings, or the (256,) speaker embedding when ``as_spk``.
+        """
+        if as_spk:
+            return self.embed_speaker(list(wavs), sample_rate=sample_rate)
+        return self.embed_utterances(list(wavs), sample_rate=sample_rate)
+
+    # -- the pipeline ---------------------------------------------------------------------------
+
+    def _run(
+        self,
+        operation: str,
+        inputs: object,
+        sample_rate: object,
+        pipeline: Pipeline | None,
+        errors: str,
+        rec: Recorder,
+    ) -> Any:
+        if errors not in ("raise", "skip"):
+            raise ConfigError(f"errors={errors!r} is not 'raise' or 'skip'")
+        if pipeline is not None and not isinstance(pipeline, Pipeline):
+            raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline")
+        pipe = pipeline if pipeline is not None else self.pipeline
+        start = time.perf_counter()
+        rec.in_progress(operation, 1)
+        ok = False
+        try:
+            items = _describe_inputs(inputs)
+            rates = _rates(sample_rate, len(items))
+            failures: list[Failure] = []
+            prepared = self._prepare_all(items, rates, pipe, errors == "skip", failures, rec)
+            embeds = self._encode(prepared, pipe, errors == "skip", failures, rec)
+            failures.sort(key=lambda f: f.index)
+            if operation == "embed_speaker":
+                rows = np.stack([embeds[i] for i in sorted(embeds)])
+                t0 = time.perf_counter()
+                result: Any = utt_to_spk_embed(rows)
+                rec.stage("consolidate", "cpu", time.perf_counter() - t0)
+                rec.speaker(len(rows))
+            elif errors == "skip":
+                order = sorted(embeds)
+                rows = np.stack([embeds[i] for i in order]) if order else np.zeros((0, 256), np.float32)
+                result = EmbeddingResult(rows, np.asarray(order, dtype=np.int64), tuple(failures))
+            else:
+                result = np.stack([embeds[i] for i in range(len(items))])
+            ok = True
+            return result
+        except SpeakerEmbedError as exc:
+            if exc.stage is None or exc.source in ("inputs", "sample_rate"):
+                rec.error(exc.stage or "load", exc)
+            raise
+        finally:
+            rec.in_progress(operation, -1)
+            rec.call(operation, time.perf_counter() - start, ok)
+
+    def _prepare_all(
+        self,
+        items: list[object],
+        rates: list[object],
+        pipe: Pipeline,
+        skip: bool,
+        failures: list[Failure],
+        rec: Recorder,
+    ) -> Iterator[_Prepared]:
+        for index, (item, rate) in enumerate(zip(items, rates)):
+            source = f"input {index}"
+            try:
+                yield self._prepare(index, item, rate, pipe, rec)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported as ours
+                err = _as_library_error(exc, source)
+                rec.error(err.stage or "load", err)
+                rec.utterance(False)
+                if not skip:
+                    raise err from (None if err is exc else exc)
+                logger.warning("skipping %s", err)
+                failures.append(Failure(index, err.source or source, err))
+
+    def _prepare(self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder) -> _Prepared:
+        import torch
+
+        t0 = time.perf_counter()
+        wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=f"input {index}")
+        source = f"input {index}" if not isinstance(item, (str, os.PathLike)) else f"input {index} ({os.fspath(item)})"
+        rec.stage("load", "cpu", time.perf_counter() - t0)
+        input_seconds = wav.shape[0] / sr
+        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
+        if peak <= _SILENCE_PEAK:
+            raise AudioError(
+                f"is digital silence (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, below "
+                f"{SILENCE_DB:.0f} dBFS); pass audio with speech in it",
+                source=source,
+                stage="trim",
+            )
+        for step in ("resample", "trim") if pipe.order == "resample_trim" else ("trim", "resample"):
+            t0 = time.perf_counter()
+            if step == "resample":
+                wav = resample(wav, sr, MODEL_SAMPLE_RATE, pipe.resampler)
+                sr = MODEL_SAMPLE_RATE
+            elif pipe.top_db is not None:
+                frame, hop = pipe.trim_frames_at(sr)
+                start, end = trim_bounds(frame_power(wav, frame, hop), wav.shape[0], pipe.top_db, hop)
+                wav = wav[start:end]
+            rec.stage(step, "cpu", time.perf_counter() - t0)
+        kept = wav.shape[0] / MODEL_SAMPLE_RATE
+        if wav.shape[0] < max(_MIN_SAMPLES, pipe.min_duration_s * MODEL_SAMPLE_RATE):
+            what = "after trimming silence, " if pipe.top_db is not None else ""
+            raise AudioError(
+                f"{what}{kept:.3f} s of audio is left, less than the minimum of "
+                f"{max(pipe.min_duration_s, _MIN_SAMPLES / MODEL_SAMPLE_RATE):g} s; pass longer "
+                "speech (or lower Pipeline.min_duration_s, or raise top_db)",
+                source=source,
+                stage="trim",
+            )
+        from .mel import melspectrogram
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            mel = melspectrogram(torch.from_numpy(np.ascontiguousarray(wav)))
+        rec.stage("mel", "cpu", time.perf_counter() - t0)
+        return _Prepared(index, source, mel, input_seconds, max(0.0, input_seconds - kept))
+
+    def _encode(
+        self,
+        prepared: Iterator[_Prepared],
+        pipe: Pipeline,
+        skip: bool,
+        failures: list[Failure],
+        rec: Recorder,
+    ) -> dict[int, npt.NDArray[np.float32]]:
+        import torch
+
+        from .consolidate import mean_embedding
+        from .windows import partial_windows
+
+        cap = pipe.max_windows_per_batch
+        step = pipe.frame_step
+        device = self.device
+        parts: dict[int, list[torch.Tensor]] = {}
+        remaining: dict[int, int] = {}
+        info: dict[int, _Prepared] = {}
+        out: dict[int, npt.NDArray[np.float32]] = {}
+        pending: list[tuple[int, torch.Tensor]] = []
+        n_pending = 0
+
+        def finish(idx: int) -> None:
+            p = info.pop(idx)
+            t0 = time.perf_counter()
+            try:
+                emb = mean_embedding(torch.cat(parts.pop(idx)), p.source)
+                vec = emb.cpu().numpy().astype(np.float32, copy=False)
+                if not np.isfinite(vec).all():
+                    raise AudioError("the embedding is not finite", source=p.source, stage="consolidate")
+            except SpeakerEmbedError as err:
+                rec.error(err.stage or "consolidate", err)
+                rec.utterance(False)
+                if not skip:
+                    raise
+                logger.warning("skipping %s", err)
+                failures.append(Failure(idx, p.source, err))
+                return
+            rec.stage("consolidate", device.type, time.perf_counter() - t0)
+            rec.utterance(True, p.input_seconds, p.trimmed_seconds)
+            out[idx] = vec
+
+        def flush() -> None:
+            nonlocal pending, n_pending
+            if not pending:
+                return
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                batch = torch.cat([w for _, w in pending]).to(device, non_blocking=False)
+                try:
+                    emb = self._encoder(batch)
+                except Exception as exc:  # noqa: BLE001
+                    err = SpeakerEmbedError(
+                        f"the encoder failed on a batch of {batch.shape[0]} windows ({exc}); "
+                        "check the device and the encoder module",
+                        stage="encode",
+                    )
+                    rec.error("encode", err)
+                    raise err from exc
+            rec.stage("encode", device.type, time.perf_counter() - t0)
+            rec.batch(int(batch.shape[0]), device.type)
+            offset = 0
+            for idx, w in pending:
+                n = w.shape[0]
+                parts[idx].append(emb[offset : offset + n])
+                offset += n
+                remaining[idx] -= n
+                if remaining[idx] == 0:
+                    finish(idx)
+            pending, n_pending = [], 0
+
+        with torch.inference_mode():
+            for p in prepared:
+                windows = partial_windows(p.mel, step, pipe.min_coverage, pipe.partial_frames)
+                info[p.index] = p
+                parts[p.index] = []
+                remaining[p.index] = windows.shape[0]
+                start = 0
+                while start < windows.shape[0]:
+                    take = min(cap - n_pending, windows.shape[0] - start)
+                    pending.append((p.index, windows[start : start + take]))
+                    n_pending += take
+                    start += take
+                    if n_pending >= cap:
+                        flush()
+            flush()
+        return out
+
+
+def _as_library_error(exc: BaseException, source: str) -> SpeakerEmbedError:
+    if isinstance(exc, SpeakerEmbedError):
+        if exc.source is None:
+            exc.source = source
+        return exc
+    if isinstance(exc, MemoryError):
+        return AudioError(
+            "is too large to process in memory; set Pipeline.max_duration_s, or cut it into parts",
+            source=source,
+            stage="load",
+        )
+    return SpeakerEmbedError(
+        f"unexpected {type(exc).__name__} while embedding it: {exc}; this is a bug in "
+        "speakerembed, please report it with the input",
+        source=source,
+    )
+
+
+def _module_info(module: Any) -> WeightsInfo:
+    from .weights import WeightsInfo
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return WeightsInfo("instance", None, digest.hexdigest())
+
+
+_recorders_lock = threading.Lock()
+
+
+def _recorder_for(registry: object) -> Recorder:
+    if registry is None:
+        return NULL_RECORDER
+    from .metrics import recorder_for_registry
+
+    with _recorders_lock:
+        return recorder_for_registry(registry)

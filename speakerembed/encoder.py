@@ -1,0 +1,245 @@
+"""Stage 4: the encoder. Partial-window mels in, L2-normalised embeddings out.
+
+An :class:`Encoder` has one job: map a batch of mel windows, shape ``(B, 160, 40)``, to unit
+vectors, shape ``(B, 256)``. :class:`ModuleEncoder` adapts any ``torch.nn.Module`` of that shape:
+speakerembed's own :class:`VoiceEncoder`, Chatterbox's ``VoiceEncoder`` class, or an instance
+already running in a ``ChatterboxTTS`` (its ``.ve``), which is used as is, on its own device.
+
+:class:`VoiceEncoder` has Chatterbox's architecture and parameter names (``lstm.*``, ``proj.*``,
+``similarity_weight``, ``similarity_bias``), so it loads the same checkpoints strictly without
+chatterbox-tts installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from .errors import BackendUnavailableError, ConfigError, WeightsError
+from .weights import WeightsInfo, load_state_dict, resolve_weights
+
+if TYPE_CHECKING:
+    import os
+
+__all__ = [
+    "Encoder",
+    "EncoderImpl",
+    "ModuleEncoder",
+    "Precision",
+    "VoiceEncoder",
+    "adapt_state_dict",
+    "load_encoder",
+    "resolve_device",
+]
+
+Precision = Literal["fp32", "bf16"]
+EncoderImpl = Literal["builtin", "chatterbox"]
+
+N_MELS = 40
+HIDDEN_SIZE = 256
+EMBEDDING_SIZE = 256
+NUM_LAYERS = 3
+
+
+class VoiceEncoder(nn.Module):
+    """Chatterbox's voice encoder: a 3-layer LSTM, a projection, ReLU, L2 normalisation.
+
+    Parameters have Chatterbox's names, so ``load_state_dict(strict=True)`` accepts its files.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(N_MELS, HIDDEN_SIZE, num_layers=NUM_LAYERS, batch_first=True)
+        self.proj = nn.Linear(HIDDEN_SIZE, EMBEDDING_SIZE)
+        # Unused at inference; kept so that training checkpoints load strictly.
+        self.similarity_weight = nn.Parameter(torch.tensor([10.0]))
+        self.similarity_bias = nn.Parameter(torch.tensor([-5.0]))
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        """Embed windows.
+
+        Parameters
+        ----------
+        mels : torch.Tensor, shape (B, T, 40)
+
+        Returns
+        -------
+        torch.Tensor, shape (B, 256), unit rows (a row that is all zero after the ReLU stays zero)
+        """
+        _, (hidden, _) = self.lstm(mels)
+        raw = torch.relu(self.proj(hidden[-1]))
+        norm = torch.linalg.norm(raw, dim=1, keepdim=True)
+        return raw / norm.clamp_min(torch.finfo(raw.dtype).tiny)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Anything that maps mel windows to unit embeddings."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder's parameters live; windows are sent there."""
+        ...
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        """Map windows of shape (B, T, 40) to float32 unit vectors of shape (B, E)."""
+        ...
+
+
+def adapt_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename checkpoint keys to Chatterbox's: Resemblyzer's ``linear.*`` becomes ``proj.*``,
+    and a ``module.`` prefix (from DataParallel) is dropped."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("linear."):
+            key = "proj." + key[len("linear.") :]
+        out[key] = value
+    return out
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` strictly, with an error that names every missing, unexpected or
+    mis-shaped key."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if shapes:
+        problems.append(f"wrong shapes [{'; '.join(shapes)}]")
+    if problems:
+        raise WeightsError(
+            f"weights {source} do not fit the voice encoder: {', '.join(problems)}; pass a "
+            "Chatterbox or Resemblyzer voice-encoder checkpoint"
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(f"weights {source} hold NaN or Inf in {bad}; the file is corrupt")
+    module.load_state_dict(state, strict=True)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` picks CUDA, then MPS, then the CPU; otherwise the device is checked."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"device={device!r} is not a torch device; pass 'cpu', 'cuda' or 'mps'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}, but CUDA is not available here; pass device='cpu'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device={device!r}, but MPS is not available here; pass device='cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device={device!r} is not supported; pass 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+class ModuleEncoder:
+    """Adapt a ``torch.nn.Module`` (windows in, unit vectors out) to :class:`Encoder`.
+
+    The module is used in eval mode on its own device. Calls are serialised by a lock, so one
+    instance is safe to share between threads and each call sees the whole CPU.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs a bfloat16 copy of the module (the module passed in is left untouched)
+        and renormalises the output in float32.
+    """
+
+    def __init__(self, module: nn.Module, precision: Precision = "fp32") -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision={precision!r} is not 'fp32' or 'bf16'")
+        self.precision: Precision = precision
+        if precision == "bf16":
+            module = copy.deepcopy(module).to(torch.bfloat16)
+        self.module = module.eval()
+        self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the module's first parameter."""
+        return next(self.module.parameters()).device
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        """Embed windows of shape (B, T, 40); returns float32 (B, E) unit rows."""
+        with self._lock, torch.inference_mode():
+            out = self.module(windows.to(self._dtype)).float()
+        if self._dtype != torch.float32:
+            out = out / torch.linalg.norm(out, dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+        return out
+
+
+def _chatterbox_class() -> type[nn.Module]:
+    try:
+        from chatterbox.models.voice_encoder import VoiceEncoder as ChatterboxVoiceEncoder
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "encoder='chatterbox' needs the optional package 'chatterbox-tts', which is not "
+            "installed (or failed to import: "
+            f"{exc}); install it with: pip install 'speakerembed[chatterbox]', or use "
+            "encoder='builtin', which loads the same weights"
+        ) from exc
+    return ChatterboxVoiceEncoder  # type: ignore[no-any-return]
+
+
+def load_encoder(
+    weights: str | os.PathLike[str],
+    *,
+    encoder: EncoderImpl = "builtin",
+    device: torch.device,
+    precision: Precision = "fp32",
+    revision: str | None = None,
+) -> tuple[ModuleEncoder, WeightsInfo, float]:
+    """Load weights into an encoder on ``device``.
+
+    Returns
+    -------
+    encoder : ModuleEncoder
+    info : WeightsInfo
+    load_seconds : float
+        Wall time to find, hash and load the weights.
+    """
+    start = time.perf_counter()
+    info = resolve_weights(weights, revision=revision)
+    assert info.path is not None
+    state = adapt_state_dict(load_state_dict(info.path))
+    if encoder == "builtin":
+        module: nn.Module = VoiceEncoder()
+    elif encoder == "chatterbox":
+        module = _chatterbox_class()()
+    else:
+        raise ConfigError(f"encoder={encoder!r} is not 'builtin', 'chatterbox' or an nn.Module instance")
+    load_into(module, state, repr(info.name if info.name != "file" else info.path))
+    module = module.to(device)
+    return ModuleEncoder(module, precision), info, time.perf_counter() - start
+
+
+def module_device(module: Any) -> torch.device:
+    """Device of a module's parameters (CPU for a module without parameters)."""
+    try:
+        return next(module.parameters()).device  # type: ignore[no-any-return]
+    except StopIteration:
+        return torch.device("cpu")

@@ -1,0 +1,425 @@
+"""Stage 1: decode a file, or take an array, as mono float32.
+
+The rules, in order:
+
+1. **Decode.** Paths are read with soundfile (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, MP3 and
+   more). Where libsndfile cannot read a file and ``ffmpeg`` is on the ``PATH``, ffmpeg decodes
+   it instead.
+2. **Convert to float32 in [-1, 1].** Signed PCM is divided by its full scale (``int8`` by 2**7,
+   ``int16`` by 2**15, ``int32`` by 2**31); ``uint8`` is offset by 128 first. Floats are kept as
+   they are. Float audio that peaks above :data:`MAX_FLOAT_PEAK` is rejected: it is nearly always
+   integer PCM stored as float, and would give a silently wrong embedding.
+3. **Downmix to mono** by the mean of the channels. A 2-D array is read as channels-first,
+   ``(channels, samples)``, when its first axis is the shorter one and holds at most
+   :data:`MAX_CHANNELS` entries; as channels-last, ``(samples, channels)``, in the mirror case.
+   An axis of length 1 is dropped. Anything else is ambiguous and rejected.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import AudioError, InputTooLongError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = [
+    "MAX_CHANNELS",
+    "MAX_FLOAT_PEAK",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "check_sample_rate",
+    "load_audio",
+    "read_file",
+    "to_float32",
+    "to_mono",
+]
+
+#: Most channels a 2-D array may have along its channel axis.
+MAX_CHANNELS = 16
+#: Lowest and highest sample rates accepted, in Hz.
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 768_000
+#: Float audio peaking above this is taken for mis-scaled integer PCM and rejected.
+MAX_FLOAT_PEAK = 2.0
+
+_INT_SCALE = {np.dtype(np.int8): 2.0**7, np.dtype(np.int16): 2.0**15, np.dtype(np.int32): 2.0**31}
+_FFMPEG_TIMEOUT_S = 600
+
+
+def check_sample_rate(sample_rate: object, source: str) -> int:
+    """Validate a sample rate and return it as an int.
+
+    Raises
+    ------
+    AudioError
+        If it is missing, not a whole number, or outside
+        [:data:`MIN_SAMPLE_RATE`, :data:`MAX_SAMPLE_RATE`].
+    """
+    if sample_rate is None:
+        raise AudioError(
+            "an array or tensor needs its sample rate; pass sample_rate=16000 (or the rate of "
+            "your audio), or pass a file path, which carries its own",
+            source=source,
+            stage="load",
+        )
+    value: float
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise AudioError(
+            f"sample_rate={sample_rate!r} is not a number; pass the rate in Hz as an int, e.g. 16000",
+            source=source,
+            stage="load",
+        )
+    value = float(sample_rate)
+    if not np.isfinite(value) or value != int(value):
+        raise AudioError(
+            f"sample_rate={sample_rate!r} is not a whole number of Hz; pass an int, e.g. 44100",
+            source=source,
+            stage="load",
+        )
+    if not MIN_SAMPLE_RATE <= value <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"sample_rate={sample_rate!r} Hz is outside the supported {MIN_SAMPLE_RATE}.."
+            f"{MAX_SAMPLE_RATE} Hz; check that you passed the rate in Hz",
+            source=source,
+            stage="load",
+        )
+    return int(value)
+
+
+def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
+    """Convert PCM or float samples of any supported dtype to float32 in [-1, 1].
+
+    Parameters
+    ----------
+    array : numpy.ndarray
+        Samples: signed or unsigned 8-bit, 16- or 32-bit signed PCM, or float.
+    source : str
+        The input's name for error messages.
+
+    Returns
+    -------
+    numpy.ndarray, float32, same shape
+
+    Raises
+    ------
+    AudioError
+        For other dtypes (complex, bool, strings, objects, int64), for NaN or Inf, and for float
+        audio peaking above :data:`MAX_FLOAT_PEAK`.
+    """
+    dtype = array.dtype
+    if dtype in _INT_SCALE:
+        out = array.astype(np.float32) / np.float32(_INT_SCALE[dtype])
+    elif dtype == np.uint8:
+        out = (array.astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
+    elif dtype.kind == "f":
+        out = np.asarray(array, dtype=np.float32)
+        finite = np.isfinite(out)
+        if not finite.all():
+            bad = int(out.size - np.count_nonzero(finite))
+            first = int(np.argmin(finite.reshape(-1)))
+            raise AudioError(
+                f"holds {bad} NaN or infinite sample(s), the first at flat index {first}; "
+                "repair or drop this audio (np.nan_to_num can zero them)",
+                source=source,
+                stage="load",
+            )
+        if out.size and dtype.itemsize > 4:
+            # float64 values that overflow float32 show up here as Inf.
+            if not np.isfinite(out).all():
+                raise AudioError("has samples too large for float32", source=source, stage="load")
+        peak = float(np.max(np.abs(out))) if out.size else 0.0
+        if peak > MAX_FLOAT_PEAK:
+            raise AudioError(
+                f"float samples peak at {peak:.4g}, outside [-1, 1]; this looks like integer PCM "
+                "stored as float: divide by its full scale (32768 for 16-bit) or pass the "
+                "integer array itself",
+                source=source,
+                stage="load",
+            )
+    elif dtype.kind == "c":
+        raise AudioError(
+            f"has complex dtype {dtype}; pass real samples (for example np.real(x), or a "
+            "waveform rather than a spectrum)",
+            source=source,
+            stage="load",
+        )
+    else:
+        raise AudioError(
+            f"has dtype {dtype}, which is not audio; pass float32/float64 in [-1, 1], or "
+            "int16, int32, int8 or uint8 PCM",
+            source=source,
+            stage="load",
+        )
+    return out
+
+
+def to_mono(array: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.float32]:
+    """Downmix a 1-D or 2-D float32 array to mono (see the module rules).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_samples,), float32, C-contiguous
+    """
+    if array.ndim == 0:
+        raise AudioError(
+            "is a scalar, not audio; pass a 1-D array of samples", source=source, stage="load"
+        )
+    if array.ndim == 1:
+        return np.ascontiguousarray(array)
+    if array.ndim > 2:
+        raise AudioError(
+            f"has {array.ndim} dimensions {tuple(array.shape)}; pass one utterance as 1-D "
+            "(samples,) or 2-D (channels, samples), and a batch as a list of those",
+            source=source,
+            stage="load",
+        )
+    rows, cols = array.shape
+    if rows == 1 or cols == 1:
+        return np.ascontiguousarray(array.reshape(-1))
+    if rows < cols and rows <= MAX_CHANNELS:
+        mono = array.mean(axis=0, dtype=np.float32)
+    elif cols < rows and cols <= MAX_CHANNELS:
+        mono = array.mean(axis=1, dtype=np.float32)
+    else:
+        raise AudioError(
+            f"has shape {tuple(array.shape)}, and neither axis looks like up to {MAX_CHANNELS} "
+            "channels; pass (channels, samples) or (samples, channels), or a list for a batch",
+            source=source,
+            stage="load",
+        )
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_path(path: Path, source: str) -> None:
+    if not path.exists():
+        raise AudioError(
+            "no such file; check the path and the working directory",
+            source=source,
+            stage="load",
+        )
+    if path.is_dir():
+        raise AudioError(
+            "is a directory, not an audio file; pass the files in it (for example "
+            "sorted(Path(d).glob('*.wav')))",
+            source=source,
+            stage="load",
+        )
+    if not os.access(path, os.R_OK):
+        raise AudioError(
+            "cannot be read: permission denied; check its permissions",
+            source=source,
+            stage="load",
+        )
+    if path.stat().st_size == 0:
+        raise AudioError("is an empty file (0 bytes); it holds no audio", source=source, stage="load")
+
+
+def _check_duration(frames: float, sample_rate: int, max_duration_s: float | None, source: str) -> None:
+    if max_duration_s is not None and frames / sample_rate > max_duration_s:
+        raise InputTooLongError(
+            f"lasts {frames / sample_rate:.1f} s, more than max_duration_s={max_duration_s:g}; "
+            "cut it into parts, or raise Pipeline.max_duration_s (the CLI's --max-duration)",
+            source=source,
+            stage="load",
+        )
+
+
+def read_file(
+    path: str | os.PathLike[str], *, max_duration_s: float | None = None, source: str | None = None
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Decode an audio file to float32 samples.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        WAV, FLAC, Ogg, MP3 or anything else libsndfile reads (or ffmpeg, where installed).
+    max_duration_s : float or None
+        Reject the file, before decoding it, when its header says it is longer.
+    source : str or None
+        The name used in error messages; defaults to the path.
+
+    Returns
+    -------
+    samples : numpy.ndarray, shape (n_samples, n_channels), float32
+    sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        When the file is missing, a directory, unreadable, empty, not audio, or has a bad rate.
+    InputTooLongError
+        When it is longer than ``max_duration_s``.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    source = source if source is not None else str(path)
+    _check_path(path, source)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is not None:
+            return _read_with_ffmpeg(ffmpeg, path, max_duration_s, source)
+        raise AudioError(
+            f"is not audio that libsndfile can decode ({_short(exc)}); convert it to WAV or "
+            "FLAC, or install ffmpeg for other formats",
+            source=source,
+            stage="load",
+        ) from exc
+    if info.samplerate <= 0:
+        raise AudioError(
+            f"has a header that says {info.samplerate} Hz; the file is corrupt: re-encode it "
+            "with the right sample rate",
+            source=source,
+            stage="load",
+        )
+    sample_rate = check_sample_rate(info.samplerate, source)
+    _check_duration(info.frames, sample_rate, max_duration_s, source)
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as exc:
+        raise AudioError(
+            f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: "
+            "re-encode it",
+            source=source,
+            stage="load",
+        ) from exc
+    if data.size == 0:
+        raise AudioError(
+            "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
+        )
+    _check_duration(data.shape[0], sample_rate, max_duration_s, source)
+    return data, int(sr)
+
+
+def _read_with_ffmpeg(
+    ffmpeg: str, path: Path, max_duration_s: float | None, source: str
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Decode with the ffmpeg program: its native rate, float32, interleaved channels."""
+    probe = shutil.which("ffprobe")
+    if probe is None:
+        raise AudioError(
+            "is not audio that libsndfile can decode, and ffprobe is missing; convert it to WAV",
+            source=source,
+            stage="load",
+        )
+    try:
+        meta = subprocess.run(
+            [probe, "-v", "error", "-select_streams", "a:0", "-show_entries",
+             "stream=sample_rate,channels", "-of", "csv=p=0", str(path)],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip().split(",")
+        sample_rate, channels = int(meta[0]), int(meta[1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        raise AudioError(
+            "is not audio that libsndfile or ffmpeg can decode; check that it is an audio file",
+            source=source,
+            stage="load",
+        ) from exc
+    sample_rate = check_sample_rate(sample_rate, source)
+    cmd = [ffmpeg, "-v", "error", "-nostdin", "-i", str(path)]
+    if max_duration_s is not None:
+        cmd += ["-t", str(max_duration_s + 1.0)]
+    cmd += ["-f", "f32le", "-acodec", "pcm_f32le", "-"]
+    try:
+        raw = subprocess.run(cmd, capture_output=True, timeout=_FFMPEG_TIMEOUT_S, check=True).stdout
+    except subprocess.SubprocessError as exc:
+        raise AudioError(
+            "could not be decoded by ffmpeg; the file may be corrupt", source=source, stage="load"
+        ) from exc
+    data = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if data.size == 0 or channels < 1:
+        raise AudioError("holds no samples", source=source, stage="load")
+    data = data[: data.size - data.size % channels].reshape(-1, channels)
+    _check_duration(data.shape[0], sample_rate, max_duration_s, source)
+    return data, sample_rate
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[-1][:200] if text else type(exc).__name__
+
+
+def _tensor_to_numpy(tensor: Any) -> npt.NDArray[Any]:
+    """A torch tensor, on any device, as a NumPy array on the host."""
+    import torch
+
+    t = tensor.detach()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    if t.is_complex():
+        return np.zeros(1, dtype=np.complex64)  # dtype check reports it
+    return np.asarray(t.cpu().numpy())
+
+
+def _is_tensor(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__module__.startswith("torch") and cls.__name__ in ("Tensor", "Parameter")
+
+
+def load_audio(
+    item: object,
+    sample_rate: object = None,
+    *,
+    max_duration_s: float | None = None,
+    source: str = "input",
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Load one utterance: a path, a NumPy array or a torch tensor, as mono float32.
+
+    Parameters
+    ----------
+    item : str, os.PathLike, numpy.ndarray or torch.Tensor
+        The utterance. Arrays and tensors are 1-D, or 2-D with channels (see the module rules).
+    sample_rate : int or None
+        The rate of an array or tensor, in Hz. Ignored for files, which carry their own.
+    max_duration_s : float or None
+        Reject input longer than this, before resampling.
+    source : str
+        The input's name in error messages, such as ``"input 3"``.
+
+    Returns
+    -------
+    waveform : numpy.ndarray, shape (n_samples,), float32
+    sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        For anything that is not usable audio, with the input named.
+    """
+    if isinstance(item, (str, os.PathLike)):
+        data, sr = read_file(item, max_duration_s=max_duration_s, source=f"{source} ({os.fspath(item)!s})")
+        return to_mono(data, source), sr
+    if isinstance(item, bytes):
+        raise AudioError(
+            "is bytes; pass a path, or decode the bytes first (soundfile.read(io.BytesIO(b)))",
+            source=source,
+            stage="load",
+        )
+    if _is_tensor(item):
+        array = _tensor_to_numpy(item)
+    elif isinstance(item, np.ndarray):
+        array = item
+    else:
+        raise AudioError(
+            f"is a {type(item).__name__}; pass a file path, a numpy.ndarray or a torch.Tensor",
+            source=source,
+            stage="load",
+        )
+    sr = check_sample_rate(sample_rate, source)
+    if array.size == 0:
+        raise AudioError(f"is empty (shape {tuple(array.shape)}); pass some audio", source=source, stage="load")
+    if array.ndim == 0 or array.ndim > 2:
+        return to_mono(array, source)  # raises, naming the shape
+    samples = array.shape[-1] if array.ndim == 1 else max(array.shape)
+    _check_duration(samples, sr, max_duration_s, source)
+    return to_mono(to_float32(array, source), source), sr

@@ -1,0 +1,120 @@
+"""Stage 3: the 40-band power mel spectrogram at 16 kHz.
+
+This is Chatterbox's ``melspectrogram`` (``chatterbox.models.voice_encoder.melspec`` in
+chatterbox-tts 0.1.7) written with torch, so that it runs on any device: a 400-sample Hann STFT
+every 160 samples, centred with reflect padding, magnitudes squared, and 40 Slaney-scale,
+Slaney-normalised mel bands from 0 to 8 kHz (``librosa.filters.mel``'s defaults). No log, no
+pre-emphasis.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import torch
+
+__all__ = ["N_FFT", "N_MELS", "mel_filterbank", "melspectrogram", "n_mel_frames", "slaney_filterbank"]
+
+N_FFT = 400
+N_MELS = 40
+F_MAX = 8000.0
+
+
+def n_mel_frames(n_samples: int) -> int:
+    """Mel frames for ``n_samples`` of 16 kHz audio: ``1 + n_samples // 160``."""
+    return 1 + n_samples // MEL_HOP_LENGTH
+
+
+def _hz_to_mel(freqs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
+    f_sp = 200.0 / 3
+    mels = freqs / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    above = freqs >= min_log_hz
+    mels[above] = min_log_mel + np.log(freqs[above] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(mels: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    above = mels >= min_log_mel
+    freqs[above] = min_log_hz * np.exp(logstep * (mels[above] - min_log_mel))
+    return freqs
+
+
+def slaney_filterbank() -> npt.NDArray[np.float32]:
+    """``librosa.filters.mel(sr=16000, n_fft=400, n_mels=40, fmin=0, fmax=8000)``, shape (40, 201).
+
+    Slaney's mel scale and Slaney's area normalisation, as Chatterbox's ``mel_basis`` and
+    Resemblyzer's features use.
+    """
+    fft_freqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / MODEL_SAMPLE_RATE)
+    mel_min, mel_max = _hz_to_mel(np.array([0.0, F_MAX]))
+    mel_f = _mel_to_hz(np.linspace(mel_min, mel_max, N_MELS + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    weights = np.zeros((N_MELS, fft_freqs.size), dtype=np.float32)
+    for i in range(N_MELS):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : N_MELS + 2] - mel_f[:N_MELS]))[:, np.newaxis]
+    return weights
+
+
+@functools.lru_cache(maxsize=8)
+def _filterbank(device: str) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(slaney_filterbank()).to(device)
+
+
+@functools.lru_cache(maxsize=8)
+def _window(device: str) -> torch.Tensor:
+    import torch
+
+    return torch.hann_window(N_FFT).to(device)
+
+
+def mel_filterbank(device: Any = "cpu") -> torch.Tensor:
+    """The mel filterbank, shape (40, 201), float32, cached per device."""
+    return _filterbank(str(device))
+
+
+def melspectrogram(waveform: torch.Tensor) -> torch.Tensor:
+    """Power mel spectrogram of 16 kHz audio, on the waveform's device.
+
+    Parameters
+    ----------
+    waveform : torch.Tensor, shape (n_samples,), float32
+        At least 201 samples (reflect padding needs them).
+
+    Returns
+    -------
+    torch.Tensor, shape (1 + n_samples // 160, 40), float32
+        Frames first, as the encoder reads them.
+    """
+    import torch
+
+    device = str(waveform.device)
+    spec = torch.stft(
+        waveform.float(),
+        n_fft=N_FFT,
+        hop_length=MEL_HOP_LENGTH,
+        win_length=N_FFT,
+        window=_window(device),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    power = spec.abs().pow_(2)
+    return torch.matmul(_filterbank(device), power).T

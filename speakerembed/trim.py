@@ -1,0 +1,99 @@
+"""Stage 2b: trim leading and trailing silence.
+
+The rule is :func:`librosa.effects.trim`'s, without librosa: frame the signal (``frame_length``
+samples every ``hop_length``, zero-padded by half a frame at each end), take each frame's RMS,
+and keep from the first to the last frame whose level is above ``-top_db`` dB relative to the
+loudest frame. Levels below :data:`SILENCE_DB` dBFS count as digital silence: a signal that
+never rises above it has no voice to embed, and librosa would keep all of it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+__all__ = ["SILENCE_DB", "frame_power", "is_silent", "trim_bounds", "trim_silence"]
+
+#: Frames whose RMS level is below this, in dBFS, are digital silence (librosa's ``amin``).
+SILENCE_DB = -100.0
+_AMIN_POWER = 1e-10  # (10 ** (SILENCE_DB / 20)) ** 2
+
+
+def frame_power(
+    waveform: npt.NDArray[np.float32], frame_length: int = 2048, hop_length: int = 512
+) -> npt.NDArray[np.float64]:
+    """Mean power of each centred frame, as ``librosa.feature.rms(...) ** 2``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (1 + n_samples // hop_length,), float64
+    """
+    n = waveform.shape[-1]
+    half = frame_length // 2
+    squares = np.square(waveform, dtype=np.float64)
+    cumsum = np.zeros(n + 2 * half + 1, dtype=np.float64)
+    np.cumsum(squares, out=cumsum[half + 1 : half + 1 + n])
+    cumsum[half + 1 + n :] = cumsum[half + n]
+    n_frames = 1 + (n + 2 * half - frame_length) // hop_length
+    starts = np.arange(n_frames) * hop_length
+    power: npt.NDArray[np.float64] = (cumsum[starts + frame_length] - cumsum[starts]) / frame_length
+    return np.maximum(power, 0.0)
+
+
+def is_silent(power: npt.NDArray[np.float64]) -> bool:
+    """Whether every frame is below :data:`SILENCE_DB`."""
+    return bool(power.size == 0 or np.max(power) <= _AMIN_POWER)
+
+
+def trim_bounds(
+    power: npt.NDArray[np.float64], n_samples: int, top_db: float, hop_length: int
+) -> tuple[int, int]:
+    """``(start, end)`` sample bounds of the non-silent part, from :func:`frame_power`'s output."""
+    db = 10.0 * np.log10(np.maximum(_AMIN_POWER, power))
+    db -= 10.0 * np.log10(max(_AMIN_POWER, float(np.max(power))))
+    loud = np.flatnonzero(db > -top_db)
+    if loud.size == 0:
+        return 0, 0
+    start = int(loud[0]) * hop_length
+    end = min(n_samples, (int(loud[-1]) + 1) * hop_length)
+    return start, end
+
+
+def trim_silence(
+    waveform: npt.NDArray[np.float32],
+    top_db: float = 20,
+    frame_length: int = 2048,
+    hop_length: int = 512,
+) -> tuple[npt.NDArray[np.float32], tuple[int, int]]:
+    """Trim leading and trailing silence, as :func:`librosa.effects.trim` does.
+
+    Parameters
+    ----------
+    waveform : numpy.ndarray, shape (n_samples,), float32
+    top_db : float
+        Threshold in dB below the loudest frame.
+    frame_length, hop_length : int
+        Framing of the energy, in samples.
+
+    Returns
+    -------
+    trimmed : numpy.ndarray, shape (end - start,), float32
+        A view of ``waveform``.
+    bounds : tuple of int
+        ``(start, end)`` in samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from speakerembed.trim import trim_silence
+    >>> x = np.zeros(16000, np.float32); x[6000:10000] = 0.5
+    >>> trim_silence(x)[1]
+    (5120, 11264)
+    """
+    power = frame_power(waveform, frame_length, hop_length)
+    start, end = trim_bounds(power, waveform.shape[-1], top_db, hop_length)
+    return waveform[start:end], (start, end)

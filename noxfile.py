@@ -1,0 +1,86 @@
+"""Development sessions: ``nox -l`` lists them; ``nox -t ci`` runs what CI runs.
+
+torch is pinned by ``SPEAKEREMBED_TORCH`` (default ``torch==2.13.0``, a CPU wheel on the CI
+machines); set it to another requirement to test against another torch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "examples"]
+
+PYTHON = "3.11"
+TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
+CHATTERBOX = "chatterbox-tts==0.1.7"
+
+
+def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser") -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]", TORCH)
+    for group in groups:
+        session.install("--group", group)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def tests(session: nox.Session) -> None:
+    """Unit and integration tests on the CPU, with the Resemblyzer weights (no network)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "not chatterbox", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"], default=False)
+def tests_chatterbox(session: nox.Session) -> None:
+    """Parity with chatterbox-tts's own VoiceEncoder (installs chatterbox-tts, torch 2.6, ~6 GB)."""
+    session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4")
+    session.install("-e", ".", "--group", "test")
+    session.run("pytest", "-m", "chatterbox", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("--group", "lint")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package and on tests/typing (the public API as users call it)."""
+    _install(session, "typing")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs with -n -W (nitpicky, warnings are errors) and run their doctests."""
+    _install(session, "docs")
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-n", "-W", "--keep-going", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def examples(session: nox.Session) -> None:
+    """Run every example program (the tests run them too, this shows their output)."""
+    _install(session)
+    for script in sorted(os.listdir("examples")):
+        if script.endswith(".py") and not script.startswith("_") and script != "serve_metrics.py":
+            session.run("python", f"examples/{script}")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks: throughput, per-stage time, latency, memory; writes benchmarks/results/."""
+    _install(session, "test")
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing with 10,000 hypothesis examples per property."""
+    _install(session, "test")
+    session.run("pytest", "tests/test_fuzz.py", "--hypothesis-profile=long", *session.posargs)

@@ -1,0 +1,122 @@
+"""Shared fixtures: the real speech in ``../shared/data/speech``, and one embedder per session.
+
+The speech data lives beside the project (``<root>/../shared/data/speech``) and is never copied
+into it. Tests that need it skip, with a reason that says where it was looked for, when it is
+absent. Set ``SPEAKEREMBED_SPEECH_DIR`` to use another copy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from speakerembed import SpeakerEmbedder
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH_DIR = Path(os.environ.get("SPEAKEREMBED_SPEECH_DIR", ROOT.parent / "shared" / "data" / "speech"))
+EXAMPLE_AUDIO = ROOT / "examples" / "audio"
+
+
+def speech_dir() -> Path:
+    """The shared speech directory, or a skip when it is absent."""
+    if not (SPEECH_DIR / "librispeech").is_dir():
+        pytest.skip(
+            f"real speech not found at {SPEECH_DIR} (the project's sibling ../shared/data/speech); "
+            "set SPEAKEREMBED_SPEECH_DIR to a copy to run this test"
+        )
+    return SPEECH_DIR
+
+
+@pytest.fixture(scope="session")
+def speech() -> Path:
+    """``../shared/data/speech``; skips the test when it is absent."""
+    return speech_dir()
+
+
+@pytest.fixture(scope="session")
+def librispeech(speech: Path) -> dict[str, list[Path]]:
+    """The six LibriSpeech test-other speakers: speaker id -> 10 FLAC paths, sorted."""
+    groups = {
+        d.name: sorted(d.glob("*.flac")) for d in sorted((speech / "librispeech").iterdir()) if d.is_dir()
+    }
+    groups = {k: v for k, v in groups.items() if v}
+    if len(groups) < 2:
+        pytest.skip(f"fewer than two LibriSpeech speakers under {speech / 'librispeech'}")
+    return groups
+
+
+@pytest.fixture(scope="session")
+def librispeech_files(librispeech: dict[str, list[Path]]) -> list[Path]:
+    """Every LibriSpeech utterance, speaker by speaker."""
+    return [p for files in librispeech.values() for p in files]
+
+
+@pytest.fixture(scope="session")
+def short_utterances(librispeech: dict[str, list[Path]]) -> list[Path]:
+    """Six short utterances (the shortest of each speaker, 2.5 to 4.5 s), for fast tests."""
+    import soundfile as sf
+
+    return [min(files, key=lambda p: sf.info(str(p)).frames) for files in librispeech.values()]
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SpeakerEmbedder:
+    """One CPU embedder with the offline Resemblyzer weights, shared by the whole session."""
+    from speakerembed import SpeakerEmbedder
+
+    return SpeakerEmbedder("resemblyzer", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def librispeech_embeddings(
+    embedder: SpeakerEmbedder, librispeech: dict[str, list[Path]]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Utterance embeddings of every LibriSpeech file, per speaker (computed once, default pipeline)."""
+    files = [p for group in librispeech.values() for p in group]
+    rows = embedder.embed_utterances(files)
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    start = 0
+    for speaker, group in librispeech.items():
+        out[speaker] = rows[start : start + len(group)]
+        start += len(group)
+    return out
+
+
+@pytest.fixture(scope="session")
+def resemblyzer_weights() -> Path:
+    """The path of Resemblyzer's ``pretrained.pt`` (found without importing resemblyzer)."""
+    from speakerembed.weights import resolve_weights
+
+    info = resolve_weights("resemblyzer")
+    assert info.path is not None
+    return Path(info.path)
+
+
+@pytest.fixture
+def weights_file(tmp_path: Path, resemblyzer_weights: Path) -> Iterator[Path]:
+    """A copy of the Resemblyzer weights as a local ``.safetensors`` file (keys renamed to ``proj.*``)."""
+    from safetensors.torch import save_file
+
+    from speakerembed.encoder import adapt_state_dict
+    from speakerembed.weights import load_state_dict
+
+    path = tmp_path / "ve.safetensors"
+    state = adapt_state_dict(load_state_dict(resemblyzer_weights))
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return path
+
+
+def speech_wave(path: Path) -> tuple[npt.NDArray[np.float32], int]:
+    """Read a file as mono float32 with soundfile (mean of the channels)."""
+    import soundfile as sf
+
+    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.mean(axis=1, dtype=np.float32)), int(sr)

@@ -1,0 +1,127 @@
+"""The public surface: ``speakerembed.__all__``, every module's ``__all__``, and a cheap import."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import speakerembed
+
+MODULES = sorted(
+    name
+    for _, name, _ in pkgutil.iter_modules(speakerembed.__path__, "speakerembed.")
+    if name != "speakerembed.__main__"
+)
+# Modules whose import needs an optional package; checked only where it is installed.
+OPTIONAL = {"speakerembed.metrics": "prometheus_client"}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    # httpx's test_exported_members: every public attribute of the package is in __all__, and
+    # everything in __all__ is importable from the package.
+    public = {name for name in dir(speakerembed) if not name.startswith("_")}
+    assert set(speakerembed.__all__) - {"__version__"} == public - {"__version__"}
+    for name in speakerembed.__all__:
+        assert getattr(speakerembed, name) is not None, name
+
+
+def test_all_is_sorted_and_unique() -> None:
+    assert list(speakerembed.__all__) == sorted(set(speakerembed.__all__))
+
+
+def test_public_objects_belong_to_speakerembed() -> None:
+    for name in speakerembed.__all__:
+        obj = getattr(speakerembed, name)
+        if callable(obj):
+            assert obj.__module__.startswith("speakerembed"), (name, obj.__module__)
+
+
+def test_expected_api_names_are_exported() -> None:
+    for name in (
+        "embed_speaker",
+        "embed_utterances",
+        "utt_to_spk_embed",
+        "Pipeline",
+        "SpeakerEmbedder",
+        "SpeakerEmbedError",
+        "AudioError",
+        "WeightsError",
+        "ConfigError",
+        "BackendUnavailableError",
+    ):
+        assert name in speakerembed.__all__
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'embed_speakers'"):
+        _ = speakerembed.embed_speakers  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_every_module_has_all(module_name: str) -> None:
+    if module_name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[module_name])
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    assert isinstance(names, list), f"{module_name} has no __all__ list"
+    for name in names:
+        assert hasattr(module, name), f"{module_name}.__all__ names missing {name!r}"
+
+
+def test_error_tree() -> None:
+    from speakerembed import (
+        AudioError,
+        BackendUnavailableError,
+        ConfigError,
+        InputTooLongError,
+        SpeakerEmbedError,
+        WeightsError,
+    )
+
+    assert issubclass(AudioError, SpeakerEmbedError)
+    assert issubclass(AudioError, ValueError)
+    assert issubclass(InputTooLongError, AudioError)
+    assert issubclass(ConfigError, SpeakerEmbedError)
+    assert issubclass(ConfigError, ValueError)
+    assert issubclass(WeightsError, SpeakerEmbedError)
+    assert issubclass(WeightsError, RuntimeError)
+    assert issubclass(BackendUnavailableError, SpeakerEmbedError)
+    assert issubclass(BackendUnavailableError, ImportError)
+
+
+def test_import_is_cheap() -> None:
+    code = (
+        "import json, sys\n"
+        "import speakerembed\n"
+        "from speakerembed import Pipeline, utt_to_spk_embed, SpeakerEmbedError\n"
+        "Pipeline(order='trim_resample')\n"
+        "heavy = ['torch', 'soundfile', 'prometheus_client', 'torchaudio', 'chatterbox', 'librosa',"
+        " 'soxr', 'scipy', 'resampy', 'huggingface_hub']\n"
+        "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_lazy_names_resolve_in_fresh_interpreter() -> None:
+    code = (
+        "import speakerembed\n"
+        "print(speakerembed.SpeakerEmbedder.__name__, speakerembed.embed_speaker.__name__,"
+        " speakerembed.WeightsInfo.__name__)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["SpeakerEmbedder", "embed_speaker", "WeightsInfo"]
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(speakerembed.__version__, str)
+    assert speakerembed.__version__[0].isdigit()

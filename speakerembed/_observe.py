@@ -45,5 +45,8 @@ class Recorder:
     def device_memory(self, device: str) -> None:
         """Sample the device's memory in use."""
 
+    def embedder_used(self, embedder: object) -> None:
+        """Note that a module-level call will use ``embedder``, perhaps cached from before."""
+
 
 NULL_RECORDER = Recorder()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
+    from ._observe import Recorder
     from .config import Pipeline
     from .embedder import AudioInput, EmbeddingResult, SpeakerEmbedder
     from .encoder import EncoderImpl, Precision
@@ -53,7 +54,7 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def _recorder(registry: CollectorRegistry | None) -> Any:
+def _recorder(registry: CollectorRegistry | None) -> Recorder:
     from .embedder import _recorder_for
 
     return _recorder_for(registry)
@@ -149,8 +150,10 @@ def embed_utterances(
     (2, 256)
     """
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
+    rec = _recorder(registry)
+    rec.embedder_used(embedder)  # its load time and build info, once per registry
     return embedder._run(  # type: ignore[no-any-return]
-        "embed_utterances", inputs, sample_rate, pipeline, errors, _recorder(registry)
+        "embed_utterances", inputs, sample_rate, pipeline, errors, rec
     )
 
 
@@ -186,6 +189,8 @@ def embed_speaker(
     ((256,), 1.0)
     """
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
+    rec = _recorder(registry)
+    rec.embedder_used(embedder)  # its load time and build info, once per registry
     return embedder._run(  # type: ignore[no-any-return]
-        "embed_speaker", inputs, sample_rate, pipeline, "raise", _recorder(registry)
+        "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
     )

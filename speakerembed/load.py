@@ -115,15 +115,17 @@ def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
         audio peaking above :data:`MAX_FLOAT_PEAK`.
     """
     dtype = array.dtype
+    out: npt.NDArray[np.float32]
     if dtype in _INT_SCALE:
         out = array.astype(np.float32) / np.float32(_INT_SCALE[dtype])
     elif dtype == np.uint8:
         out = (array.astype(np.float32) - np.float32(128.0)) / np.float32(128.0)
     elif dtype.kind == "f":
-        out = np.asarray(array, dtype=np.float32)
-        finite = np.isfinite(out)
+        # Check the values in their own dtype: a float64 sample beyond float32's range would
+        # overflow (with a RuntimeWarning) in the cast.
+        finite = np.isfinite(array)
         if not finite.all():
-            bad = int(out.size - np.count_nonzero(finite))
+            bad = int(array.size - np.count_nonzero(finite))
             first = int(np.argmin(finite.reshape(-1)))
             raise AudioError(
                 f"holds {bad} NaN or infinite sample(s), the first at flat index {first}; "
@@ -131,11 +133,7 @@ def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
                 source=source,
                 stage="load",
             )
-        if out.size and dtype.itemsize > 4:
-            # float64 values that overflow float32 show up here as Inf.
-            if not np.isfinite(out).all():
-                raise AudioError("has samples too large for float32", source=source, stage="load")
-        peak = float(np.max(np.abs(out))) if out.size else 0.0
+        peak = float(np.max(np.abs(array))) if array.size else 0.0
         if peak > MAX_FLOAT_PEAK:
             raise AudioError(
                 f"float samples peak at {peak:.4g}, outside [-1, 1]; this looks like integer PCM "
@@ -144,10 +142,20 @@ def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
                 source=source,
                 stage="load",
             )
+        out = np.asarray(array, dtype=np.float32)
     elif dtype.kind == "c":
         raise AudioError(
             f"has complex dtype {dtype}; pass real samples (for example np.real(x), or a "
             "waveform rather than a spectrum)",
+            source=source,
+            stage="load",
+        )
+    elif dtype.kind in "iu":
+        # int64, uint16, uint32...: no audio format stores these, so their full scale is unknown.
+        raise AudioError(
+            f"has dtype {dtype}, which has no standard PCM full scale; convert it: "
+            "x.astype(np.int16) if it holds 16-bit samples, x.astype(np.int32) for 32-bit, or "
+            "float32 in [-1, 1]",
             source=source,
             stage="load",
         )
@@ -198,28 +206,86 @@ def to_mono(array: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.float
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def _check_path(path: Path, source: str) -> None:
-    if not path.exists():
+def _check_path(path: Path, source: str) -> bytes:
+    """Check that ``path`` is a readable, non-empty regular file; return its first bytes.
+
+    The file is opened for real (rather than asked about with :func:`os.access`, which answers
+    for the real rather than the effective user), so a permission problem is reported as one.
+    """
+    if not str(path) or str(path) == ".":
+        raise AudioError("is an empty path; pass the path of an audio file", source=source, stage="load")
+    try:
+        if not path.exists():
+            raise AudioError(
+                "no such file; check the path and the working directory",
+                source=source,
+                stage="load",
+            )
+        if path.is_dir():
+            raise AudioError(
+                "is a directory, not an audio file; pass the files in it (for example "
+                "sorted(Path(d).glob('*.wav')))",
+                source=source,
+                stage="load",
+            )
+        if not path.is_file():
+            # A FIFO or a device would block or never end.
+            raise AudioError(
+                "is not a regular file (a pipe, socket or device); save the audio to a file first",
+                source=source,
+                stage="load",
+            )
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except PermissionError as exc:
+        raise _permission_error(source) from exc
+    except OSError as exc:
         raise AudioError(
-            "no such file; check the path and the working directory",
+            f"cannot be opened ({exc.strerror or type(exc).__name__}); check the path and its "
+            "permissions",
             source=source,
             stage="load",
-        )
-    if path.is_dir():
-        raise AudioError(
-            "is a directory, not an audio file; pass the files in it (for example "
-            "sorted(Path(d).glob('*.wav')))",
-            source=source,
-            stage="load",
-        )
-    if not os.access(path, os.R_OK):
-        raise AudioError(
-            "cannot be read: permission denied; check its permissions",
-            source=source,
-            stage="load",
-        )
-    if path.stat().st_size == 0:
+        ) from exc
+    if not head:
         raise AudioError("is an empty file (0 bytes); it holds no audio", source=source, stage="load")
+    return head
+
+
+def _permission_error(source: str) -> AudioError:
+    return AudioError(
+        "cannot be read: permission denied; check its permissions (chmod +r) or run as a user "
+        "who may read it",
+        source=source,
+        stage="load",
+    )
+
+
+def _wav_header_rate(head: bytes) -> int | None:
+    """Return the sample rate a RIFF/RF64 WAVE header declares, or None if ``head`` is not one.
+
+    Only the ``fmt `` chunk at its usual place (right after the 12-byte RIFF header) is read;
+    this is enough to explain why libsndfile refused a file, not to parse every WAV.
+    """
+    if len(head) < 28 or head[:4] not in (b"RIFF", b"RF64") or head[8:16] != b"WAVEfmt ":
+        return None
+    return int.from_bytes(head[24:28], "little")
+
+
+def _describe_undecodable(head: bytes) -> str:
+    """Guess, from its first bytes, what a file that is not audio holds."""
+    if head.startswith(b"\x89PNG") or head[:3] == b"\xff\xd8\xff" or head[:4] == b"GIF8":
+        return "it is an image"
+    if head.startswith((b"%PDF", b"PK\x03\x04")):
+        return "it is a document or an archive"
+    if head.startswith((b"RIFF", b"RF64")) and head[8:12] == b"WAVE":
+        return "its WAV header is corrupt or uses an unsupported codec"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c.isspace() for c in text):
+        return "it is a text file"
+    return "it is not in a format libsndfile recognises, or it is corrupt"
 
 
 def _check_duration(frames: float, sample_rate: int, max_duration_s: float | None, source: str) -> None:
@@ -262,23 +328,36 @@ def read_file(
 
     path = Path(path)
     source = source if source is not None else str(path)
-    _check_path(path, source)
+    head = _check_path(path, source)
+    declared = _wav_header_rate(head)
+    if declared is not None and declared <= 0:
+        raise AudioError(
+            f"has a WAV header that says {declared} Hz; the file is corrupt: re-encode it with "
+            "the right sample rate (for example sox, or soundfile.write(path, data, rate))",
+            source=source,
+            stage="load",
+        )
     try:
         info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except PermissionError as exc:
+        raise _permission_error(source) from exc
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        _raise_if_unreadable(path, source, exc)
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is not None:
             return _read_with_ffmpeg(ffmpeg, path, max_duration_s, source)
         raise AudioError(
-            f"is not audio that libsndfile can decode ({_short(exc)}); convert it to WAV or "
-            "FLAC, or install ffmpeg for other formats",
+            f"is not audio that libsndfile can decode: {_describe_undecodable(head)}"
+            f"{_libsndfile_reason(exc)}; convert it to WAV or FLAC, or install ffmpeg for other "
+            "formats",
             source=source,
             stage="load",
         ) from exc
-    if info.samplerate <= 0:
+    if info.samplerate <= 0 or not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise AudioError(
-            f"has a header that says {info.samplerate} Hz; the file is corrupt: re-encode it "
-            "with the right sample rate",
+            f"has a header that says {info.samplerate} Hz, outside the supported "
+            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the file is corrupt or not speech: "
+            "re-encode it with the right sample rate",
             source=source,
             stage="load",
         )
@@ -286,7 +365,10 @@ def read_file(
     _check_duration(info.frames, sample_rate, max_duration_s, source)
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, MemoryError) as exc:
+    except PermissionError as exc:
+        raise _permission_error(source) from exc
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:
+        _raise_if_unreadable(path, source, exc)
         raise AudioError(
             f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: "
             "re-encode it",
@@ -299,6 +381,22 @@ def read_file(
         )
     _check_duration(data.shape[0], sample_rate, max_duration_s, source)
     return data, int(sr)
+
+
+def _raise_if_unreadable(path: Path, source: str, exc: BaseException) -> None:
+    """Raise the permission error when libsndfile failed because it may not read the file.
+
+    libsndfile reports a permission problem as a bare system error, so ask the OS directly.
+    """
+    if isinstance(exc, PermissionError) or "Permission denied" in str(exc):
+        raise _permission_error(source) from exc
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError as perm:
+        raise _permission_error(source) from perm
+    except OSError:
+        pass
 
 
 def _read_with_ffmpeg(
@@ -344,21 +442,40 @@ def _read_with_ffmpeg(
     return data, sample_rate
 
 
+def _libsndfile_reason(exc: BaseException) -> str:
+    text = _short(exc)
+    # libsndfile says "File does not exist or is not a regular file" for formats it cannot
+    # identify; the file does exist (checked above), so that text would mislead.
+    if not text or "does not exist" in text or text.endswith(": "):
+        return ""
+    return f" ({text.split(': ', 1)[-1] if text.startswith('Error opening') else text})"
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1][:200] if text else type(exc).__name__
 
 
-def _tensor_to_numpy(tensor: Any) -> npt.NDArray[Any]:
-    """A torch tensor, on any device, as a NumPy array on the host."""
+def _tensor_to_numpy(tensor: Any, source: str = "input") -> npt.NDArray[Any]:
+    """Copy a torch tensor, on any device, to a NumPy array on the host."""
     import torch
 
     t = tensor.detach()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.float()
     if t.is_complex():
         return np.zeros(1, dtype=np.complex64)  # dtype check reports it
-    return np.asarray(t.cpu().numpy())
+    try:
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.float()
+        return np.asarray(t.cpu().numpy())
+    except (RuntimeError, TypeError, NotImplementedError) as exc:
+        raise AudioError(
+            f"is a torch tensor ({t.dtype}, on {t.device}) that cannot be copied to the host "
+            f"({_short(exc)}); pass a dense float32 tensor that holds data",
+            source=source,
+            stage="load",
+        ) from exc
 
 
 def _is_tensor(obj: object) -> bool:
@@ -397,8 +514,9 @@ def load_audio(
         For anything that is not usable audio, with the input named.
     """
     if isinstance(item, (str, os.PathLike)):
-        data, sr = read_file(item, max_duration_s=max_duration_s, source=f"{source} ({os.fspath(item)!s})")
-        return to_mono(data, source), sr
+        labelled = f"{source} ({os.fspath(item)!s})"
+        data, sr = read_file(item, max_duration_s=max_duration_s, source=labelled)
+        return to_mono(data, labelled), sr
     if isinstance(item, bytes):
         raise AudioError(
             "is bytes; pass a path, or decode the bytes first (soundfile.read(io.BytesIO(b)))",
@@ -406,7 +524,7 @@ def load_audio(
             stage="load",
         )
     if _is_tensor(item):
-        array = _tensor_to_numpy(item)
+        array = _tensor_to_numpy(item, source)
     elif isinstance(item, np.ndarray):
         array = item
     else:
@@ -417,9 +535,11 @@ def load_audio(
         )
     sr = check_sample_rate(sample_rate, source)
     if array.size == 0:
-        raise AudioError(f"is empty (shape {tuple(array.shape)}); pass some audio", source=source, stage="load")
+        raise AudioError(
+            f"is empty (shape {tuple(array.shape)}); pass some audio", source=source, stage="load"
+        )
     if array.ndim == 0 or array.ndim > 2:
-        return to_mono(array, source)  # raises, naming the shape
+        return to_mono(array, source), sr  # to_mono raises, naming the shape
     samples = array.shape[-1] if array.ndim == 1 else max(array.shape)
     _check_duration(samples, sr, max_duration_s, source)
     return to_mono(to_float32(array, source), source), sr

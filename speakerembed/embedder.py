@@ -130,6 +130,10 @@ def _describe_inputs(inputs: object) -> list[object]:
 
 
 def _rates(sample_rate: object, n: int) -> list[object]:
+    if isinstance(sample_rate, np.ndarray) and sample_rate.ndim == 0:
+        sample_rate = sample_rate.item()
+    if isinstance(sample_rate, np.ndarray):
+        sample_rate = sample_rate.tolist()
     if isinstance(sample_rate, (list, tuple)):
         if len(sample_rate) != n:
             raise AudioError(
@@ -407,6 +411,16 @@ class SpeakerEmbedder:
                 source=source,
                 stage="trim",
             )
+        offset = float(np.mean(wav, dtype=np.float64))
+        if float(np.max(np.abs(wav - np.float32(offset)))) <= _SILENCE_PEAK:
+            # A constant signal (a DC offset) is silence that trimming cannot see: its energy
+            # is all at 0 Hz, so it would be embedded as if it were sound.
+            raise AudioError(
+                f"is a constant {offset:.4g} (a DC offset with no sound in it); pass audio "
+                "with speech in it",
+                source=source,
+                stage="trim",
+            )
         for step in ("resample", "trim") if pipe.order == "resample_trim" else ("trim", "resample"):
             t0 = time.perf_counter()
             if step == "resample":
@@ -464,8 +478,14 @@ class SpeakerEmbedder:
             try:
                 emb = mean_embedding(torch.cat(parts.pop(idx)), p.source)
                 vec = emb.cpu().numpy().astype(np.float32, copy=False)
-                if not np.isfinite(vec).all():
-                    raise AudioError("the embedding is not finite", source=p.source, stage="consolidate")
+                if not np.isfinite(vec).all() or abs(float(np.linalg.norm(vec)) - 1.0) > 1e-3:
+                    # The guarantee: every row that leaves the library is finite and unit norm.
+                    raise SpeakerEmbedError(
+                        "the encoder gave an embedding that is not a finite unit vector; check "
+                        "that the encoder's weights are finite, or report this as a bug",
+                        source=p.source,
+                        stage="consolidate",
+                    )
             except SpeakerEmbedError as err:
                 rec.error(err.stage or "consolidate", err)
                 rec.utterance(False)

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,8 +45,12 @@ class _Preset:
 
 PRESETS: dict[str, _Preset] = {
     "chatterbox": _Preset("Chatterbox's voice encoder", "ResembleAI/chatterbox", "ve.safetensors"),
-    "chatterbox-turbo": _Preset("Chatterbox Turbo's voice encoder", "ResembleAI/chatterbox-turbo", "ve.safetensors"),
-    "chatterbox-multilingual": _Preset("Chatterbox Multilingual's voice encoder", "ResembleAI/chatterbox", "ve.pt"),
+    "chatterbox-turbo": _Preset(
+        "Chatterbox Turbo's voice encoder", "ResembleAI/chatterbox-turbo", "ve.safetensors"
+    ),
+    "chatterbox-multilingual": _Preset(
+        "Chatterbox Multilingual's voice encoder", "ResembleAI/chatterbox", "ve.pt"
+    ),
     "resemblyzer": _Preset(
         "Resemblyzer's pretrained encoder",
         package="resemblyzer",
@@ -84,14 +89,22 @@ class WeightsInfo:
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        why = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or "OSError"
+        raise WeightsError(
+            f"weights file {str(path)!r} cannot be read ({why}); check its permissions "
+            "(chmod +r) or pass another file"
+        ) from exc
     return digest.hexdigest()
 
 
 def _package_file(preset_name: str, preset: _Preset) -> Path:
-    assert preset.package is not None and preset.filename is not None
+    assert preset.package is not None
+    assert preset.filename is not None
     # find_spec locates the package without importing it (importing resemblyzer fails on
     # current setuptools, and would pull in librosa and webrtcvad).
     spec = importlib.util.find_spec(preset.package)
@@ -110,14 +123,15 @@ def _package_file(preset_name: str, preset: _Preset) -> Path:
 
 
 def _hub_file(preset_name: str, preset: _Preset, revision: str | None) -> Path:
-    assert preset.repo_id is not None and preset.filename is not None
+    assert preset.repo_id is not None
+    assert preset.filename is not None
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
         raise missing_backend("huggingface_hub", "hub", f"weights {preset_name!r}") from None
     try:
         return Path(hf_hub_download(preset.repo_id, preset.filename, revision=revision))
-    except Exception as exc:  # noqa: BLE001 - the hub raises many types; all mean "not available"
+    except Exception as exc:  # the hub raises many types; all mean "not available"
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
         why = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline else (
             "the Hugging Face hub is unreachable and the file is not in the cache"
@@ -163,6 +177,11 @@ def resolve_weights(weights: str | os.PathLike[str], *, revision: str | None = N
             f"weights={weights!r} is not a name or a path; pass one of {', '.join(PRESETS)}, "
             "a local file path, or an encoder module as encoder="
         )
+    if not os.fspath(weights).strip():
+        raise WeightsError(
+            f"weights={weights!r} is empty; pass one of {', '.join(repr(n) for n in PRESETS)}, "
+            "or a path to a .safetensors or .pt file"
+        )
     path = Path(weights)
     looks_like_path = isinstance(weights, os.PathLike) or path.suffix in _SUFFIXES or os.sep in str(weights)
     if not path.exists():
@@ -207,10 +226,15 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
             state: Any = load_file(str(path), device="cpu")
         else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - corrupt files raise many types
+            with warnings.catch_warnings():
+                # torch warns about old pickle protocols; the restricted unpickler below is
+                # what keeps the load safe, so the warning adds nothing for our users.
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt files raise many types
         text = str(exc)
-        if "weights_only" in text or "Unsupported global" in text or "GLOBAL" in text:
+        # torch's restricted unpickler says "Weights only load failed ... Unsupported global".
+        if any(marker in text for marker in ("weights_only", "Weights only", "Unsupported global", "GLOBAL")):
             raise WeightsError(
                 f"weights file {str(path)!r} holds pickled code or objects, which speakerembed "
                 "never loads because unpickling can run arbitrary code; convert it to "

@@ -564,3 +564,8 @@ def _label_values_rst() -> str:
         shown = "the installed version" if label == "version" else ", ".join(f"``{v}``" for v in values)
         lines += [f"   * - ``{label}``", f"     - {shown}"]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m speakerembed.metrics: the tables for docs/metrics.rst
+    print(_catalogue_rst())
+    print(_label_values_rst())

@@ -1,7 +1,7 @@
 """Typed, frozen configuration of the preprocessing and windowing pipeline.
 
 The stages run in this order: load, convert to float32, downmix to mono, then **resample** and
-**trim** in the order that :attr:`Pipeline.order` names, then the mel, the partial windows, the
+**trim** in the order that ``Pipeline.order`` names, then the mel, the partial windows, the
 encoder and the consolidation.
 """
 
@@ -58,8 +58,8 @@ class Pipeline:
         Which runs first. ``"resample_trim"`` is Chatterbox's order. Trimming always runs at the
         sample rate the audio has at that point.
     resampler : {"soxr_hq", "kaiser_fast", "polyphase", "torchaudio"}
-        The resampling method; see :data:`Resampler`. ``"kaiser_fast"`` gives exact parity with
-        Chatterbox's ``VoiceEncoder.embeds_from_wavs``.
+        The resampling method; see :data:`~speakerembed.config.Resampler`. ``"kaiser_fast"``
+        gives exact parity with Chatterbox's ``VoiceEncoder.embeds_from_wavs``.
     resample_device : {"cpu", "device", "auto"}
         Where the ``"torchaudio"`` resampler runs. Other resamplers always run on the CPU.
     top_db : float or None

@@ -4,10 +4,10 @@
 * A **speaker embedding** is the mean of utterance embeddings, L2-normalised: Chatterbox's
   ``VoiceEncoder.utt_to_spk_embed``.
 
-:func:`utt_to_spk_embed` **rejects** rows that are not unit norm rather than renormalising
-them: Chatterbox's rule assumes unit rows, and a row of another length is nearly always a raw or
-mixed-up vector whose weight in the mean would be silently wrong. Normalise rows yourself first
-if you mean to.
+:func:`~speakerembed.utt_to_spk_embed` **rejects** rows that are not unit norm rather than
+renormalising them: Chatterbox's rule assumes unit rows, and a row of another length is nearly
+always a raw or mixed-up vector whose weight in the mean would be silently wrong. Normalise rows
+yourself first if you mean to.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UNIT_NORM_TOLERANCE", "cosine_similarity", "mean_embedding", "utt_to_spk_embed"]
 
-#: How far from 1 a row's L2 norm may be for :func:`utt_to_spk_embed` to accept it.
+#: How far from 1 a row's L2 norm may be for :func:`~speakerembed.utt_to_spk_embed` to accept it.
 UNIT_NORM_TOLERANCE = 1e-3
 _MIN_NORM = 1e-6
 
@@ -70,7 +70,7 @@ def utt_to_spk_embed(utt_embeds: npt.ArrayLike) -> npt.NDArray[np.float32]:
     ------
     ConfigError
         If the array is not 2-D, is empty, holds NaN or Inf, has rows that are not unit norm
-        (within :data:`UNIT_NORM_TOLERANCE`), or its rows cancel out.
+        (within :data:`~speakerembed.consolidate.UNIT_NORM_TOLERANCE`), or its rows cancel out.
 
     Examples
     --------
@@ -115,8 +115,8 @@ def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     """Cosine similarity between two embeddings.
 
     Each side is one embedding, shape (E,), or several utterance embeddings of one speaker,
-    shape (N, E), which are first consolidated with :func:`utt_to_spk_embed`, as Chatterbox's
-    ``voice_similarity`` does.
+    shape (N, E), which are first consolidated with :func:`~speakerembed.utt_to_spk_embed`, as
+    Chatterbox's ``voice_similarity`` does.
 
     Returns
     -------

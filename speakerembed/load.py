@@ -44,8 +44,9 @@ __all__ = [
 
 #: Most channels a 2-D array may have along its channel axis.
 MAX_CHANNELS = 16
-#: Lowest and highest sample rates accepted, in Hz.
+#: Lowest sample rate accepted, in Hz.
 MIN_SAMPLE_RATE = 4_000
+#: Highest sample rate accepted, in Hz.
 MAX_SAMPLE_RATE = 768_000
 #: Float audio peaking above this is taken for mis-scaled integer PCM and rejected.
 MAX_FLOAT_PEAK = 2.0

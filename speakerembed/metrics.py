@@ -193,7 +193,7 @@ class MetricSpec:
 
     @property
     def family(self) -> str:
-        """The metric family name: the name without a counter's ``_total``."""
+        """The metric family name, which is the name without a counter's ``_total``."""
         return self.name[: -len("_total")] if self.type == "counter" else self.name
 
 

@@ -1,0 +1,121 @@
+"""The example programs run offline and print what they promise; the example audio is what it says."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+AUDIO = EXAMPLES / "audio"
+VOICES = ("alice", "bob", "carol")
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "error::DeprecationWarning:speakerembed"}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=str(ROOT.parent),  # examples must not depend on the working directory
+    )
+
+
+def test_every_example_is_tested() -> None:
+    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} - {"serve_metrics.py"}
+    tested = {"quickstart.py", "verify_speakers.py", "chatterbox_conditioning.py", "clean_dataset.py"}
+    assert scripts == tested
+
+
+def test_quickstart() -> None:
+    out = run_example("quickstart.py")
+    assert out.returncode == 0, out.stderr
+    assert "utterance embeddings: shape (9, 256), dtype float32" in out.stdout
+    assert "speaker embedding of alice: shape (256,), norm 1.0000" in out.stdout
+    # Parse the clip similarity matrix and check that voices cluster.
+    rows = re.findall(r"^\s*(\w+_\d)((?:\s+-?\d\.\d{3}){9})$", out.stdout, flags=re.M)
+    assert len(rows) == 9
+    names = [r[0] for r in rows]
+    sims = np.array([[float(v) for v in r[1].split()] for r in rows])
+    np.testing.assert_allclose(np.diag(sims), 1.0, atol=1e-3)
+    np.testing.assert_allclose(sims, sims.T, atol=1e-3)
+    voice = np.array([n.split("_")[0] for n in names])
+    same = voice[:, None] == voice[None, :]
+    off_diagonal = ~np.eye(9, dtype=bool)
+    assert sims[same & off_diagonal].min() > sims[~same].max()
+    assert "resemblyzer@" in out.stdout
+
+
+def test_verify_speakers() -> None:
+    out = run_example("verify_speakers.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "threshold 0.8: 9/9 trials decided correctly" in out.stdout
+    assert out.stdout.count("accept") == 3
+    assert "WRONG" not in out.stdout
+
+
+def test_verify_speakers_fails_with_a_silly_threshold() -> None:
+    out = run_example("verify_speakers.py", "--threshold", "0.1")
+    assert out.returncode == 1
+    assert "WRONG" in out.stdout
+    assert "3/9 trials decided correctly" in out.stdout
+
+
+def test_clean_dataset_flags_the_intruder() -> None:
+    out = run_example("clean_dataset.py")
+    assert out.returncode == 0, out.stderr
+    assert "flagged: bob_2.wav" in out.stdout
+    assert re.search(r"bob_2\.wav\s+\d\.\d{3}\s+OUTLIER", out.stdout)
+
+
+def test_chatterbox_conditioning_runs_without_chatterbox() -> None:
+    out = run_example("chatterbox_conditioning.py", str(AUDIO / "carol_1.wav"), str(AUDIO / "carol_2.wav"))
+    assert out.returncode == 0, out.stderr
+    norms = [float(x) for x in re.findall(r"conditioning embedding \(256,\), norm (\d\.\d+)", out.stdout)]
+    assert norms == [1.0, 1.0]
+    cosines = [float(x) for x in re.findall(r"same file: (\d\.\d+)", out.stdout)]
+    assert len(cosines) == 2
+    assert min(cosines) > 0.999
+    together = re.search(r"all 2 files together: norm (\d\.\d+)", out.stdout)
+    assert together is not None
+    assert 0.8 < float(together.group(1)) < 1.0  # a mean of unit rows is shorter than 1
+
+
+def test_example_audio_is_small_and_has_several_voices() -> None:
+    import soundfile as sf
+
+    clips = sorted(AUDIO.glob("*.wav"))
+    assert sum(p.stat().st_size for p in clips) < 1_500_000
+    for v in VOICES:
+        assert len([p for p in clips if p.name.startswith(f"{v}_")]) >= 2
+    for clip in clips:
+        info = sf.info(str(clip))
+        assert info.samplerate == 16000
+        assert info.channels == 1
+        assert 2.5 <= info.duration <= 5.5, (clip.name, info.duration)
+    assert (AUDIO / "make_audio.sh").is_file()
+    assert "CC0" in (AUDIO / "README.md").read_text()
+
+
+@pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None, reason="needs espeak-ng and sox"
+)
+def test_make_audio_regenerates_the_clips(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    shutil.copy(AUDIO / "make_audio.sh", tmp_path / "make_audio.sh")
+    subprocess.run(["bash", str(tmp_path / "make_audio.sh")], check=True, timeout=120, capture_output=True)
+    made = sorted(p.name for p in tmp_path.glob("*.wav"))
+    assert made == sorted(p.name for p in AUDIO.glob("*.wav"))
+    for name in made:
+        # espeak-ng versions differ a little; the durations must still match closely.
+        assert abs(sf.info(str(tmp_path / name)).duration - sf.info(str(AUDIO / name)).duration) < 0.3

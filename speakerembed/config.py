@@ -86,6 +86,12 @@ class Pipeline:
         Longest input accepted, in seconds, checked before the audio is decoded or resampled, so
         that a huge input raises :class:`~speakerembed.InputTooLongError` instead of allocating
         gigabytes. ``None`` for no limit.
+    stream_min_duration_s : float or None
+        Files at least this long (by their header) are embedded by the streaming path of
+        :mod:`speakerembed.stream`: decoded, resampled, trimmed and windowed in blocks, in memory
+        that does not grow with their length. It matches the in-memory path to a cosine above
+        0.9999. It applies to files that libsndfile reads, with ``resampler="soxr_hq"`` or 16 kHz
+        input. ``None`` never streams.
 
     Examples
     --------
@@ -109,6 +115,7 @@ class Pipeline:
     max_windows_per_batch: int = 64
     min_duration_s: float = 0.25
     max_duration_s: float | None = None
+    stream_min_duration_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         self._check_choice("order", _ORDERS)
@@ -135,6 +142,8 @@ class Pipeline:
                     f"Pipeline.max_duration_s={self.max_duration_s} is below "
                     f"min_duration_s={self.min_duration_s}; no input could pass both"
                 )
+        if self.stream_min_duration_s is not None:
+            self._check_number("stream_min_duration_s", low=0.0, fix="a duration in seconds, or None")
         step = self.frame_step
         if not 0 < step <= self.partial_frames:
             low = MODEL_SAMPLE_RATE / (MEL_HOP_LENGTH * (self.partial_frames + 0.5))

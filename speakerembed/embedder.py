@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 import numpy as np
 
 from ._observe import NULL_RECORDER, Recorder
+from ._prefetch import prefetch
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
@@ -102,9 +103,12 @@ class EmbeddingResult:
 class _Prepared:
     index: int
     source: str
-    mel: torch.Tensor
+    mel: torch.Tensor | None
     input_seconds: float
     trimmed_seconds: float
+    # A streamed long file (speakerembed.stream) has no mel: its window batches come lazily.
+    windows: Iterator[torch.Tensor] | None = None
+    n_windows: int = 0
 
 
 def _describe_inputs(inputs: object) -> list[object]:
@@ -181,6 +185,9 @@ class SpeakerEmbedder:
     >>> embedder.embed_speaker(["a.wav", "b.wav"]).shape  # doctest: +SKIP
     (256,)
     """
+
+    #: Utterances prepared ahead of the encoder in a background thread (0: none).
+    _prefetch_depth: int = 2
 
     def __init__(
         self,
@@ -349,6 +356,9 @@ class SpeakerEmbedder:
             rates = _rates(sample_rate, len(items))
             failures: list[Failure] = []
             prepared = self._prepare_all(items, rates, pipe, errors == "skip", failures, rec)
+            if len(items) > 1 and self._prefetch_depth > 0:
+                # Prepare the next utterances while the encoder runs (see _prefetch.py).
+                prepared = prefetch(prepared, self._prefetch_depth)
             embeds = self._encode(prepared, pipe, errors == "skip", failures, rec)
             failures.sort(key=lambda f: f.index)
             if operation == "embed_speaker":
@@ -398,6 +408,10 @@ class SpeakerEmbedder:
     def _prepare(self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder) -> _Prepared:
         import torch
 
+        if isinstance(item, (str, os.PathLike)) and pipe.stream_min_duration_s is not None:
+            streamed = self._prepare_stream(index, item, pipe, rec)
+            if streamed is not None:
+                return streamed
         t0 = time.perf_counter()
         wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=f"input {index}")
         source = f"input {index}" if not isinstance(item, (str, os.PathLike)) else f"input {index} ({os.fspath(item)})"
@@ -448,6 +462,41 @@ class SpeakerEmbedder:
             mel = melspectrogram(torch.from_numpy(np.ascontiguousarray(wav)))
         rec.stage("mel", "cpu", time.perf_counter() - t0)
         return _Prepared(index, source, mel, input_seconds, max(0.0, input_seconds - kept))
+
+    def _prepare_stream(
+        self, index: int, item: str | os.PathLike[str], pipe: Pipeline, rec: Recorder
+    ) -> _Prepared | None:
+        """Pass 1 of the streaming path for a long file, or None to use the in-memory path."""
+        from . import stream
+        from .load import _check_duration, check_sample_rate
+
+        assert pipe.stream_min_duration_s is not None
+        source = f"input {index} ({os.fspath(item)})"
+        try:
+            import soundfile as sf
+
+            info = sf.info(os.fspath(item))
+            sr, frames = int(info.samplerate), int(info.frames)
+        except Exception:  # noqa: BLE001 - the in-memory path reports unreadable files
+            return None
+        if sr <= 0 or frames / sr < pipe.stream_min_duration_s:
+            return None
+        sr = check_sample_rate(sr, source)
+        if not stream.can_stream(sr, pipe):
+            return None
+        _check_duration(frames, sr, pipe.max_duration_s, source)
+        t0 = time.perf_counter()
+        plan = stream.plan_stream(item, pipe, source=source)
+        rec.stage("trim", "cpu", time.perf_counter() - t0)
+        return _Prepared(
+            index,
+            source,
+            None,
+            plan.input_seconds,
+            max(0.0, plan.input_seconds - plan.kept_seconds),
+            windows=stream.stream_windows(plan, pipe),
+            n_windows=plan.n_windows,
+        )
 
     def _encode(
         self,
@@ -529,18 +578,25 @@ class SpeakerEmbedder:
 
         with torch.inference_mode():
             for p in prepared:
-                windows = partial_windows(p.mel, step, pipe.min_coverage, pipe.partial_frames)
+                if p.mel is not None:
+                    whole = partial_windows(p.mel, step, pipe.min_coverage, pipe.partial_frames)
+                    chunks: Iterable[torch.Tensor] = (whole,)
+                    total = whole.shape[0]
+                else:
+                    assert p.windows is not None
+                    chunks, total = p.windows, p.n_windows
                 info[p.index] = p
                 parts[p.index] = []
-                remaining[p.index] = windows.shape[0]
-                start = 0
-                while start < windows.shape[0]:
-                    take = min(cap - n_pending, windows.shape[0] - start)
-                    pending.append((p.index, windows[start : start + take]))
-                    n_pending += take
-                    start += take
-                    if n_pending >= cap:
-                        flush()
+                remaining[p.index] = total
+                for windows in chunks:
+                    start = 0
+                    while start < windows.shape[0]:
+                        take = min(cap - n_pending, windows.shape[0] - start)
+                        pending.append((p.index, windows[start : start + take]))
+                        n_pending += take
+                        start += take
+                        if n_pending >= cap:
+                            flush()
             flush()
         return out
 

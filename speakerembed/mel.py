@@ -90,17 +90,21 @@ def mel_filterbank(device: Any = "cpu") -> torch.Tensor:
     return _filterbank(str(device))
 
 
-def melspectrogram(waveform: torch.Tensor) -> torch.Tensor:
+def melspectrogram(waveform: torch.Tensor, *, center: bool = True) -> torch.Tensor:
     """Power mel spectrogram of 16 kHz audio, on the waveform's device.
 
     Parameters
     ----------
     waveform : torch.Tensor, shape (n_samples,), float32
         At least 201 samples (reflect padding needs them).
+    center : bool
+        ``True`` (Chatterbox's mel) pads 200 samples by reflection at each end, giving
+        ``1 + n_samples // 160`` frames. ``False`` frames the samples as they are, giving
+        ``1 + (n_samples - 400) // 160`` frames; :mod:`speakerembed.stream` pads blocks itself.
 
     Returns
     -------
-    torch.Tensor, shape (1 + n_samples // 160, 40), float32
+    torch.Tensor, shape (n_frames, 40), float32
         Frames first, as the encoder reads them.
     """
     import torch
@@ -112,7 +116,7 @@ def melspectrogram(waveform: torch.Tensor) -> torch.Tensor:
         hop_length=MEL_HOP_LENGTH,
         win_length=N_FFT,
         window=_window(device),
-        center=True,
+        center=center,
         pad_mode="reflect",
         return_complex=True,
     )

@@ -140,7 +140,8 @@ class Pipeline:
             if self.max_duration_s < self.min_duration_s:
                 raise ConfigError(
                     f"Pipeline.max_duration_s={self.max_duration_s} is below "
-                    f"min_duration_s={self.min_duration_s}; no input could pass both"
+                    f"min_duration_s={self.min_duration_s}; no input could pass both: raise max_duration_s "
+                    "or lower min_duration_s"
                 )
         if self.stream_min_duration_s is not None:
             self._check_number("stream_min_duration_s", low=0.0, fix="a duration in seconds, or None")
@@ -197,7 +198,7 @@ class Pipeline:
     def _check_int(self, name: str) -> None:
         value = getattr(self, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"Pipeline.{name}={value!r} must be a positive integer")
+            raise ConfigError(f"Pipeline.{name}={value!r} must be a positive integer; pass an int >= 1")
 
     def _check_number(
         self,

@@ -203,7 +203,9 @@ class SpeakerEmbedder:
         from . import encoder as enc
 
         if pipeline is not None and not isinstance(pipeline, Pipeline):
-            raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline")
+            raise ConfigError(
+                f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None"
+            )
         self.pipeline = pipeline if pipeline is not None else Pipeline()
         self._recorder: Recorder = _recorder_for(registry)
         start = time.perf_counter()
@@ -346,7 +348,9 @@ class SpeakerEmbedder:
         if errors not in ("raise", "skip"):
             raise ConfigError(f"errors={errors!r} is not 'raise' or 'skip'")
         if pipeline is not None and not isinstance(pipeline, Pipeline):
-            raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline")
+            raise ConfigError(
+                f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None"
+            )
         pipe = pipeline if pipeline is not None else self.pipeline
         start = time.perf_counter()
         rec.in_progress(operation, 1)
@@ -467,11 +471,16 @@ class SpeakerEmbedder:
         self, index: int, item: str | os.PathLike[str], pipe: Pipeline, rec: Recorder
     ) -> _Prepared | None:
         """Pass 1 of the streaming path for a long file, or None to use the in-memory path."""
+        from pathlib import Path
+
         from . import stream
-        from .load import _check_duration, check_sample_rate
+        from .load import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, _check_duration, _check_path, check_sample_rate
 
         assert pipe.stream_min_duration_s is not None
         source = f"input {index} ({os.fspath(item)})"
+        # Missing, unreadable, empty files and FIFOs (on which sf.info would block) fail here,
+        # with the same errors as the in-memory path.
+        _check_path(Path(item), source)
         try:
             import soundfile as sf
 
@@ -479,8 +488,8 @@ class SpeakerEmbedder:
             sr, frames = int(info.samplerate), int(info.frames)
         except Exception:  # noqa: BLE001 - the in-memory path reports unreadable files
             return None
-        if sr <= 0 or frames / sr < pipe.stream_min_duration_s:
-            return None
+        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE or frames / sr < pipe.stream_min_duration_s:
+            return None  # the in-memory path explains a bad header rate
         sr = check_sample_rate(sr, source)
         if not stream.can_stream(sr, pipe):
             return None

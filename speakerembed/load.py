@@ -248,7 +248,12 @@ def _check_path(path: Path, source: str) -> bytes:
             stage="load",
         ) from exc
     if not head:
-        raise AudioError("is an empty file (0 bytes); it holds no audio", source=source, stage="load")
+        raise AudioError(
+            "is an empty file (0 bytes); it holds no audio: check that it was written completely, "
+            "or drop it from the inputs",
+            source=source,
+            stage="load",
+        )
     return head
 
 
@@ -437,7 +442,9 @@ def _read_with_ffmpeg(
         ) from exc
     data = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if data.size == 0 or channels < 1:
-        raise AudioError("holds no samples", source=source, stage="load")
+        raise AudioError(
+            "holds no samples; re-encode it, or drop it from the inputs", source=source, stage="load"
+        )
     data = data[: data.size - data.size % channels].reshape(-1, channels)
     _check_duration(data.shape[0], sample_rate, max_duration_s, source)
     return data, sample_rate

@@ -149,10 +149,13 @@ def error_type(error: BaseException) -> str:
 # -- the catalogue ---------------------------------------------------------------------------------
 
 # Bucket edges, fitted to stage and call times measured on the LibriSpeech test-other set
-# (60 utterances, 2-20 s) with the Resemblyzer weights on a shared 2-core CPU: load 1-40 ms,
-# resample 0.01-30 ms, trim 0.3-17 ms, mel 1-180 ms, consolidate 0.05-8 ms, encode 0.5-15 s per
-# batch of up to 64 windows; calls 0.6-27 s. A GPU moves encode down to milliseconds, so the
-# edges reach from 100 us to 30 s.
+# (60 utterances, 2-20 s, 16 kHz) with the Resemblyzer weights on a 2-core CPU. With one torch
+# thread: load 1-14 ms, trim 0.3-13 ms, mel 0.6-24 ms, consolidate 0.06-4 ms, encode 30 ms-1.1 s
+# per batch of up to 64 windows; embed_utterances calls 33-190 ms, embed_speaker calls of ten
+# utterances 0.8-1.6 s. On the same machine under heavy contention every figure grew up to 15x
+# (encode up to 16 s, calls up to 27 s). Resampling (a no-op at 16 kHz) takes 1-30 ms for 44.1
+# and 48 kHz input, and a GPU brings encode down to milliseconds. So stage edges reach from
+# 100 us to 30 s, about three per decade, and call edges from 5 ms to 2 minutes.
 _STAGE_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

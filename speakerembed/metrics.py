@@ -31,6 +31,7 @@ the contract tests are made from it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import weakref
 from collections.abc import Mapping
@@ -290,22 +291,23 @@ def _device(device: str) -> str:
 
 
 def _device_memory_reader(device: str) -> Any:
-    """Make a function that reads the bytes held by tensors on ``device`` (cuda or mps)."""
+    """Make a function that reads the bytes held by tensors on ``device`` (cuda or mps).
+
+    It runs at scrape time, so it never raises: a failed read gives NaN, not a failed scrape.
+    """
     import torch
 
-    if device == "cuda":
-
-        def read() -> float:
+    def read() -> float:
+        try:
+            if device == "mps":
+                return float(torch.mps.current_allocated_memory())
             if not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
                 return 0.0
             return float(sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because of this gauge
+            return math.nan
 
-        return read
-
-    def read_mps() -> float:
-        return float(torch.mps.current_allocated_memory())
-
-    return read_mps
+    return read
 
 
 class PrometheusRecorder(Recorder):

@@ -529,6 +529,37 @@ def test_missing_prometheus_client(monkeypatch: pytest.MonkeyPatch) -> None:
         m.recorder_for_registry(object())
 
 
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+def test_accelerator_series_without_the_accelerator(
+    registry: CollectorRegistry, embedder: SpeakerEmbedder, device: str
+) -> None:
+    # What a model load on a GPU sets up, on a machine that may have none: build info, the
+    # device's stage and batch series at zero, and a memory gauge read at scrape time that
+    # never breaks the scrape.
+    rec = m.recorder_for_registry(registry)
+    rec.model_loaded(0.25, embedder.weights_info, device)
+    version = speakerembed.__version__
+    assert (
+        value(registry, "speakerembed_build_info", version=version, weights="resemblyzer", device=device) == 1
+    )
+    assert value(registry, "speakerembed_stage_duration_seconds_count", stage="encode", device=device) == 0
+    assert value(registry, "speakerembed_encoder_batch_windows_count", device=device) == 0
+    memory = value(registry, "speakerembed_device_memory_bytes", device=device)
+    assert math.isnan(memory) or memory >= 0
+    assert value(registry, "speakerembed_model_load_duration_seconds_sum") == 0.25
+    text = generate_latest(registry).decode()
+    assert f'speakerembed_device_memory_bytes{{device="{device}"}}' in text
+
+
+def test_unknown_device_type_is_other(registry: CollectorRegistry) -> None:
+    rec = m.recorder_for_registry(registry)
+    rec.stage("encode", "xpu", 0.5)
+    rec.batch(8, "xpu")
+    assert value(registry, "speakerembed_stage_duration_seconds_count", stage="encode", device="other") == 1
+    assert value(registry, "speakerembed_encoder_batch_windows_sum", device="other") == 8
+    assert "xpu" not in generate_latest(registry).decode()
+
+
 @pytest.mark.gpu
 def test_device_memory_on_cuda(registry: CollectorRegistry) -> None:
     torch = pytest.importorskip("torch")

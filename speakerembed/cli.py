@@ -13,6 +13,7 @@ line on stderr; ``--verbose`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import traceback
@@ -35,19 +36,38 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "chatterbox-multilingual, resemblyzer (offline; pip install 'speakerembed[resemblyzer]'), "
         "or a local .safetensors/.pt file",
     )
-    g.add_argument("--device", default=None, metavar="D", help="cpu, cuda, cuda:1 or mps (default: best available)")
-    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision (default: fp32)")
+    g.add_argument(
+        "--device", default=None, metavar="D", help="cpu, cuda, cuda:1 or mps (default: best available)"
+    )
+    g.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision (default: fp32)"
+    )
     g = p.add_argument_group("pipeline")
-    g.add_argument("--order", choices=_ORDERS, default="resample_trim", help="resample then trim (default), or trim then resample")
-    g.add_argument("--resampler", choices=_RESAMPLERS, default="soxr_hq", help="resampling method (default: soxr_hq)")
-    g.add_argument("--top-db", type=float, default=20.0, metavar="DB", help="trim threshold in dB below the peak (default: 20)")
+    g.add_argument(
+        "--order",
+        choices=_ORDERS,
+        default="resample_trim",
+        help="resample then trim (default), or trim then resample",
+    )
+    g.add_argument(
+        "--resampler", choices=_RESAMPLERS, default="soxr_hq", help="resampling method (default: soxr_hq)"
+    )
+    g.add_argument(
+        "--top-db",
+        type=float,
+        default=20.0,
+        metavar="DB",
+        help="trim threshold in dB below the peak (default: 20)",
+    )
     g.add_argument("--no-trim", action="store_true", help="do not trim leading and trailing silence")
-    g.add_argument("--max-duration", type=float, default=None, metavar="S", help="reject inputs longer than S seconds")
+    g.add_argument(
+        "--max-duration", type=float, default=None, metavar="S", help="reject inputs longer than S seconds"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks with errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (also used by the docs)."""
+    """Build the argument parser (the docs use it too)."""
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -71,12 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embed.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, Ogg, MP3, ...)")
     embed.add_argument(
-        "-o", "--output", metavar="OUT", default=None,
+        "-o",
+        "--output",
+        metavar="OUT",
+        default=None,
         help="write to OUT.npy (the array) or OUT.npz (array, file names, weights); default: print a summary",
     )
-    embed.add_argument("--utterances", action="store_true", help="one embedding per file instead of one speaker embedding")
     embed.add_argument(
-        "--keep-going", action="store_true",
+        "--utterances", action="store_true", help="one embedding per file instead of one speaker embedding"
+    )
+    embed.add_argument(
+        "--keep-going",
+        action="store_true",
         help="skip files that fail (each is reported on stderr) instead of stopping at the first",
     )
     _add_common(embed)
@@ -107,19 +133,30 @@ def _pipeline(args: argparse.Namespace) -> Any:
 def _embedder(args: argparse.Namespace) -> Any:
     from .embedder import SpeakerEmbedder
 
-    return SpeakerEmbedder(args.weights, device=args.device, precision=args.precision, pipeline=_pipeline(args))
+    return SpeakerEmbedder(
+        args.weights, device=args.device, precision=args.precision, pipeline=_pipeline(args)
+    )
 
 
 def _save(path: str, array: Any, files: Sequence[str], weights: str, kind: str) -> None:
     import numpy as np
 
     if path.endswith(".npz"):
-        np.savez(path, embeddings=array, files=np.asarray(list(files)), weights=np.asarray(weights), kind=np.asarray(kind))
+        np.savez(
+            path,
+            embeddings=array,
+            files=np.asarray(list(files)),
+            weights=np.asarray(weights),
+            kind=np.asarray(kind),
+        )
     else:
         if not path.endswith(".npy"):
             path += ".npy"
         np.save(path, array)
-    print(f"wrote {kind} embedding{'s' if array.ndim == 2 else ''} {tuple(array.shape)} to {path}", file=sys.stderr)
+    print(
+        f"wrote {kind} embedding{'s' if array.ndim == 2 else ''} {tuple(array.shape)} to {path}",
+        file=sys.stderr,
+    )
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
@@ -147,7 +184,10 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         _save(args.output, out, kept, embedder.weights_info.short, kind)
     else:
         np.set_printoptions(precision=4, suppress=True, threshold=8)
-        print(f"{kind} embedding {tuple(out.shape)} from {len(kept)} file(s), weights {embedder.weights_info.short}")
+        print(
+            f"{kind} embedding {tuple(out.shape)} from {len(kept)} file(s), "
+            f"weights {embedder.weights_info.short}"
+        )
         print(out)
     failed = args.keep_going and bool(result.failures)
     return 1 if failed else 0
@@ -174,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The CLI reports skipped inputs itself, one line each; keep the library's log quiet.
+    logging.getLogger("speakerembed").addHandler(logging.NullHandler())
+    logging.getLogger("speakerembed").propagate = False
     try:
         if args.command == "embed":
             return _cmd_embed(args)

@@ -26,7 +26,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import WeightsError, missing_backend
+from .errors import BackendUnavailableError, WeightsError
 
 if TYPE_CHECKING:
     import torch
@@ -128,7 +128,11 @@ def _hub_file(preset_name: str, preset: _Preset, revision: str | None) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
-        raise missing_backend("huggingface_hub", "hub", f"weights {preset_name!r}") from None
+        # huggingface_hub is a dependency of speakerembed; it is missing only from a broken install.
+        raise BackendUnavailableError(
+            f"weights {preset_name!r} need the package 'huggingface_hub', which is not installed; "
+            "pip install huggingface_hub, or pass weights='resemblyzer' or a local file path"
+        ) from None
     try:
         return Path(hf_hub_download(preset.repo_id, preset.filename, revision=revision))
     except Exception as exc:  # the hub raises many types; all mean "not available"

@@ -15,8 +15,9 @@ import numpy as np
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import torch
 
-__all__ = ["SILENCE_DB", "frame_power", "is_silent", "trim_bounds", "trim_silence"]
+__all__ = ["SILENCE_DB", "frame_power", "frame_power_tensor", "is_silent", "trim_bounds", "trim_silence"]
 
 #: Frames whose RMS level is below this, in dBFS, are digital silence (librosa's ``amin``).
 SILENCE_DB = -100.0
@@ -42,6 +43,30 @@ def frame_power(
     starts = np.arange(n_frames) * hop_length
     power: npt.NDArray[np.float64] = (cumsum[starts + frame_length] - cumsum[starts]) / frame_length
     return np.maximum(power, 0.0)
+
+
+def frame_power_tensor(
+    waveform: torch.Tensor, frame_length: int = 2048, hop_length: int = 512
+) -> torch.Tensor:
+    """:func:`frame_power` computed with torch, on the waveform's device.
+
+    Float64 cumulative sums where the device has float64 (CPU, CUDA), float32 elsewhere (MPS).
+
+    Returns
+    -------
+    torch.Tensor, shape (1 + n_samples // hop_length,), float64 (float32 on MPS)
+    """
+    import torch
+
+    dtype = torch.float32 if waveform.device.type == "mps" else torch.float64
+    n = waveform.shape[-1]
+    half = frame_length // 2
+    cumsum = torch.zeros(n + 2 * half + 1, dtype=dtype, device=waveform.device)
+    cumsum[half + 1 : half + 1 + n] = torch.cumsum(waveform.to(dtype).square(), dim=0)
+    cumsum[half + 1 + n :] = cumsum[half + n]
+    n_frames = 1 + (n + 2 * half - frame_length) // hop_length
+    starts = torch.arange(n_frames, device=waveform.device) * hop_length
+    return ((cumsum[starts + frame_length] - cumsum[starts]) / frame_length).clamp_min(0.0)
 
 
 def is_silent(power: npt.NDArray[np.float64]) -> bool:

@@ -188,7 +188,14 @@ def resolve_weights(weights: str | os.PathLike[str], *, revision: str | None = N
         )
     path = Path(weights)
     looks_like_path = isinstance(weights, os.PathLike) or path.suffix in _SUFFIXES or os.sep in str(weights)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # e.g. a parent directory this user may not enter
+        raise WeightsError(
+            f"weights file {str(path)!r} cannot be reached ({exc.strerror or 'OSError'}); check "
+            "the permissions of the file and of its directories"
+        ) from exc
+    if not exists:
         if looks_like_path:
             raise WeightsError(f"weights file {str(path)!r} does not exist; check the path")
         raise WeightsError(

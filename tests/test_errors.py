@@ -493,7 +493,10 @@ def test_permission_error_from_soundfile_is_mapped(
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX users only")
-def test_unreadable_file_real(embedder: SpeakerEmbedder, files: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("directory_mode", [0o755, 0o700], ids=["file-locked", "directory-locked"])
+def test_unreadable_file_real(
+    embedder: SpeakerEmbedder, files: Path, tmp_path: Path, directory_mode: int
+) -> None:
     """A real permission failure: a mode-000 file read as an unprivileged effective user.
 
     As root, the effective uid is dropped for the duration of the call (libsndfile itself then
@@ -503,7 +506,7 @@ def test_unreadable_file_real(embedder: SpeakerEmbedder, files: Path, tmp_path: 
     path = tmp_path / "locked.wav"
     shutil.copy(files / "good.wav", path)
     path.chmod(0)
-    tmp_path.chmod(0o755)
+    tmp_path.chmod(directory_mode)  # 0o700: the file cannot even be reached
     dropped = False
     try:
         if os.geteuid() == 0:

@@ -140,6 +140,19 @@ def test_one_recorder_per_registry(registry: CollectorRegistry) -> None:
     assert m.recorder_for_registry(CollectorRegistry()) is not m.recorder_for_registry(registry)
 
 
+def test_recorder_does_not_keep_its_registry_alive() -> None:
+    import gc
+    import weakref
+
+    reg = CollectorRegistry()
+    rec = m.recorder_for_registry(reg)
+    ref = weakref.ref(reg)
+    del reg
+    gc.collect()
+    assert ref() is None
+    assert rec not in m._recorders.values()
+
+
 def test_one_recorder_when_threads_race(registry: CollectorRegistry) -> None:
     got: list[Any] = []
     errors: list[BaseException] = []

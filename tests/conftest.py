@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hypothesis
 import numpy as np
 import pytest
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from speakerembed import SpeakerEmbedder
+
+# Hypothesis profiles, registered here because --hypothesis-profile is read before test modules
+# are imported: "ci" is what CI runs (tests/test_fuzz.py's main property: 500 examples), "long"
+# is `nox -s fuzz` (10,000). Neither is loaded unless asked for.
+hypothesis.settings.register_profile("ci", max_examples=500, deadline=None)
+hypothesis.settings.register_profile("long", max_examples=10_000, deadline=None)
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH_DIR = Path(os.environ.get("SPEAKEREMBED_SPEECH_DIR", ROOT.parent / "shared" / "data" / "speech"))

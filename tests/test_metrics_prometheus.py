@@ -223,9 +223,9 @@ def test_prometheus_scrapes_the_example(
         app_log.close()
         prom_log.close()
 
-    # Plausible values: utterances per second between a trickle and what 2 CPU cores can do ...
+    # Plausible values: a positive utterance rate, below what 2 CPU cores can do ...
     assert len(rate) == 1
-    assert 0.05 < rate[0] < 500
+    assert 0 < rate[0] < 500
     # ... and stage quantiles within the histogram's finite buckets (0.1 ms to 30 s).
     by_stage = {r["metric"]["stage"]: float(r["value"][1]) for r in p95}
     assert set(by_stage) <= {"load", "resample", "trim", "mel", "encode", "consolidate"}
@@ -240,7 +240,13 @@ def test_prometheus_scrapes_the_example(
     )
     assert {(r["metric"]["stage"], r["metric"]["error_type"]) for r in errors} == {("trim", "audio")}
     assert error_rate[0] > 0
-    assert error_rate[0] < rate[0]  # one input in four fails
+    # One input in four fails: 2 errors for 6 successes a round (the ratio of the totals moves
+    # within a round, but stays well between 0 and 1).
+    totals = {
+        r["metric"]["outcome"]: float(r["value"][1])
+        for r in query(prom_port, 'speakerembed_utterances_total{job="speakerembed"}')
+    }
+    assert 0 < totals["error"] < totals["success"]
 
 
 def test_example_finds_audio(tmp_path: Path) -> None:

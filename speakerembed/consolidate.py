@@ -48,7 +48,8 @@ def mean_embedding(partials: torch.Tensor, source: str = "input") -> torch.Tenso
             source=source,
             stage="consolidate",
         )
-    return mean / norm
+    unit: torch.Tensor = mean / norm
+    return unit
 
 
 def utt_to_spk_embed(utt_embeds: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -107,8 +108,11 @@ def utt_to_spk_embed(utt_embeds: npt.ArrayLike) -> npt.NDArray[np.float32]:
     mean = arr.mean(axis=0)
     norm = float(np.linalg.norm(mean))
     if norm < _MIN_NORM:
-        raise ConfigError("utt_to_spk_embed: the rows cancel out (their mean is zero); no speaker direction exists")
-    return (mean / norm).astype(np.float32)
+        raise ConfigError(
+            "utt_to_spk_embed: the rows cancel out (their mean is zero); no speaker direction exists"
+        )
+    spk: npt.NDArray[np.float32] = (mean / norm).astype(np.float32)
+    return spk
 
 
 def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
@@ -133,7 +137,8 @@ def cosine_similarity(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
         norm = np.linalg.norm(arr)
         if norm == 0:
             raise ConfigError(f"cosine_similarity: {name} is the zero vector")
-        return arr / norm
+        unit: npt.NDArray[np.float64] = arr / norm
+        return unit
 
     va, vb = as_vector(a, "a"), as_vector(b, "b")
     if va.shape != vb.shape:

@@ -28,7 +28,7 @@ __all__ = ["SincResampler", "resample", "resampled_length", "sinc_resample_kerne
 
 def resampled_length(n_samples: int, orig_sr: int, target_sr: int) -> int:
     """Length of ``n_samples`` resampled from ``orig_sr`` to ``target_sr``."""
-    return int(math.ceil(n_samples * float(target_sr) / orig_sr))
+    return math.ceil(n_samples * float(target_sr) / orig_sr)
 
 
 def _fix_length(y: npt.NDArray[np.float32], size: int) -> npt.NDArray[np.float32]:
@@ -104,7 +104,7 @@ def sinc_resample_kernel(
     device: Any = None,
     dtype: Any = None,
 ) -> tuple[torch.Tensor, int]:
-    """torchaudio's Hann-windowed sinc kernel, shape (new, 1, 2 * width + orig), and its width.
+    """Torchaudio's Hann-windowed sinc kernel, shape (new, 1, 2 * width + orig), and its width.
 
     ``orig`` and ``new`` are the rates divided by their greatest common divisor. This is the
     algorithm of :func:`torchaudio.functional.resample` with its defaults
@@ -117,7 +117,7 @@ def sinc_resample_kernel(
     g = math.gcd(orig_sr, target_sr)
     orig, new = orig_sr // g, target_sr // g
     base = min(orig, new) * rolloff
-    width = int(math.ceil(lowpass_filter_width * orig / base))
+    width = math.ceil(lowpass_filter_width * orig / base)
     idx = torch.arange(-width, width + orig, dtype=dtype, device=device)[None, None] / orig
     t = torch.arange(0, -new, -1, dtype=dtype, device=device)[:, None, None] / new + idx
     t *= base
@@ -149,7 +149,7 @@ class SincResampler:
     def get(cls, orig_sr: int, target_sr: int, device: Any) -> SincResampler:
         """The shared resampler for these rates on ``device``."""
         with cls._cache_lock:
-            return _cached_resampler(cls, orig_sr, target_sr, str(device))
+            return _cached_resampler(orig_sr, target_sr, str(device))
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         """Resample ``waveform`` of shape (..., n_samples) on the kernel's device."""
@@ -161,10 +161,10 @@ class SincResampler:
         x = torch.nn.functional.pad(x, (self.width, self.width + self._orig))
         y = torch.nn.functional.conv1d(x[:, None], self.kernel, stride=self._orig)
         y = y.transpose(1, 2).reshape(x.shape[0], -1)
-        target = int(math.ceil(self._new * length / self._orig))
+        target = math.ceil(self._new * length / self._orig)
         return y[..., :target].reshape(*shape[:-1], -1)
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_resampler(cls: type[SincResampler], orig_sr: int, target_sr: int, device: str) -> SincResampler:
-    return cls(orig_sr, target_sr, device=device)
+def _cached_resampler(orig_sr: int, target_sr: int, device: str) -> SincResampler:
+    return SincResampler(orig_sr, target_sr, device=device)

@@ -550,4 +550,9 @@ def load_audio(
         return to_mono(array, source), sr  # to_mono raises, naming the shape
     samples = array.shape[-1] if array.ndim == 1 else max(array.shape)
     _check_duration(samples, sr, max_duration_s, source)
-    return to_mono(to_float32(array, source), source), sr
+    mono = to_mono(to_float32(array, source), source)
+    if not mono.flags.writeable:
+        # A read-only input (np.load(mmap_mode="r"), a frozen array) passed through as a view:
+        # copy it, since torch.from_numpy warns on read-only memory.
+        mono = mono.copy()
+    return mono, sr

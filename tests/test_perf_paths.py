@@ -1,0 +1,177 @@
+"""Correctness of the fast paths: torch mel, bf16, the prefetch thread, the device pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from speakerembed import AudioError, Pipeline, SpeakerEmbedder
+from speakerembed.mel import melspectrogram, slaney_filterbank
+from speakerembed.trim import frame_power, frame_power_tensor
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device, and torch sees none on this machine"
+)
+
+
+def _numpy_melspectrogram(wav: np.ndarray) -> np.ndarray:
+    """Chatterbox 0.1.7's ``melspectrogram``: librosa.stft (reflect) power, Slaney mel basis."""
+    librosa = pytest.importorskip("librosa", reason="librosa is the reference mel (test group)")
+    spec = librosa.stft(wav, n_fft=400, hop_length=160, win_length=400, center=True, pad_mode="reflect")
+    basis = librosa.filters.mel(sr=16_000, n_fft=400, n_mels=40, fmin=0, fmax=8000)
+    return (basis @ np.abs(spec) ** 2).T.astype(np.float32)
+
+
+def _read(path: Path) -> np.ndarray:
+    x, sr = sf.read(str(path), dtype="float32")
+    assert sr == 16_000
+    return x
+
+
+def test_torch_mel_matches_numpy_reference(short_utterances: list[Path]) -> None:
+    for path in short_utterances[:3]:
+        wav = _read(path)
+        ours = melspectrogram(torch.from_numpy(wav)).numpy()
+        ref = _numpy_melspectrogram(wav)
+        assert ours.shape == ref.shape
+        rel = np.abs(ours - ref).max() / np.abs(ref).max()
+        assert rel <= 1e-5, f"{path.name}: relative error {rel:.2e}"
+
+
+def test_filterbank_matches_librosa() -> None:
+    librosa = pytest.importorskip("librosa", reason="librosa is the reference filterbank")
+    ref = librosa.filters.mel(sr=16_000, n_fft=400, n_mels=40, fmin=0, fmax=8000)
+    np.testing.assert_allclose(slaney_filterbank(), ref, rtol=1e-5, atol=1e-8)
+
+
+def test_uncentred_mel_of_padded_signal_is_the_centred_mel(short_utterances: list[Path]) -> None:
+    wav = _read(short_utterances[0])
+    padded = np.pad(wav, 200, mode="reflect")
+    a = melspectrogram(torch.from_numpy(wav)).numpy()
+    b = melspectrogram(torch.from_numpy(padded), center=False).numpy()
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= 1e-6 * np.abs(a).max()
+
+
+def test_frame_power_tensor_matches_numpy(short_utterances: list[Path]) -> None:
+    wav = _read(short_utterances[1])
+    for frame, hop in ((2048, 512), (5645, 1411)):
+        ref = frame_power(wav, frame, hop)
+        ours = frame_power_tensor(torch.from_numpy(wav), frame, hop).numpy()
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-15)
+
+
+def test_bf16_close_to_fp32_on_real_speech(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+    bf16 = SpeakerEmbedder(encoder=embedder.encoder.module, precision="bf16")
+    a = embedder.embed_utterances(short_utterances)
+    b = bf16.embed_utterances(short_utterances)
+    cosines = np.sum(a * b, axis=1)
+    assert cosines.min() >= 0.999, cosines
+    np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    # The module passed in stays float32.
+    assert next(embedder.encoder.module.parameters()).dtype == torch.float32
+
+
+def test_prefetch_is_bitwise_deterministic(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+    import soxr
+
+    wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances]
+    first = embedder.embed_utterances(wavs, sample_rate=44_100)
+    again = embedder.embed_utterances(wavs, sample_rate=44_100)
+    saved = SpeakerEmbedder._prefetch_depth
+    try:
+        SpeakerEmbedder._prefetch_depth = 0
+        serial = embedder.embed_utterances(wavs, sample_rate=44_100)
+    finally:
+        SpeakerEmbedder._prefetch_depth = saved
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, serial)
+
+
+def test_prefetch_reports_the_failing_input(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+    inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
+    with pytest.raises(AudioError, match="input 2") as info:
+        embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]
+    assert "silence" in str(info.value)
+    result = embedder.embed_utterances(inputs, sample_rate=16_000, errors="skip")  # type: ignore[arg-type]
+    assert result.indices.tolist() == [0, 1, 3]
+    assert [f.index for f in result.failures] == [2]
+
+
+def test_prefetch_stops_when_the_consumer_stops() -> None:
+    import threading
+
+    from speakerembed._prefetch import prefetch
+
+    produced: list[int] = []
+
+    def source() -> object:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    it = prefetch(source(), depth=2)  # type: ignore[arg-type]
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # type: ignore[attr-defined]
+    for t in threading.enumerate():
+        if t.name == "speakerembed-prefetch":
+            t.join(timeout=5)
+    assert len(produced) < 10
+
+
+def test_device_path_on_cpu_matches_host_path(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+    import soxr
+
+    wavs = [soxr.resample(_read(p), 16_000, 48_000).astype(np.float32) for p in short_utterances[:3]]
+    host = Pipeline(resampler="torchaudio", resample_device="cpu")
+    for order in ("resample_trim", "trim_resample"):
+        a = embedder.embed_utterances(wavs, sample_rate=48_000, pipeline=host.replace(order=order))
+        b = embedder.embed_utterances(
+            wavs, sample_rate=48_000, pipeline=host.replace(order=order, resample_device="device")
+        )
+        assert np.abs(a - b).max() <= 1e-6
+
+
+def test_auto_resample_device_stays_on_the_cpu_without_a_gpu(embedder: SpeakerEmbedder) -> None:
+    pipe = Pipeline(resampler="torchaudio", resample_device="auto")
+    assert embedder.device.type == "cpu"
+    assert not embedder._preprocess_on_device(pipe, 44_100, 44_100 * 3600)
+    assert not embedder._preprocess_on_device(Pipeline(resample_device="device"), 44_100, 44_100)  # soxr: CPU only
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_mel_matches_cpu(short_utterances: list[Path]) -> None:
+    wav = torch.from_numpy(_read(short_utterances[0]))
+    cpu = melspectrogram(wav)
+    gpu = melspectrogram(wav.cuda()).cpu()
+    assert float((gpu - cpu).abs().max() / cpu.abs().max()) <= 1e-5
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_pipeline_matches_cpu(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+    gpu = SpeakerEmbedder("resemblyzer", device="cuda")
+    pipe = Pipeline(resampler="torchaudio", resample_device="device")
+    import soxr
+
+    wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances[:3]]
+    a = embedder.embed_utterances(wavs, sample_rate=44_100, pipeline=pipe.replace(resample_device="cpu"))
+    b = gpu.embed_utterances(wavs, sample_rate=44_100, pipeline=pipe)
+    assert np.sum(a * b, axis=1).min() >= 0.9999
+    auto = gpu.embed_utterances(wavs, sample_rate=44_100, pipeline=pipe.replace(resample_device="auto"))
+    assert np.sum(a * auto, axis=1).min() >= 0.9999
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_gpu_bf16_close_to_fp32(short_utterances: list[Path]) -> None:
+    fp32 = SpeakerEmbedder("resemblyzer", device="cuda")
+    bf16 = SpeakerEmbedder("resemblyzer", device="cuda", precision="bf16")
+    a = fp32.embed_utterances(short_utterances)
+    b = bf16.embed_utterances(short_utterances)
+    assert np.sum(a * b, axis=1).min() >= 0.999

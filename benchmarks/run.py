@@ -97,7 +97,7 @@ def _load_set(files: list[Path], rate: int) -> tuple[list[Any], list[str]]:
         if rate != sr:
             x = soxr.resample(x, sr, rate, quality="HQ").astype(np.float32)
         wavs.append(np.ascontiguousarray(x, dtype=np.float32))
-        labels.append(f.parent.name if f.parent.name != "arctic" else f.name.split("_")[2])
+        labels.append(f.parent.name if f.parent.name != "arctic" else f.name.split("_")[3])
     return wavs, labels
 
 
@@ -850,7 +850,9 @@ def write_reports(res: dict[str, Any]) -> None:
         if isinstance(what, str) and what.startswith("not run"):
             md += ["", f"{name}: {what}."]
     (RESULTS / "summary.md").write_text("\n".join(md) + "\n")
-    rst = [head, "", _rst_table(t_header, t_rows), "", _rst_table(p_header, p_rows)]
+    rst = [head, "", _rst_table(t_header, t_rows)]
+    if p_rows:
+        rst += ["", _rst_table(p_header, p_rows)]
     if gpu.get("skipped"):
         rst += ["", f"GPU: {gpu['skipped']}."]
     (RESULTS / "summary.rst").write_text("\n".join(rst) + "\n")

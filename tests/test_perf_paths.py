@@ -123,7 +123,9 @@ def test_prefetch_stops_when_the_consumer_stops() -> None:
     assert len(produced) < 10
 
 
-def test_device_path_on_cpu_matches_host_path(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+def test_device_path_on_cpu_matches_host_path(
+    embedder: SpeakerEmbedder, short_utterances: list[Path]
+) -> None:
     import soxr
 
     wavs = [soxr.resample(_read(p), 16_000, 48_000).astype(np.float32) for p in short_utterances[:3]]
@@ -140,7 +142,9 @@ def test_auto_resample_device_stays_on_the_cpu_without_a_gpu(embedder: SpeakerEm
     pipe = Pipeline(resampler="torchaudio", resample_device="auto")
     assert embedder.device.type == "cpu"
     assert not embedder._preprocess_on_device(pipe, 44_100, 44_100 * 3600)
-    assert not embedder._preprocess_on_device(Pipeline(resample_device="device"), 44_100, 44_100)  # soxr: CPU only
+    assert not embedder._preprocess_on_device(
+        Pipeline(resample_device="device"), 44_100, 44_100
+    )  # soxr: CPU only
 
 
 @pytest.mark.gpu

@@ -82,7 +82,9 @@ def test_streamed_windows_match_in_memory(long48k: Path, order: str) -> None:
 
 
 @pytest.mark.parametrize("order", ["resample_trim", "trim_resample"])
-def test_embedder_streams_long_files_and_matches(long48k: Path, embedder: SpeakerEmbedder, order: str) -> None:
+def test_embedder_streams_long_files_and_matches(
+    long48k: Path, embedder: SpeakerEmbedder, order: str
+) -> None:
     streamed = embedder.embed_utterances([long48k], pipeline=STREAMED.replace(order=order))
     in_memory = embedder.embed_utterances([long48k], pipeline=IN_MEMORY.replace(order=order))
     cosine = float(streamed[0] @ in_memory[0])

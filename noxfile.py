@@ -75,7 +75,7 @@ def examples(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Benchmarks: throughput, per-stage time, latency, memory; writes benchmarks/results/."""
-    _install(session, "test")
+    _install(session, "test", "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

@@ -50,7 +50,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=["ci"])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package and on tests/typing (the public API as users call it)."""
+    """Run mypy --strict on the package and on tests/typing (the public API as users call it)."""
     _install(session, "typing")
     session.run("mypy")
 

@@ -27,7 +27,9 @@ class Recorder:
     def in_progress(self, operation: str, delta: int) -> None:
         """A call started (+1) or ended (-1)."""
 
-    def utterance(self, ok: bool, input_seconds: float | None = None, trimmed_seconds: float | None = None) -> None:
+    def utterance(
+        self, ok: bool, input_seconds: float | None = None, trimmed_seconds: float | None = None
+    ) -> None:
         """One utterance was embedded, or failed."""
 
     def error(self, stage: str, error: BaseException) -> None:

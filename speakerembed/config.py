@@ -160,16 +160,16 @@ class Pipeline:
     def frame_step(self) -> int:
         """Mel frames between the starts of two partial windows."""
         if self.rate is None:
-            return int(round(self.partial_frames * (1 - self.overlap)))
+            return round(self.partial_frames * (1 - self.overlap))
         # Chatterbox divides by the partial length rather than the hop; both are 160 there, and
         # the hop is what the formula means.
-        return int(round((MODEL_SAMPLE_RATE / self.rate) / MEL_HOP_LENGTH))
+        return round((MODEL_SAMPLE_RATE / self.rate) / MEL_HOP_LENGTH)
 
     def trim_frames_at(self, sample_rate: int) -> tuple[int, int]:
         """Trim frame and hop lengths, in samples, scaled to ``sample_rate``."""
         scale = sample_rate / MODEL_SAMPLE_RATE
-        frame = max(1, int(round(self.trim_frame_length * scale)))
-        hop = max(1, int(round(self.trim_hop_length * scale)))
+        frame = max(1, round(self.trim_frame_length * scale))
+        hop = max(1, round(self.trim_hop_length * scale))
         return frame, hop
 
     def replace(self, **changes: object) -> Pipeline:

@@ -307,7 +307,10 @@ class SpeakerEmbedder:
         ConfigError
             For invalid arguments.
         """
-        return self._run("embed_utterances", inputs, sample_rate, pipeline, errors, self._recorder)
+        result: npt.NDArray[np.float32] | EmbeddingResult = self._run(
+            "embed_utterances", inputs, sample_rate, pipeline, errors, self._recorder
+        )
+        return result
 
     def embed_speaker(
         self,
@@ -324,7 +327,10 @@ class SpeakerEmbedder:
         -------
         numpy.ndarray, shape (256,), float32, unit norm
         """
-        return self._run("embed_speaker", inputs, sample_rate, pipeline, "raise", self._recorder)
+        result: npt.NDArray[np.float32] = self._run(
+            "embed_speaker", inputs, sample_rate, pipeline, "raise", self._recorder
+        )
+        return result
 
     def embeds_from_wavs(
         self, wavs: Sequence[npt.NDArray[Any]], sample_rate: int, as_spk: bool = False
@@ -399,7 +405,7 @@ class SpeakerEmbedder:
         failures: list[Failure],
         rec: Recorder,
     ) -> Iterator[_Prepared]:
-        for index, (item, rate) in enumerate(zip(items, rates)):
+        for index, (item, rate) in enumerate(zip(items, rates, strict=True)):
             source = f"input {index}"
             try:
                 yield self._prepare(index, item, rate, pipe, rec)
@@ -421,7 +427,9 @@ class SpeakerEmbedder:
                 return streamed
         t0 = time.perf_counter()
         wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=f"input {index}")
-        source = f"input {index}" if not isinstance(item, (str, os.PathLike)) else f"input {index} ({os.fspath(item)})"
+        source = f"input {index}"
+        if isinstance(item, (str, os.PathLike)):
+            source = f"{source} ({os.fspath(item)})"
         rec.stage("load", "cpu", time.perf_counter() - t0)
         input_seconds = wav.shape[0] / sr
         peak = float(np.max(np.abs(wav))) if wav.size else 0.0
@@ -597,7 +605,7 @@ class SpeakerEmbedder:
                 batch = torch.cat([w for _, w in pending]).to(device, non_blocking=False)
                 try:
                     emb = self._encoder(batch)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     err = SpeakerEmbedError(
                         f"the encoder failed on a batch of {batch.shape[0]} windows ({exc}); "
                         "check the device and the encoder module",

@@ -74,7 +74,8 @@ class VoiceEncoder(nn.Module):
         _, (hidden, _) = self.lstm(mels)
         raw = torch.relu(self.proj(hidden[-1]))
         norm = torch.linalg.norm(raw, dim=1, keepdim=True)
-        return raw / norm.clamp_min(torch.finfo(raw.dtype).tiny)
+        unit: torch.Tensor = raw / norm.clamp_min(torch.finfo(raw.dtype).tiny)
+        return unit
 
 
 @runtime_checkable
@@ -92,8 +93,11 @@ class Encoder(Protocol):
 
 
 def adapt_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename checkpoint keys to Chatterbox's: Resemblyzer's ``linear.*`` becomes ``proj.*``,
-    and a ``module.`` prefix (from DataParallel) is dropped."""
+    """Rename checkpoint keys to Chatterbox's names.
+
+    Resemblyzer's ``linear.*`` becomes ``proj.*``, and a ``module.`` prefix (from DataParallel)
+    is dropped.
+    """
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         key = key.removeprefix("module.")
@@ -104,8 +108,10 @@ def adapt_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly, with an error that names every missing, unexpected or
-    mis-shaped key."""
+    """Load ``state`` strictly.
+
+    The error names every missing, unexpected or mis-shaped key.
+    """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -193,7 +199,8 @@ class ModuleEncoder:
             out = self.module(windows.to(self._dtype)).float()
         if self._dtype != torch.float32:
             out = out / torch.linalg.norm(out, dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
-        return out
+        unit: torch.Tensor = out
+        return unit
 
 
 class _MixedBF16Encoder(nn.Module):

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
 __all__ = ["num_windows", "partial_windows"]
 
 
-def num_windows(n_frames: int, frame_step: int, min_coverage: float, partial_frames: int = 160) -> tuple[int, int]:
+def num_windows(
+    n_frames: int, frame_step: int, min_coverage: float, partial_frames: int = 160
+) -> tuple[int, int]:
     """Number of partial windows and the padded mel length they span.
 
     Parameters
@@ -65,7 +67,7 @@ def partial_windows(
     """
     import torch
 
-    n_wins, target = num_windows(mel.shape[0], frame_step, min_coverage, partial_frames)
+    _, target = num_windows(mel.shape[0], frame_step, min_coverage, partial_frames)
     if target > mel.shape[0]:
         pad = mel.new_zeros((target - mel.shape[0], mel.shape[1]))
         mel = torch.cat((mel, pad), dim=0)

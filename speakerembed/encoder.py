@@ -13,6 +13,7 @@ chatterbox-tts installed.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -22,6 +23,8 @@ from torch import nn
 
 from .errors import BackendUnavailableError, ConfigError, WeightsError
 from .weights import WeightsInfo, load_state_dict, resolve_weights
+
+logger = logging.getLogger("speakerembed")
 
 if TYPE_CHECKING:
     import os
@@ -184,6 +187,12 @@ class ModuleEncoder:
         self.precision: Precision = precision
         if precision == "bf16":
             module = _bf16_copy(module)
+            if module_device(module).type == "cpu" and not native_cpu_bf16():
+                logger.warning(
+                    "precision='bf16' on a CPU without native bfloat16 (%s) is emulated and "
+                    "slower than fp32; use precision='fp32' here",
+                    torch.backends.cpu.get_cpu_capability(),
+                )
         self.module = module.eval()
         self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self._lock = threading.Lock()
@@ -294,6 +303,14 @@ def load_encoder(
     load_into(module, state, repr(info.name if info.name != "file" else info.path))
     module = module.to(device)
     return ModuleEncoder(module, precision), info, time.perf_counter() - start
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 pays off."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def module_device(module: Any) -> torch.device:

@@ -811,6 +811,8 @@ def _rst_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
         text = str(c).replace("`", "``") if "`" in str(c) and "``" not in str(c) else str(c)
         return text or ".."
 
+    if not rows:
+        return "*(not measured in this run)*"
     out = [".. list-table::", "   :header-rows: 1", ""]
     for row in (header, *rows):
         out.append("   * - " + cell(row[0]))

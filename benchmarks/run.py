@@ -601,8 +601,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
         tp["speakerembed_44100_bf16"] = _run_worker(
             python, {**base, "kind": "speakerembed", "rate": 44_100, "precision": "bf16", "latency": True}
         )
-        tp["speakerembed_44100_noprefetch"] = _run_worker(
-            python, {**base, "kind": "speakerembed", "rate": 44_100, "prefetch": 0}
+        tp["speakerembed_44100_prefetch"] = _run_worker(
+            python, {**base, "kind": "speakerembed", "rate": 44_100, "prefetch": 2}
         )
         res["throughput"] = tp
     if want("bf16"):

@@ -80,10 +80,11 @@ def test_prefetch_is_bitwise_deterministic(embedder: SpeakerEmbedder, short_utte
     import soxr
 
     wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances]
-    first = embedder.embed_utterances(wavs, sample_rate=44_100)
-    again = embedder.embed_utterances(wavs, sample_rate=44_100)
     saved = SpeakerEmbedder._prefetch_depth
     try:
+        SpeakerEmbedder._prefetch_depth = 2
+        first = embedder.embed_utterances(wavs, sample_rate=44_100)
+        again = embedder.embed_utterances(wavs, sample_rate=44_100)
         SpeakerEmbedder._prefetch_depth = 0
         serial = embedder.embed_utterances(wavs, sample_rate=44_100)
     finally:
@@ -92,7 +93,10 @@ def test_prefetch_is_bitwise_deterministic(embedder: SpeakerEmbedder, short_utte
     np.testing.assert_array_equal(first, serial)
 
 
-def test_prefetch_reports_the_failing_input(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+def test_prefetch_reports_the_failing_input(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 2)
     inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
     with pytest.raises(AudioError, match="input 2") as info:
         embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]

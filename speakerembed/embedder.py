@@ -29,7 +29,7 @@ from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
 from .load import _is_tensor, load_audio
 from .resample import SincResampler, resample
-from .trim import SILENCE_DB, frame_power, frame_power_tensor, trim_bounds
+from .trim import SILENCE_PEAK, check_kept, check_not_silent, frame_power, frame_power_tensor, trim_bounds
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -46,8 +46,6 @@ logger = logging.getLogger("speakerembed")
 AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
 """One utterance: a file path, a NumPy array or a torch tensor."""
 
-_SILENCE_PEAK = 10.0 ** (SILENCE_DB / 20.0)
-_MIN_SAMPLES = 201  # the STFT's reflect padding needs more than n_fft // 2 samples
 #: With ``Pipeline(resample_device="auto")``, utterances at least this long are resampled,
 #: trimmed and turned into mels on a CUDA device; shorter ones on the CPU.
 AUTO_DEVICE_MIN_SECONDS = 30.0
@@ -436,16 +434,9 @@ class SpeakerEmbedder:
             source = f"{source} ({os.fspath(item)})"
         rec.stage("load", "cpu", time.perf_counter() - t0)
         input_seconds = wav.shape[0] / sr
-        peak = float(np.max(np.abs(wav))) if wav.size else 0.0
-        if peak <= _SILENCE_PEAK:
-            raise AudioError(
-                f"is digital silence (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, below "
-                f"{SILENCE_DB:.0f} dBFS); pass audio with speech in it",
-                source=source,
-                stage="trim",
-            )
+        check_not_silent(float(np.max(np.abs(wav))) if wav.size else 0.0, source)
         offset = float(np.mean(wav, dtype=np.float64))
-        if float(np.max(np.abs(wav - np.float32(offset)))) <= _SILENCE_PEAK:
+        if float(np.max(np.abs(wav - np.float32(offset)))) <= SILENCE_PEAK:
             # A constant signal (a DC offset) is silence that trimming cannot see: its energy
             # is all at 0 Hz, so it would be embedded as if it were sound.
             raise AudioError(
@@ -479,15 +470,7 @@ class SpeakerEmbedder:
             rec.stage(step, where, time.perf_counter() - t0)
         wav = sig
         kept = wav.shape[0] / MODEL_SAMPLE_RATE
-        if wav.shape[0] < max(_MIN_SAMPLES, pipe.min_duration_s * MODEL_SAMPLE_RATE):
-            what = "after trimming silence, " if pipe.top_db is not None else ""
-            raise AudioError(
-                f"{what}{kept:.3f} s of audio is left, less than the minimum of "
-                f"{max(pipe.min_duration_s, _MIN_SAMPLES / MODEL_SAMPLE_RATE):g} s; pass longer "
-                "speech (or lower Pipeline.min_duration_s, or raise top_db)",
-                source=source,
-                stage="trim",
-            )
+        check_kept(wav.shape[0], pipe, source)
         from .mel import melspectrogram
 
         t0 = time.perf_counter()

@@ -37,7 +37,7 @@ from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
 from .errors import AudioError
 from .mel import N_FFT
 from .resample import resampled_length
-from .trim import SILENCE_DB, trim_bounds
+from .trim import check_kept, check_not_silent, trim_bounds
 from .windows import num_windows
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ __all__ = ["BLOCK_SECONDS", "StreamPlan", "can_stream", "plan_stream", "stream_f
 #: Seconds of audio decoded per block.
 BLOCK_SECONDS = 20.0
 _PAD = N_FFT // 2  # reflect padding of the centred STFT
-_SILENCE_PEAK = 10.0 ** (SILENCE_DB / 20.0)
-_MIN_SAMPLES = 201
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,28 +228,14 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
             energy.feed(block)
         else:
             energy.n += block.shape[0]
-    if peak <= _SILENCE_PEAK:
-        raise AudioError(
-            f"is digital silence (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, below "
-            f"{SILENCE_DB:.0f} dBFS); pass audio with speech in it",
-            source=source,
-            stage="trim",
-        )
+    check_not_silent(peak, source)
     total = energy.n
     if pipeline.top_db is None:
         start, end = 0, total
     else:
         start, end = trim_bounds(energy.finish(), total, pipeline.top_db, hop)
     kept = end - start if not trim_first else resampled_length(end - start, sr, MODEL_SAMPLE_RATE)
-    if kept < max(_MIN_SAMPLES, pipeline.min_duration_s * MODEL_SAMPLE_RATE):
-        what = "after trimming silence, " if pipeline.top_db is not None else ""
-        raise AudioError(
-            f"{what}{kept / MODEL_SAMPLE_RATE:.3f} s of audio is left, less than the minimum of "
-            f"{max(pipeline.min_duration_s, _MIN_SAMPLES / MODEL_SAMPLE_RATE):g} s; pass longer "
-            "speech (or lower Pipeline.min_duration_s, or raise top_db)",
-            source=source,
-            stage="trim",
-        )
+    check_kept(kept, pipeline, source)
     n_frames = 1 + kept // MEL_HOP_LENGTH
     n_wins, _ = num_windows(n_frames, pipeline.frame_step, pipeline.min_coverage, pipeline.partial_frames)
     return StreamPlan(path, sr, n, start, end, n_frames, n_wins)

@@ -13,15 +13,60 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import MODEL_SAMPLE_RATE
+from .errors import AudioError
+
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-__all__ = ["SILENCE_DB", "frame_power", "frame_power_tensor", "is_silent", "trim_bounds", "trim_silence"]
+    from .config import Pipeline
+
+__all__ = [
+    "MIN_SAMPLES",
+    "SILENCE_DB",
+    "SILENCE_PEAK",
+    "check_kept",
+    "check_not_silent",
+    "frame_power",
+    "frame_power_tensor",
+    "is_silent",
+    "trim_bounds",
+    "trim_silence",
+]
 
 #: Frames whose RMS level is below this, in dBFS, are digital silence (librosa's ``amin``).
 SILENCE_DB = -100.0
 _AMIN_POWER = 1e-10  # (10 ** (SILENCE_DB / 20)) ** 2
+#: Peak amplitude below which a whole input counts as digital silence.
+SILENCE_PEAK = 10.0 ** (SILENCE_DB / 20.0)
+#: Fewest 16 kHz samples the mel can take: its reflect padding needs more than n_fft // 2.
+MIN_SAMPLES = 201
+
+
+def check_not_silent(peak: float, source: str) -> None:
+    """Raise :class:`~speakerembed.AudioError` when an input's peak is digital silence."""
+    if peak <= SILENCE_PEAK:
+        raise AudioError(
+            f"is digital silence (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, below "
+            f"{SILENCE_DB:.0f} dBFS); pass audio with speech in it",
+            source=source,
+            stage="trim",
+        )
+
+
+def check_kept(n_samples: int, pipeline: Pipeline, source: str) -> None:
+    """Raise :class:`~speakerembed.AudioError` when fewer than the minimum 16 kHz samples are left."""
+    minimum = max(MIN_SAMPLES, pipeline.min_duration_s * MODEL_SAMPLE_RATE)
+    if n_samples < minimum:
+        what = "after trimming silence, " if pipeline.top_db is not None else ""
+        raise AudioError(
+            f"{what}{n_samples / MODEL_SAMPLE_RATE:.3f} s of audio is left, less than the minimum of "
+            f"{minimum / MODEL_SAMPLE_RATE:g} s; pass longer speech (or lower "
+            "Pipeline.min_duration_s, or raise top_db)",
+            source=source,
+            stage="trim",
+        )
 
 
 def frame_power(

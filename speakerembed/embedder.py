@@ -29,7 +29,14 @@ from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
 from .load import _is_tensor, load_audio
 from .resample import SincResampler, resample
-from .trim import SILENCE_PEAK, check_kept, check_not_silent, frame_power, frame_power_tensor, trim_bounds
+from .trim import (
+    check_kept,
+    check_not_constant,
+    check_not_silent,
+    frame_power,
+    frame_power_tensor,
+    trim_bounds,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -435,16 +442,7 @@ class SpeakerEmbedder:
         rec.stage("load", "cpu", time.perf_counter() - t0)
         input_seconds = wav.shape[0] / sr
         check_not_silent(float(np.max(np.abs(wav))) if wav.size else 0.0, source)
-        offset = float(np.mean(wav, dtype=np.float64))
-        if float(np.max(np.abs(wav - np.float32(offset)))) <= SILENCE_PEAK:
-            # A constant signal (a DC offset) is silence that trimming cannot see: its energy
-            # is all at 0 Hz, so it would be embedded as if it were sound.
-            raise AudioError(
-                f"is a constant {offset:.4g} (a DC offset with no sound in it); pass audio "
-                "with speech in it",
-                source=source,
-                stage="trim",
-            )
+        check_not_constant(float(np.min(wav)), float(np.max(wav)), source)
         on_device = self._preprocess_on_device(pipe, sr, wav.shape[0])
         where = self.device.type if on_device else "cpu"
         # On the device path this is the one host-to-device copy of the utterance.

@@ -37,7 +37,7 @@ from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
 from .errors import AudioError
 from .mel import N_FFT
 from .resample import resampled_length
-from .trim import check_kept, check_not_silent, trim_bounds
+from .trim import check_kept, check_not_constant, check_not_silent, trim_bounds
 from .windows import num_windows
 
 if TYPE_CHECKING:
@@ -205,17 +205,19 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
             source=source,
             stage="resample",
         )
-    peak = 0.0
+    peak, low, high = 0.0, np.inf, -np.inf
 
     def checked(blocks: Iterator[npt.NDArray[np.float32]]) -> Iterator[npt.NDArray[np.float32]]:
-        nonlocal peak
+        nonlocal peak, low, high
         for b in blocks:
-            m = float(np.max(np.abs(b))) if b.size else 0.0
-            if not np.isfinite(m):
+            if not b.size:
+                continue
+            lo, hi = float(np.min(b)), float(np.max(b))
+            if not (np.isfinite(lo) and np.isfinite(hi)):
                 raise AudioError(
                     "holds NaN or infinite samples; repair this audio", source=source, stage="load"
                 )
-            peak = max(peak, m)
+            peak, low, high = max(peak, abs(lo), abs(hi)), min(low, lo), max(high, hi)
             yield b
 
     trim_first = pipeline.order == "trim_resample"
@@ -229,6 +231,7 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
         else:
             energy.n += block.shape[0]
     check_not_silent(peak, source)
+    check_not_constant(low, high, source)
     total = energy.n
     if pipeline.top_db is None:
         start, end = 0, total

@@ -27,6 +27,7 @@ __all__ = [
     "SILENCE_DB",
     "SILENCE_PEAK",
     "check_kept",
+    "check_not_constant",
     "check_not_silent",
     "frame_power",
     "frame_power_tensor",
@@ -50,6 +51,21 @@ def check_not_silent(peak: float, source: str) -> None:
         raise AudioError(
             f"is digital silence (peak {20 * np.log10(max(peak, 1e-12)):.0f} dBFS, below "
             f"{SILENCE_DB:.0f} dBFS); pass audio with speech in it",
+            source=source,
+            stage="trim",
+        )
+
+
+def check_not_constant(low: float, high: float, source: str) -> None:
+    """Raise :class:`~speakerembed.AudioError` when the samples span less than the silence level.
+
+    A constant signal (a DC offset) is silence that trimming cannot see: its energy is all at
+    0 Hz, so it would otherwise be embedded as if it were sound.
+    """
+    if high - low <= SILENCE_PEAK:
+        raise AudioError(
+            f"is a constant {(low + high) / 2:.4g} (a DC offset with no sound in it); pass audio "
+            "with speech in it",
             source=source,
             stage="trim",
         )

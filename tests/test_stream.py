@@ -155,3 +155,15 @@ def test_frame_power_streamed_equals_whole() -> None:
     for lo in range(0, x.size, 3001):
         acc.feed(x[lo : lo + 3001])
     np.testing.assert_allclose(acc.finish(), frame_power(x, 2048, 512), rtol=1e-9, atol=1e-12)
+
+
+def test_a_long_constant_file_is_refused_as_a_dc_offset(tmp_path: Path) -> None:
+    path = tmp_path / "dc.wav"
+    sf.write(path, np.full(16_000 * 3, 0.25, np.float32), 16_000, subtype="FLOAT")
+    embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    with pytest.raises(AudioError, match="DC offset") as streamed:
+        embedder.embed_utterances(path, pipeline=Pipeline(stream_min_duration_s=1.0))
+    with pytest.raises(AudioError, match="DC offset") as in_memory:
+        embedder.embed_utterances(path, pipeline=Pipeline(stream_min_duration_s=None))
+    assert str(path) in str(streamed.value)
+    assert str(path) in str(in_memory.value)

@@ -1,4 +1,4 @@
-"""Synthetic test signals and small WAV writers for the reliability tests.
+"""Shared test helpers: synthetic signals, small WAV writers, and the Prometheus-tool check.
 
 The signals are made here, so the tests that use them run without ``../shared``. They are not
 speech, but they have what the encoder needs to give a stable embedding: a voiced, harmonic
@@ -7,13 +7,16 @@ source with a moving pitch and a syllable-rate envelope.
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pytest
 
-__all__ = ["pcm16_wav_header", "voice", "write_header_only_wav"]
+__all__ = ["pcm16_wav_header", "require_tool", "voice", "write_header_only_wav"]
 
 
 def voice(
@@ -62,4 +65,15 @@ def write_header_only_wav(path: Path, seconds: float, sample_rate: int = 16_000)
     with path.open("wb") as f:
         f.write(header)
         f.truncate(len(header) + 2 * n_frames)
+    return path
+
+
+def require_tool(name: str) -> str:
+    """The path of a Prometheus tool; skip locally when it is missing, fail under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message + ", and CI is set")
+        pytest.skip(message)
     return path

@@ -8,8 +8,6 @@ Values are read with ``registry.get_sample_value``; the exposition is parsed wit
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _signals import require_tool
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
@@ -46,17 +45,6 @@ def tone(seconds: float, freq: float = 220.0, lead_silence: float = 0.0) -> np.n
     wave = 0.3 * np.sin(2 * np.pi * freq * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
     pad = np.zeros(int(lead_silence * SR))
     return np.concatenate([pad, wave]).astype(np.float32)
-
-
-def require_tool(name: str) -> str:
-    """The path of a Prometheus tool; skip locally when it is missing, fail under CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ", and CI is set")
-        pytest.skip(message)
-    return path
 
 
 def value(reg: CollectorRegistry, name: str, **labels: str) -> float:

@@ -8,14 +8,13 @@ may name only metrics of the catalogue.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _signals import require_tool
 
 from speakerembed import metrics as m
 
@@ -33,17 +32,6 @@ KNOWN = {spec.name for spec in m.CATALOGUE} | {
     if spec.type == "histogram"
     for suffix in ("_bucket", "_sum", "_count")
 }
-
-
-def require_tool(name: str) -> str:
-    """The path of a Prometheus tool; skip locally when it is missing, fail under CI."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ", and CI is set")
-        pytest.skip(message)
-    return path
 
 
 def promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _signals import require_tool
 
 pytest.importorskip("prometheus_client")
 
@@ -40,16 +39,6 @@ STAGE_P95 = (
 )
 UTTERANCE_RATE = 'sum(rate(speakerembed_utterances_total{outcome="success"}[30s]))'
 ERROR_RATE = 'sum(rate(speakerembed_utterances_total{outcome="error"}[30s]))'
-
-
-def require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (Debian package 'prometheus'; .ci/run installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message + ", and CI is set")
-        pytest.skip(message)
-    return path
 
 
 def free_port() -> int:

@@ -65,10 +65,15 @@ def test_embed_utterances_npz(
         np.testing.assert_allclose(data["embeddings"], embedder.embed_utterances(ALICE + BOB), atol=1e-5)
 
 
-def test_embed_adds_npy_suffix(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, _ = run(capsys, "embed", ALICE[0], "-o", str(tmp_path / "emb"), *W)
-    assert code == 0
-    assert np.load(tmp_path / "emb.npy").shape == (256,)
+@pytest.mark.parametrize("name", ["emb", "out.csv", "out.txt"])
+def test_embed_refuses_an_output_it_cannot_write(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    code, _, err = run(capsys, "embed", str(tmp_path / "missing.wav"), "-o", str(tmp_path / name), *W)
+    assert code == 2, err
+    assert "-o" in err
+    assert ".npy, .npz" in err
+    assert not list(tmp_path.iterdir()), "nothing may be written for a usage error"
 
 
 def test_embed_without_output_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,12 +144,15 @@ def test_embed_keep_going_skips_bad_files(capsys: pytest.CaptureFixture[str], tm
     code, _, err = run(
         capsys, "embed", ALICE[0], str(bad), ALICE[1], "--utterances", "--keep-going", "-o", str(out), *W
     )
-    assert code == 1  # something failed, even though the rest was written
+    assert code == 3  # finished, but something failed: the rest was written
     assert "skipped input 1" in err
     assert "bad.wav" in err
     with np.load(out) as data:
         assert data["embeddings"].shape == (2, 256)
         assert list(data["files"]) == [ALICE[0], ALICE[1]]
+        assert list(data["failed_files"]) == [str(bad)]
+        assert list(data["failed_error_types"]) == ["AudioError"]
+        assert "bad.wav" in str(data["failed_errors"][0])
 
 
 def test_embed_keep_going_with_nothing_left(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -168,11 +176,11 @@ def test_unknown_weights_is_one_line(capsys: pytest.CaptureFixture[str]) -> None
     assert "resemblyzer" in err
 
 
-def test_bad_device_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "embed", ALICE[0], "--weights", "resemblyzer", "--device", "toaster")
-    assert code == 1
-    assert len(err.strip().splitlines()) == 1
-    assert "device=" in err
+@pytest.mark.parametrize("dev", ["toaster", "gpu", "cuda:x"])
+def test_bad_device_is_a_usage_error(capsys: pytest.CaptureFixture[str], dev: str) -> None:
+    err = usage_error(capsys, "embed", ALICE[0], "--weights", "resemblyzer", "--device", dev)
+    assert "--device" in err
+    assert "cpu, cuda" in err
 
 
 # -- similarity ------------------------------------------------------------------------------

@@ -1,0 +1,296 @@
+"""Options shared by the commands, defined once, and the helpers every command uses.
+
+Usage errors (a value out of range, an unknown device, contradictory flags, an output the
+command cannot write) exit with :attr:`ExitCode.USAGE` before any audio is read, with a message
+that names the flag as it is spelled on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
+
+__all__ = [
+    "ExitCode",
+    "add_model_options",
+    "add_pipeline_options",
+    "atomic_output",
+    "check_output",
+    "embedder_from_args",
+    "pipeline_from_args",
+    "usage_error",
+]
+
+ORDERS = ("resample_trim", "trim_resample")
+RESAMPLERS = ("soxr_hq", "kaiser_fast", "polyphase", "torchaudio")
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every ``speakerembed`` command."""
+
+    #: Everything asked for was done.
+    OK = 0
+    #: The job could not run: weights, output, or (for single-shot commands) an input failed.
+    FAILED = 1
+    #: Bad usage: unknown flag, value out of range, contradictory flags, unwritable output type.
+    USAGE = 2
+    #: The job finished, but some inputs failed; they are recorded in the output.
+    PARTIAL = 3
+    #: Interrupted (Ctrl-C); finished work is kept, nothing partial is written.
+    INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A usage error found after parsing (exit code 2)."""
+
+
+def usage_error(message: str) -> UsageError:
+    """A usage error to raise from a command; :func:`speakerembed.cli.main` exits 2 with it."""
+    return UsageError(message)
+
+
+# -- value types, so argparse reports a bad value against its flag -------------------------------
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0."""
+    value = _float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {text!r}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def device(text: str) -> str:
+    """cpu, cuda, cuda:N or mps."""
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps")
+    return text
+
+
+# -- option groups ---------------------------------------------------------------------------
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """--weights, --device, --precision, --threads."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--weights",
+        default="chatterbox",
+        metavar="W",
+        help="chatterbox (default, from the Hugging Face hub), chatterbox-turbo, "
+        "chatterbox-multilingual, resemblyzer (offline; pip install 'speakerembed[resemblyzer]'), "
+        "or a local .safetensors/.pt file",
+    )
+    g.add_argument(
+        "--device",
+        type=device,
+        default=None,
+        metavar="D",
+        help="cpu, cuda, cuda:N or mps (default: best available)",
+    )
+    g.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision (default: fp32)"
+    )
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="torch threads for the encoder (default: torch's choice, one per core)",
+    )
+
+
+def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    """--order, --resampler, --top-db, --no-trim, --min-duration, --max-duration."""
+    g = p.add_argument_group("pipeline")
+    g.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="resample_trim",
+        help="resample then trim (default), or trim then resample",
+    )
+    g.add_argument(
+        "--resampler", choices=RESAMPLERS, default="soxr_hq", help="resampling method (default: soxr_hq)"
+    )
+    g.add_argument(
+        "--top-db",
+        type=positive_float,
+        default=None,
+        metavar="DB",
+        help="trim threshold in dB below the peak (default: 20)",
+    )
+    g.add_argument("--no-trim", action="store_true", help="do not trim leading and trailing silence")
+    g.add_argument(
+        "--min-duration",
+        type=non_negative_float,
+        default=None,
+        metavar="S",
+        help="refuse inputs with less than S seconds left after trimming (default: 0.25)",
+    )
+    g.add_argument(
+        "--max-duration",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="refuse inputs longer than S seconds (default: no limit)",
+    )
+
+
+def add_verbose(p: argparse.ArgumentParser) -> None:
+    """-v/--verbose."""
+    p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks with errors")
+
+
+# -- building library objects from the flags ------------------------------------------------------
+
+
+def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
+    """The :class:`~speakerembed.Pipeline` the flags describe; contradictions are usage errors."""
+    from ..config import Pipeline
+    from ..errors import ConfigError
+
+    if args.no_trim and args.top_db is not None:
+        raise usage_error("--no-trim and --top-db contradict each other; pass one of them")
+    fields: dict[str, Any] = {
+        "order": args.order,
+        "resampler": args.resampler,
+        "top_db": None if args.no_trim else (args.top_db if args.top_db is not None else 20.0),
+        "max_duration_s": args.max_duration,
+    }
+    if args.min_duration is not None:
+        fields["min_duration_s"] = args.min_duration
+    if (
+        args.max_duration is not None
+        and args.min_duration is not None
+        and args.max_duration < args.min_duration
+    ):
+        raise usage_error(
+            f"--max-duration {args.max_duration:g} is below --min-duration {args.min_duration:g}; "
+            "no input could pass both"
+        )
+    try:
+        return Pipeline(**fields)
+    except ConfigError as exc:  # pragma: no cover - the flag types check every value first
+        raise usage_error(str(exc)) from exc
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """Apply --threads to torch (loaded here, not at parse time)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def embedder_from_args(args: argparse.Namespace) -> SpeakerEmbedder:
+    """A :class:`~speakerembed.SpeakerEmbedder` from the model and pipeline flags."""
+    from ..embedder import SpeakerEmbedder
+
+    apply_threads(args)
+    return SpeakerEmbedder(
+        args.weights, device=args.device, precision=args.precision, pipeline=pipeline_from_args(args)
+    )
+
+
+# -- outputs ---------------------------------------------------------------------------------
+
+
+def check_output(path: str, suffixes: Sequence[str], flag: str = "-o") -> Path:
+    """Check an output file before any work: a known suffix, and a folder we can write in.
+
+    The folder is created if it does not exist. Returns the path.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        known = ", ".join(suffixes)
+        raise usage_error(
+            f"{flag} {path}: cannot write a {out.suffix or 'suffix-less'} file; use one of {known}"
+        )
+    if out.is_dir():
+        raise usage_error(
+            f"{flag} {path} is a folder; pass a file name ending in one of {', '.join(suffixes)}"
+        )
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise usage_error(f"{flag} {path}: cannot create the folder {folder} ({exc.strerror})") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise usage_error(f"{flag} {path}: the folder {folder} is not writable; choose another {flag}")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path`` atomically.
+
+    An error or Ctrl-C removes the temporary file, so ``path`` is either the old file or the
+    complete new one, never a partial one.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def say(message: str) -> None:
+    """One line on stderr, prefixed with the program's name."""
+    print(f"speakerembed: {message}", file=sys.stderr)

@@ -24,6 +24,9 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
+    from .scoring import det_curve, eer, min_dcf, threshold_at
+    from .sim_eval import TTSSimilarityReport, tts_similarity
+    from .verify import VerificationReport, verify_trials
     from .weights import WeightsInfo
 
 __all__ = [
@@ -36,14 +39,22 @@ __all__ = [
     "Pipeline",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
+    "TTSSimilarityReport",
+    "VerificationReport",
     "WeightsError",
     "WeightsInfo",
     "__version__",
     "clear_cache",
     "cosine_similarity",
+    "det_curve",
+    "eer",
     "embed_speaker",
     "embed_utterances",
+    "min_dcf",
+    "threshold_at",
+    "tts_similarity",
     "utt_to_spk_embed",
+    "verify_trials",
 ]
 
 _LAZY = {
@@ -54,6 +65,14 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
+    "eer": "scoring",
+    "min_dcf": "scoring",
+    "det_curve": "scoring",
+    "threshold_at": "scoring",
+    "verify_trials": "verify",
+    "VerificationReport": "verify",
+    "tts_similarity": "sim_eval",
+    "TTSSimilarityReport": "sim_eval",
 }
 
 

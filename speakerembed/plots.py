@@ -9,6 +9,7 @@ so they work in scripts, servers and notebooks alike. Save one with :func:`save_
 * :func:`plot_similarity_matrix`: cosine similarity of every pair of embeddings, grouped by speaker.
 * :func:`plot_score_histograms`: same-speaker and different-speaker scores, with a threshold.
 * :func:`plot_det_curve`: the DET curve on normal-deviate axes, with the EER marked.
+* :func:`plot_verification`: the histograms and the DET curve side by side.
 * :func:`plot_projection`: a 2-D projection of embeddings coloured by speaker (PCA, or UMAP if
   the ``umap-learn`` package is installed).
 
@@ -37,11 +38,12 @@ __all__ = [
     "plot_projection",
     "plot_score_histograms",
     "plot_similarity_matrix",
+    "plot_verification",
     "save_figure",
 ]
 
 #: The false-accept / false-reject rates labelled on DET axes.
-DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
+DET_TICKS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8)
 _TARGET_COLOUR = "tab:blue"
 _NONTARGET_COLOUR = "tab:orange"
 
@@ -280,8 +282,8 @@ def plot_det_curve(
     s, y = _trials(scores, labels)
     curve = det_curve(s, y)
     result = eer(s, y)
-    fresh = ax is None
     fig, ax = _new_axes(ax, (5.0, 5.0))
+    fresh = not ax.lines
     # Rates of exactly 0 or 1 have no normal deviate; clip them to half a trial.
     lo = 0.5 / max(int(y.sum()), int((~y).sum()))
     ppf = NormalDist().inv_cdf
@@ -312,6 +314,59 @@ def plot_det_curve(
     ax.legend(loc="upper right", fontsize="small")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_verification(
+    scores: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    *,
+    threshold: float | None = None,
+    label: str | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Score histograms (with a threshold) and the DET curve, side by side in one figure.
+
+    Parameters
+    ----------
+    scores : array_like, shape (n_trials,)
+        Trial scores.
+    labels : array_like, shape (n_trials,), bool or 0/1
+        ``True``/1 for same-speaker trials.
+    threshold : float, optional
+        The threshold to draw; by default the EER threshold.
+    label : str, optional
+        Legend entry of the DET curve.
+    title : str, optional
+        The figure's title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two Axes: :func:`plot_score_histograms` and :func:`plot_det_curve`.
+
+    Examples
+    --------
+    >>> from speakerembed.plots import plot_verification
+    >>> fig = plot_verification([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0])
+    >>> len(fig.axes)
+    2
+    """
+    from .scoring import eer
+
+    s, y = _trials(scores, labels)
+    if threshold is None:
+        threshold = eer(s, y).threshold
+        where = "EER threshold"
+    else:
+        where = "threshold"
+    fig, first = _new_axes(None, (11.0, 4.6))
+    fig.delaxes(first)
+    left, right = fig.subplots(1, 2, width_ratios=(1.5, 1))
+    plot_score_histograms(s, y, threshold=threshold, ax=left, title=f"Scores, with the {where}")
+    plot_det_curve(s, y, label=label, ax=right)
+    if title:
+        fig.suptitle(title)
     return fig
 
 

@@ -284,19 +284,21 @@ def plot_det_curve(
     result = eer(s, y)
     fig, ax = _new_axes(ax, (5.0, 5.0))
     fresh = not ax.lines
-    # Rates of exactly 0 or 1 have no normal deviate; clip them to half a trial.
-    lo = 0.5 / max(int(y.sum()), int((~y).sum()))
+    # Rates of exactly 0 or 1 have no normal deviate: draw them at half a trial of their class.
+    lo_fa, lo_fr = 0.5 / int((~y).sum()), 0.5 / int(y.sum())
     ppf = NormalDist().inv_cdf
     lim = (ppf(min(DET_TICKS)) - 0.2, ppf(0.5) + 0.2)
 
-    def deviate(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def deviate(p: npt.NDArray[np.float64], lo: float) -> npt.NDArray[np.float64]:
         clipped = np.clip(p, lo, 1 - lo)
         return np.array([ppf(float(v)) for v in clipped])
 
     text = f"EER {100 * result.value:.1f}%"
-    (line,) = ax.plot(deviate(curve.fpr), deviate(curve.fnr), label=f"{label} ({text})" if label else text)
+    (line,) = ax.plot(
+        deviate(curve.fpr, lo_fa), deviate(curve.fnr, lo_fr), label=f"{label} ({text})" if label else text
+    )
     if mark_eer and result.value > 0:
-        v = ppf(min(max(result.value, lo), 1 - lo))
+        v = ppf(min(max(result.value, lo_fa), 1 - lo_fa))
         ax.plot([v], [v], "o", color=line.get_color(), markersize=5)
     if fresh:
         ax.plot(lim, lim, color="0.7", linewidth=0.8, linestyle=":", zorder=0)

@@ -84,9 +84,10 @@ def test_det_curve_plots_the_curve_on_normal_deviates() -> None:
     ax = fig.axes[0]
     curve = ax.lines[0]
     ref = det_curve(s, y)
-    lo = 0.5 / 2000
-    expected_x = [NormalDist().inv_cdf(min(max(p, lo), 1 - lo)) for p in ref.fpr]
+    expected_x = [NormalDist().inv_cdf(min(max(p, 0.5 / 2000), 1 - 0.5 / 2000)) for p in ref.fpr]
+    expected_y = [NormalDist().inv_cdf(min(max(p, 0.5 / 200), 1 - 0.5 / 200)) for p in ref.fnr]
     np.testing.assert_allclose(curve.get_xdata(), expected_x)
+    np.testing.assert_allclose(curve.get_ydata(), expected_y)
     e = eer(s, y).value
     assert ax.get_legend_handles_labels()[1] == [f"demo (EER {100 * e:.1f}%)"]
     marker = ax.lines[1]

@@ -4,13 +4,13 @@ Pure NumPy functions over arrays of trial scores and labels. The convention ever
 is **accepted** when its score is **at or above** the threshold; a label is ``True`` (or 1) for a
 target trial (same speaker) and ``False`` (or 0) for a non-target trial (different speakers).
 
-* :func:`det_curve`: false-accept and false-reject rates at every distinct score.
-* :func:`eer`: the equal error rate and its threshold, where the DET curve crosses
+* :func:`~speakerembed.det_curve`: false-accept and false-reject rates at every distinct score.
+* :func:`~speakerembed.eer`: the equal error rate and its threshold, where the DET curve crosses
   ``fpr == fnr`` (linear interpolation between the two operating points around the crossing,
   as WeSpeaker's ``compute_eer``).
-* :func:`min_dcf`: the minimum normalised detection cost (NIST SRE; WeSpeaker's
+* :func:`~speakerembed.min_dcf`: the minimum normalised detection cost (NIST SRE; WeSpeaker's
   ``compute_c_norm``) and its threshold.
-* :func:`threshold_at`: the lowest threshold whose false-accept (or false-reject) rate stays
+* :func:`~speakerembed.threshold_at`: the lowest threshold whose false-accept (or false-reject) rate stays
   within a target.
 * :func:`cosine_scores`, :func:`subtract_mean` and :func:`as_norm`: scores from embeddings, and
   the two usual normalisations (cohort-mean subtraction; adaptive symmetric score normalisation).

@@ -215,7 +215,8 @@ def tts_similarity(
     Parameters
     ----------
     meta : path, or sequence of (generated, reference) path pairs
-        A Seed-TTS-eval ``meta.lst``, a CSV (see :func:`read_pairs`), or the pairs themselves.
+        A Seed-TTS-eval ``meta.lst``, a CSV (see :func:`~speakerembed.sim_eval.read_pairs`), or
+        the pairs themselves.
     gen_dir : path, optional
         The folder of generated ``<utt>.wav`` files, for a ``meta.lst``.
     weights : str or os.PathLike
@@ -241,7 +242,7 @@ def tts_similarity(
     Notes
     -----
     The numbers come from Chatterbox's voice encoder, not from the WavLM-TDNN model that
-    Seed-TTS-eval uses; see :data:`ENCODER_NOTE`.
+    Seed-TTS-eval uses; see :data:`~speakerembed.sim_eval.ENCODER_NOTE`.
 
     Examples
     --------

@@ -85,6 +85,7 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
     Examples
     --------
     >>> import tempfile, pathlib
+    >>> from speakerembed.verify import read_trials
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "trials.txt").write_text("1 a.wav b.wav\n0 a.wav c.wav\n")
     >>> read_trials(folder / "trials.txt")[1]
@@ -249,7 +250,7 @@ def verify_trials(
     Parameters
     ----------
     trials : path, or sequence of Trial or (enroll, test[, label]) tuples
-        A trial list file (see :func:`read_trials`), or the trials themselves.
+        A trial list file (see :func:`~speakerembed.verify.read_trials`), or the trials themselves.
     root : path, optional
         The folder the trial paths are relative to; by default the trial list's folder (or
         the working directory for a sequence). Absolute paths are used as they are.

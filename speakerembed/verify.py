@@ -210,12 +210,18 @@ class VerificationReport:
             "weights": self.weights,
         }
 
+    def score_lines(self) -> list[str]:
+        """One line per scored trial: ``enroll test score [target|nontarget]`` (WeSpeaker's form)."""
+        lines = []
+        for trial, score in zip(self.trials, self.scores, strict=True):
+            tail = "" if trial.label is None else (" target" if trial.label else " nontarget")
+            lines.append(f"{trial.enroll} {trial.test} {score:.6f}{tail}")
+        return lines
+
     def write_scores(self, path: str | os.PathLike[str]) -> None:
-        """Write one line per scored trial: ``enroll test score [target|nontarget]`` (WeSpeaker's form)."""
+        """Write :meth:`score_lines` to a text file."""
         with open(path, "w", encoding="utf-8") as f:
-            for trial, score in zip(self.trials, self.scores, strict=True):
-                tail = "" if trial.label is None else (" target" if trial.label else " nontarget")
-                f.write(f"{trial.enroll} {trial.test} {score:.6f}{tail}\n")
+            f.writelines(line + "\n" for line in self.score_lines())
 
 
 def _cohort_files(cohort: Iterable[str | os.PathLike[str]]) -> list[str]:

@@ -171,3 +171,7 @@ def test_cli_sim_eval_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path:
     assert main(["sim-eval", str(meta), str(gen), "-o", str(tmp_path / "x.json"), *W]) == 2
     assert "-o" in capsys.readouterr().err
     assert main(["sim-eval", str(meta), str(tmp_path / "nowhere"), *W]) == 2
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("generated,reference\na.wav,b.wav\n")
+    assert main(["sim-eval", str(csv), str(gen), *W]) == 2
+    assert "not used" in capsys.readouterr().err

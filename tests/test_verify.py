@@ -197,6 +197,11 @@ def test_cli_verify_unlabelled_still_writes_scores(
     assert len(scores.read_text().splitlines()) == 4
     assert all(len(line.split()) == 3 for line in scores.read_text().splitlines())
     assert json.loads((tmp_path / "r.json").read_text())["eer"] is None
+    # Without --scores, an unlabelled list's scores go to stdout.
+    assert main(["verify", str(listing), *W]) == 0
+    printed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(str(AUDIO))]
+    written = [float(line.split()[2]) for line in scores.read_text().splitlines()]
+    assert [float(s) for *_, s in printed] == written
 
 
 def test_cli_verify_missing_file_exits_3(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     out = opt.check_output(args.output, (".jsonl",)) if args.output else None
     if Path(args.meta).suffix.lower() != ".csv" and args.gen_dir is None:
         raise opt.usage_error(f"{args.meta} is a meta.lst: pass GEN_DIR, the folder of generated <utt>.wav")
+    if Path(args.meta).suffix.lower() == ".csv" and args.gen_dir is not None:
+        raise opt.usage_error(f"{args.meta} is a CSV of pairs: GEN_DIR is not used with it; drop it")
     if args.gen_dir is not None and not Path(args.gen_dir).is_dir():
         raise opt.usage_error(f"GEN_DIR {args.gen_dir} is not a folder")
     from ..sim_eval import read_pairs, tts_similarity

@@ -37,7 +37,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--scores",
         metavar="FILE",
         default=None,
-        help="write 'enroll test score [target|nontarget]' per trial",
+        help="write 'enroll test score [target|nontarget]', one trial a line (default for an "
+        "unlabelled list: print them)",
     )
     p.add_argument(
         "--plot",
@@ -104,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     if scores_path is not None:
         with opt.atomic_output(scores_path) as tmp:
             report.write_scores(tmp)
+    if scores_path is None and report.labels is None:
+        print("\n".join(report.score_lines()))  # unlabelled: the scores are the answer
     _print_summary(report, data)
     if plot_path is not None:
         if report.eer is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from speakerembed import ConfigError
 from speakerembed.scoring import (
@@ -236,3 +238,47 @@ def test_bad_parameters_name_the_keyword() -> None:
         as_norm([0.5], [[1.0, 0.0]], [[0.0, 1.0]], [[1.0, 1.0]])
     with pytest.raises(ConfigError, match="enroll="):
         cosine_scores([[0.0, 0.0]], [[1.0, 0.0]])
+
+
+# -- properties on arbitrary trials, ties included -------------------------------------------------
+
+
+trial_lists = st.lists(
+    st.tuples(st.integers(0, 8).map(lambda v: v / 8), st.booleans()), min_size=2, max_size=40
+).filter(lambda t: any(y for _, y in t) and not all(y for _, y in t))
+
+
+@given(trial_lists)
+def test_eer_is_bracketed_by_the_operating_points(trials_: list[tuple[float, bool]]) -> None:
+    scores = np.array([s for s, _ in trials_])
+    labels = np.array([y for _, y in trials_])
+    points = [brute_rates(scores, labels, t) for t in [*np.unique(scores), np.inf]]
+    value, threshold = eer(scores, labels)
+    # Between the last point with fnr < fpr and the first with fnr >= fpr, the crossing lies
+    # above every point's smaller rate and below every point's larger rate.
+    assert max(min(p) for p in points) - 1e-12 <= value <= min(max(p) for p in points) + 1e-12
+    assert scores.min() <= threshold <= np.nextafter(scores.max(), np.inf)
+
+
+@given(trial_lists, st.sampled_from([0.01, 0.05, 0.5]))
+def test_min_dcf_is_the_brute_force_minimum(trials_: list[tuple[float, bool]], p_target: float) -> None:
+    scores = np.array([s for s, _ in trials_])
+    labels = np.array([y for _, y in trials_])
+    c_def = min(p_target, 1 - p_target)
+    costs = [
+        (frr * p_target + far * (1 - p_target)) / c_def
+        for far, frr in (brute_rates(scores, labels, t) for t in [*np.unique(scores), np.inf])
+    ]
+    assert min_dcf(scores, labels, p_target=p_target).value == pytest.approx(min(costs), abs=1e-12)
+
+
+@given(trial_lists, st.sampled_from([0.0, 0.1, 0.25, 0.5]))
+def test_threshold_at_far_is_the_brute_force_lowest(trials_: list[tuple[float, bool]], far: float) -> None:
+    scores = np.array([s for s, _ in trials_])
+    labels = np.array([y for _, y in trials_])
+    point = threshold_at(scores, labels, far=far)
+    ok = [t for t in [*np.unique(scores), np.inf] if brute_rates(scores, labels, t)[0] <= far]
+    lowest = min(ok)
+    assert point.threshold == (lowest if np.isfinite(lowest) else np.nextafter(scores.max(), np.inf))
+    assert point.far is not None
+    assert point.far <= far

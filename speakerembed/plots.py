@@ -8,6 +8,8 @@ so they work in scripts, servers and notebooks alike. Save one with :func:`save_
 
 * :func:`plot_similarity_matrix`: cosine similarity of every pair of embeddings, grouped by speaker.
 * :func:`plot_score_histograms`: same-speaker and different-speaker scores, with a threshold.
+* :func:`plot_similarity_histogram`: the distribution of one set of similarities (TTS output
+  against its prompts), with its mean.
 * :func:`plot_det_curve`: the DET curve on normal-deviate axes, with the EER marked.
 * :func:`plot_verification`: the histograms and the DET curve side by side.
 * :func:`plot_projection`: a 2-D projection of embeddings coloured by speaker (PCA, or UMAP if
@@ -37,6 +39,7 @@ __all__ = [
     "plot_det_curve",
     "plot_projection",
     "plot_score_histograms",
+    "plot_similarity_histogram",
     "plot_similarity_matrix",
     "plot_verification",
     "save_figure",
@@ -230,6 +233,64 @@ def plot_score_histograms(
     ax.set_ylabel("density")
     ax.legend(loc="upper left", fontsize="small")
     ax.margins(y=0.25)  # room for the legend
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_similarity_histogram(
+    similarities: npt.ArrayLike,
+    *,
+    bins: int = 30,
+    label: str | None = None,
+    ax: Axes | None = None,
+    title: str | None = "Speaker similarity to the reference",
+) -> Figure:
+    """Histogram of one set of similarities (such as TTS output against its prompts), with its mean.
+
+    Parameters
+    ----------
+    similarities : array_like, shape (n,)
+        Cosine similarities, n >= 1, finite.
+    bins : int
+        Number of bins.
+    label : str, optional
+        Legend entry of the histogram (the weights, say); call again on the same ``ax`` to
+        compare systems.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of in a new figure.
+    title : str or None
+        The Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One histogram and a dashed line at the mean, both in the legend.
+
+    Examples
+    --------
+    >>> from speakerembed.plots import plot_similarity_histogram
+    >>> fig = plot_similarity_histogram([0.81, 0.78, 0.85, 0.52], label="system A")
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['system A (4 pairs)', 'mean 0.740']
+    """
+    s = np.asarray(similarities, dtype=np.float64)
+    if s.ndim != 1 or s.size == 0 or not np.all(np.isfinite(s)):
+        raise ConfigError("similarities= must be a non-empty one-dimensional array of finite numbers")
+    if not (isinstance(bins, int) and bins >= 1):
+        raise ConfigError(f"bins= must be a whole number of at least 1, got {bins!r}")
+    fig, ax = _new_axes(ax, (6.4, 4.0))
+    name = f"{label} ({s.size} pairs)" if label else f"{s.size} pairs"
+    ax.hist(s, bins=bins, alpha=0.6, label=name)
+    colour = ax.patches[-1].get_facecolor()[:3]  # the histogram's own colour, opaque
+    ax.axvline(float(s.mean()), color=colour, linestyle="--", label=f"mean {s.mean():.3f}")
+    ax.set_xlabel("cosine similarity")
+    ax.set_ylabel("pairs")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts
+    ax.legend(loc="upper left", fontsize="small")
+    ax.margins(y=0.2)
     if title:
         ax.set_title(title)
     return fig

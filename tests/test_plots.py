@@ -76,6 +76,24 @@ def test_score_histograms_draw_both_classes_and_the_threshold() -> None:
     assert f"{100 * frr:.2g}% false rejects" in labels[2]
 
 
+def test_similarity_histogram_counts_every_pair_and_marks_the_mean() -> None:
+    values = np.random.default_rng(2).uniform(0.4, 0.95, 57)
+    ax = plots.plot_similarity_histogram(values, bins=12, label="A").axes[0]
+    assert len(ax.patches) == 12
+    assert sum(p.get_height() for p in ax.patches) == 57
+    (mean_line,) = ax.lines
+    assert mean_line.get_xdata()[0] == pytest.approx(values.mean())
+    plots.plot_similarity_histogram(values - 0.1, bins=12, label="B", ax=ax)
+    assert ax.get_legend_handles_labels()[1] == [
+        "A (57 pairs)",
+        f"mean {values.mean():.3f}",
+        "B (57 pairs)",
+        f"mean {values.mean() - 0.1:.3f}",
+    ]
+    with pytest.raises(ConfigError, match="similarities="):
+        plots.plot_similarity_histogram([])
+
+
 def test_det_curve_plots_the_curve_on_normal_deviates() -> None:
     from statistics import NormalDist
 

@@ -130,7 +130,8 @@ def test_cli_sim_eval_writes_jsonl_and_summary(
     meta, gen, truth = seed_tts_layout(tmp_path)
     (gen / "bob-b.wav").unlink()
     out = tmp_path / "out" / "scores.jsonl"
-    code = main(["sim-eval", str(meta), str(gen), "-o", str(out), *W])
+    plot = tmp_path / "sim.png"
+    code = main(["sim-eval", str(meta), str(gen), "-o", str(out), "--plot", str(plot), *W])
     stdout, err = capsys.readouterr()
     assert code == 3, err  # finished, with a failed pair
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -150,6 +151,7 @@ def test_cli_sim_eval_writes_jsonl_and_summary(
     assert f"mean {summary['mean']:.4f}" in stdout
     assert "not the WavLM-TDNN" in stdout
     assert "failed bob-b" in err
+    assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_cli_sim_eval_csv_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -37,6 +37,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="write one JSON line per pair, and the summary to SCORES.summary.json beside it "
         "(default: the lines to stdout, the summary to stderr)",
     )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="draw the histogram of the similarities with their mean (.png, .svg or .pdf; needs matplotlib)",
+    )
     opt.add_model_options(p)
     opt.add_pipeline_options(p)
     opt.add_verbose(p)
@@ -51,6 +57,12 @@ def summary_path(scores: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run ``sim-eval``."""
     out = opt.check_output(args.output, (".jsonl",)) if args.output else None
+    plot_path = opt.check_output(args.plot, (".png", ".svg", ".pdf"), "--plot") if args.plot else None
+    if plot_path is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
     if Path(args.meta).suffix.lower() != ".csv" and args.gen_dir is None:
         raise opt.usage_error(f"{args.meta} is a meta.lst: pass GEN_DIR, the folder of generated <utt>.wav")
     if Path(args.meta).suffix.lower() == ".csv" and args.gen_dir is not None:
@@ -90,6 +102,13 @@ def run(args: argparse.Namespace) -> int:
         for line in lines:
             print(line)
         _print_summary(summary, sys.stderr)
+    if plot_path is not None and summary["n"]:
+        from ..plots import plot_similarity_histogram, save_figure
+
+        title = "Speaker similarity to the prompt (Chatterbox voice encoder)"
+        fig = plot_similarity_histogram(report.similarities, label=summary["weights"], title=title)
+        save_figure(fig, plot_path)
+        opt.say(f"wrote {plot_path}")
     if summary["n"] == 0:
         opt.say("error: no pair could be scored")
         return opt.ExitCode.FAILED

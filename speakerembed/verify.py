@@ -363,12 +363,25 @@ def verify_trials(
     )
 
 
+def _label(value: object, index: int) -> bool:
+    """True/False, 1/0, "1"/"0" or "target"/"nontarget"."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in {**_LABEL_WORDS, "1": True, "0": False}:
+        return {**_LABEL_WORDS, "1": True, "0": False}[value.strip().lower()]
+    raise ConfigError(
+        f"trials= item {index} has the label {value!r}; use True/False, 1/0 or 'target'/'nontarget'"
+    )
+
+
 def _as_trial(item: object, index: int) -> Trial:
     if isinstance(item, Trial):
         return item
     if isinstance(item, (tuple, list)) and len(item) in (2, 3):
         enroll, test = os.fspath(item[0]), os.fspath(item[1])
-        label = None if len(item) == 2 else bool(item[2])
+        label = None if len(item) == 2 else _label(item[2], index)
         return Trial(str(enroll), str(test), label)
     raise ConfigError(
         f"trials= item {index} is {item!r}; pass Trial objects or (enroll, test[, label]) tuples"

@@ -142,6 +142,8 @@ def test_cohort_as_norm_matches_scoring(embedder: SpeakerEmbedder, speech: Path)
 def test_bad_arguments_name_the_keyword(embedder: SpeakerEmbedder, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="root="):
         verify_trials(all_pairs(), root=tmp_path / "nowhere", embedder=embedder)
+    with pytest.raises(ConfigError, match="item 1 has the label 'maybe'"):
+        verify_trials([("a", "b", "target"), ("a", "c", "maybe")], embedder=embedder)
     with pytest.raises(ConfigError, match="mixes labelled"):
         verify_trials([("a", "b", True), ("a", "c")], embedder=embedder)
     with pytest.raises(ConfigError, match="cohort="):

@@ -298,7 +298,7 @@ def _check_duration(frames: float, sample_rate: int, max_duration_s: float | Non
     if max_duration_s is not None and frames / sample_rate > max_duration_s:
         raise InputTooLongError(
             f"lasts {frames / sample_rate:.1f} s, more than max_duration_s={max_duration_s:g}; "
-            "cut it into parts, or raise Pipeline.max_duration_s (the CLI's --max-duration)",
+            "cut it into parts, or raise Pipeline.max_duration_s",
             source=source,
             stage="load",
         )

@@ -236,7 +236,14 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def embedder_from_args(args: argparse.Namespace) -> SpeakerEmbedder:
-    """A :class:`~speakerembed.SpeakerEmbedder` from the model and pipeline flags."""
+    """A :class:`~speakerembed.SpeakerEmbedder` from the model and pipeline flags.
+
+    The weights are found first, before torch is imported, so that missing weights (offline,
+    say) are reported within a second or two.
+    """
+    from ..weights import resolve_weights
+
+    resolve_weights(args.weights)
     from ..embedder import SpeakerEmbedder
 
     apply_threads(args)
@@ -292,5 +299,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def say(message: str) -> None:
-    """One line on stderr, prefixed with the program's name."""
-    print(f"speakerembed: {message}", file=sys.stderr)
+    """One line on stderr, prefixed with the program's name, with flags for library keywords."""
+    from ._messages import in_cli_terms
+
+    print(f"speakerembed: {in_cli_terms(message)}", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._cstderr import decoder_output_quiet
 from .errors import AudioError, InputTooLongError
 
 if TYPE_CHECKING:
@@ -344,7 +345,8 @@ def read_file(
             stage="load",
         )
     try:
-        info = sf.info(str(path))
+        with decoder_output_quiet():
+            info = sf.info(str(path))
     except PermissionError as exc:
         raise _permission_error(source) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -370,7 +372,8 @@ def read_file(
     sample_rate = check_sample_rate(info.samplerate, source)
     _check_duration(info.frames, sample_rate, max_duration_s, source)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with decoder_output_quiet():
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except PermissionError as exc:
         raise _permission_error(source) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:

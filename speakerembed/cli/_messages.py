@@ -37,6 +37,7 @@ _BEFORE = r"(?<![\w\-\[.])"
 
 _CALL = re.compile(r"Pipeline\((?P<name>\w+)=" + _VALUE + r"\)")
 _NO_TRIM = re.compile(_BEFORE + r"(?:Pipeline\.)?top_db=None\b")
+_NO_LIMIT = re.compile(_BEFORE + r"(?:Pipeline\.)?max_duration_s=None\b")
 _KEYWORD = re.compile(
     _BEFORE
     + r"(?P<prefix>Pipeline\.)?(?P<name>"
@@ -83,7 +84,8 @@ def in_cli_terms(message: str) -> str:
     -------
     str
         The message with, e.g., ``weights='resemblyzer'`` as ``--weights resemblyzer``,
-        ``Pipeline.min_duration_s`` as ``--min-duration`` and ``top_db=None`` as ``--no-trim``.
+        ``Pipeline.min_duration_s`` as ``--min-duration``, ``top_db=None`` as ``--no-trim`` and
+        ``max_duration_s=None`` as ``no --max-duration``.
 
     Examples
     --------
@@ -94,4 +96,5 @@ def in_cli_terms(message: str) -> str:
     """
     message = _CALL.sub(_call, message)
     message = _NO_TRIM.sub("--no-trim", message)
+    message = _NO_LIMIT.sub("no --max-duration", message)
     return _KEYWORD.sub(_keyword, message)

@@ -130,3 +130,55 @@ def test_weights_in_the_hub_cache_are_used_without_the_network(
     proc = _python(tmp_path, code, **extra)
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()).resolve() == cached.resolve()
+
+
+# -- the "resemblyzer" weights need the wheel's file, not its dependencies --------------------
+
+
+def test_missing_resemblyzer_names_the_light_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    from speakerembed.cli import main
+    from speakerembed.errors import WeightsError
+    from speakerembed.weights import resolve_weights
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "resemblyzer" else real(name, *a)
+    )
+    with pytest.raises(WeightsError, match=r"pip install --no-deps resemblyzer"):
+        resolve_weights("resemblyzer")
+    assert main(["embed", ALICE, "--weights", "resemblyzer", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "pip install --no-deps resemblyzer" in err
+
+
+def test_resemblyzer_weights_work_when_the_package_cannot_be_imported(
+    tmp_path: Path, resemblyzer_weights: Path, embedder: SpeakerEmbedder
+) -> None:
+    # What `pip install --no-deps resemblyzer` leaves: the package's files, but an import that
+    # fails because librosa, webrtcvad and the rest are missing. The file alone must be enough.
+    package = tmp_path / "site" / "resemblyzer"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('librosa and webrtcvad are not installed')\n")
+    shutil.copyfile(resemblyzer_weights, package / "pretrained.pt")
+    code = (
+        "import json, sys\n"
+        "for name in ('librosa', 'webrtcvad', 'numba'):\n"
+        "    sys.modules[name] = None  # importing them now fails, as if not installed\n"
+        "from speakerembed import SpeakerEmbedder\n"
+        "e = SpeakerEmbedder('resemblyzer', device='cpu')\n"
+        f"v = e.embed_speaker([{ALICE!r}])\n"
+        "print(json.dumps({'path': e.weights_info.path, 'v': v.tolist(),"
+        " 'imported': 'resemblyzer' in sys.modules}))\n"
+    )
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)]), "HF_HUB_OFFLINE": "1"}
+    proc = _python(tmp_path, code, **env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert Path(result["path"]).resolve() == (package / "pretrained.pt").resolve()
+    assert not result["imported"]
+    np.testing.assert_allclose(result["v"], embedder.embed_speaker([ALICE]), atol=1e-6)

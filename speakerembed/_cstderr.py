@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from typing import IO
 
 __all__ = ["decoder_output_quiet", "is_decoder_noise"]
 
@@ -32,7 +31,7 @@ _NOISE = re.compile(rb"^(?:Note|Warning|Error): |^\[[^\]\s]*(?:mpg123|mpeg|mpg)[
 _lock = threading.Lock()
 _depth = 0
 _saved_fd: int | None = None
-_capture: IO[bytes] | None = None
+_capture_fd: int | None = None  # an unlinked temporary file, kept open for the process
 
 
 def is_decoder_noise(line: bytes) -> bool:
@@ -58,20 +57,31 @@ def _flush_python_stderr() -> None:
 
 
 def _open() -> None:
-    global _depth, _saved_fd, _capture
+    global _depth, _saved_fd, _capture_fd
     with _lock:
-        if _depth == 0:
-            try:
-                saved = os.dup(2)
-            except OSError:  # no fd 2 at all (a daemon): nothing reaches a terminal anyway
-                _depth += 1
-                return
-            if _capture is None:
-                _capture = tempfile.TemporaryFile()  # noqa: SIM115 - kept for the process
-            _flush_python_stderr()
-            os.dup2(_capture.fileno(), 2)
-            _saved_fd = saved
         _depth += 1
+        if _depth > 1:
+            return
+        try:
+            if _capture_fd is None:
+                # A raw descriptor, not a file object: it lives as long as the process does.
+                _capture_fd, name = tempfile.mkstemp(prefix="speakerembed-stderr-")
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+            saved = os.dup(2)
+        except OSError:  # no fd 2 (a daemon) or no temporary folder: decode as is
+            return
+        _flush_python_stderr()
+        os.dup2(_capture_fd, 2)
+        _saved_fd = saved
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _close() -> None:
@@ -84,11 +94,10 @@ def _close() -> None:
         saved, _saved_fd = _saved_fd, None
         os.dup2(saved, 2)
         os.close(saved)
-        assert _capture is not None
-        _capture.seek(0)
-        written = _capture.read()
-        _capture.seek(0)
-        _capture.truncate()
+        assert _capture_fd is not None
+        written = _read_all(_capture_fd)
+        os.lseek(_capture_fd, 0, os.SEEK_SET)
+        os.ftruncate(_capture_fd, 0)
         kept = b"".join(line for line in written.splitlines(keepends=True) if not is_decoder_noise(line))
         with contextlib.suppress(OSError):
             while kept:

@@ -43,7 +43,12 @@ def noisy_mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _stderr_of(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300
+        # ResourceWarnings shown: the capture file must not leak as an unclosed file object.
+        [sys.executable, "-W", "always::ResourceWarning", "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

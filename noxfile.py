@@ -19,9 +19,11 @@ TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
 
 
-def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser,plot") -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
+    # The offline weights="resemblyzer" file, the light way the README recommends: the wheel
+    # alone, without librosa, numba or webrtcvad (which needs a C compiler).
+    session.install("--no-deps", "resemblyzer>=0.1.4")
     for group in groups:
         session.install("--group", group)
 

@@ -36,9 +36,30 @@ ResampleDevice = Literal["cpu", "device", "auto"]
 """Where the ``"torchaudio"`` resampler runs: on the CPU, on the embedder's device, or ``"auto"``
 (on the device when it is a GPU and the batch holds enough audio to pay for the copy)."""
 
+# The range of every numeric field, checked when a Pipeline is made (see the class docstring).
+#: Largest ``top_db``: float32 audio spans about 150 dB, so beyond this only digital silence is cut.
+MAX_TOP_DB = 200.0
+#: Largest ``trim_frame_length`` (and ``trim_hop_length``), in samples at 16 kHz (4 s).
+MAX_TRIM_LENGTH = 2**16
+#: Largest ``partial_frames`` (10 s windows; Chatterbox uses 160, 1.6 s).
+MAX_PARTIAL_FRAMES = 1000
+#: ``rate`` range, in windows per second: above 100 (one window per mel frame) the step is 0.
+MIN_RATE, MAX_RATE = 0.05, 100.0
+#: Largest ``max_windows_per_batch``.
+MAX_WINDOWS_PER_BATCH = 2**16
+#: Largest ``min_duration_s``, ``max_duration_s`` and ``stream_min_duration_s``, in seconds (about
+#: 116 days: longer than any file libsndfile can hold at 16 kHz).
+MAX_DURATION_S = 1e7
+
 _ORDERS: tuple[str, ...] = get_args(Order)
 _RESAMPLERS: tuple[str, ...] = get_args(Resampler)
 _RESAMPLE_DEVICES: tuple[str, ...] = get_args(ResampleDevice)
+
+
+def _show(value: object) -> str:
+    """``repr(value)``, clipped: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}...({len(text)} characters)"
 
 
 def _is_real(value: object) -> bool:
@@ -49,8 +70,9 @@ def _is_real(value: object) -> bool:
 class Pipeline:
     """How audio becomes encoder input: resampling, trimming and partial windows.
 
-    Every field is validated when the Pipeline is made; an invalid value raises
-    :class:`~speakerembed.ConfigError` that names the field.
+    Every field is validated when the Pipeline is made, against the range given below; an
+    invalid value raises :class:`~speakerembed.ConfigError` that names the field and the range.
+    Integers must be ``int`` and numbers ``int`` or ``float`` (not ``bool``), and finite.
 
     Parameters
     ----------
@@ -63,30 +85,37 @@ class Pipeline:
     resample_device : {"cpu", "device", "auto"}
         Where the ``"torchaudio"`` resampler runs. Other resamplers always run on the CPU.
     top_db : float or None
-        Trim leading and trailing audio quieter than ``top_db`` decibels below the loudest frame,
-        as :func:`librosa.effects.trim` does. Chatterbox uses 20. ``None`` turns trimming off.
+        In (0, 200]. Trim leading and trailing audio quieter than ``top_db`` decibels below the
+        loudest frame, as :func:`librosa.effects.trim` does. Chatterbox uses 20. ``None`` turns
+        trimming off.
     trim_frame_length, trim_hop_length : int
-        Frame and hop of the trimming energy, in samples at 16 kHz (librosa's defaults, 2048 and
-        512). At another rate they are scaled to keep the same duration.
+        In [1, 65536], the hop no larger than the frame. Frame and hop of the trimming energy, in
+        samples at 16 kHz (librosa's defaults, 2048 and 512). At another rate they are scaled to
+        keep the same duration.
     partial_frames : int
-        Mel frames per partial window (160 frames, 1.6 s, in Chatterbox).
+        In [1, 1000]. Mel frames per partial window (160 frames, 1.6 s, in Chatterbox).
     rate : float or None
-        Partial windows per second of audio (Chatterbox: 1.3). ``None`` uses ``overlap``.
+        In [0.05, 100]. Partial windows per second of audio (Chatterbox: 1.3). ``None`` uses
+        ``overlap``. The step between windows, ``round(100 / rate)`` frames, must be at most
+        ``partial_frames``.
     overlap : float
-        Overlap between consecutive windows, in [0, 1), used only when ``rate`` is ``None``.
+        In [0, 1). Overlap between consecutive windows, used only when ``rate`` is ``None``; the
+        step, ``round(partial_frames * (1 - overlap))`` frames, must be at least 1.
     min_coverage : float
         In (0, 1]. The last window is kept when at least this fraction of it holds audio.
     max_windows_per_batch : int
-        Most partial windows per encoder forward pass; bounds memory.
+        In [1, 65536]. Most partial windows per encoder forward pass; bounds memory.
     min_duration_s : float
-        Shortest audio accepted after trimming, in seconds. The encoder reads 1.6 s windows, and
-        below 0.25 s a window is more than 84 % zero padding, so its embedding says more about the
-        padding than the voice.
+        In [0, 1e7]. Shortest audio accepted after trimming, in seconds. The encoder reads 1.6 s
+        windows, and below 0.25 s a window is more than 84 % zero padding, so its embedding says
+        more about the padding than the voice.
     max_duration_s : float or None
-        Longest input accepted, in seconds, checked before the audio is decoded or resampled, so
-        that a huge input raises :class:`~speakerembed.InputTooLongError` instead of allocating
-        gigabytes. ``None`` for no limit.
+        In (0, 1e7], and at least ``min_duration_s``. Longest input accepted, in seconds, checked
+        before the audio is decoded or resampled, so that a huge input raises
+        :class:`~speakerembed.InputTooLongError` instead of allocating gigabytes. ``None`` for no
+        limit.
     stream_min_duration_s : float or None
+        In [0, 1e7].
         Files at least this long (by their header) are embedded by the streaming path of
         :mod:`speakerembed.stream`: decoded, resampled, trimmed and windowed in blocks, in memory
         that does not grow with their length. It matches the in-memory path to a cosine above
@@ -122,21 +151,45 @@ class Pipeline:
         self._check_choice("resampler", _RESAMPLERS)
         self._check_choice("resample_device", _RESAMPLE_DEVICES)
         if self.top_db is not None:
-            self._check_number("top_db", low=0.0, low_open=True, fix="e.g. 20, or None to turn trimming off")
-        for name in ("trim_frame_length", "trim_hop_length", "partial_frames", "max_windows_per_batch"):
-            self._check_int(name)
+            self._check_number(
+                "top_db",
+                low=0.0,
+                high=MAX_TOP_DB,
+                low_open=True,
+                fix=f"a level in (0, {MAX_TOP_DB:g}] dB, e.g. 20, or top_db=None to turn trimming off",
+            )
+        self._check_int("trim_frame_length", MAX_TRIM_LENGTH)
+        self._check_int("trim_hop_length", MAX_TRIM_LENGTH)
+        self._check_int("partial_frames", MAX_PARTIAL_FRAMES)
+        self._check_int("max_windows_per_batch", MAX_WINDOWS_PER_BATCH)
         if self.trim_hop_length > self.trim_frame_length:
             raise ConfigError(
                 f"Pipeline.trim_hop_length={self.trim_hop_length} is larger than "
                 f"trim_frame_length={self.trim_frame_length}; pass a hop no larger than the frame"
             )
         if self.rate is not None:
-            self._check_number("rate", low=0.0, low_open=True, fix="e.g. 1.3, Chatterbox's rate")
+            self._check_number(
+                "rate",
+                low=MIN_RATE,
+                high=MAX_RATE,
+                fix=f"windows per second in [{MIN_RATE:g}, {MAX_RATE:g}], e.g. 1.3, Chatterbox's rate",
+            )
         self._check_number("overlap", low=0.0, high=1.0, high_open=True, fix="a value in [0, 1)")
         self._check_number("min_coverage", low=0.0, high=1.0, low_open=True, fix="a value in (0, 1]")
-        self._check_number("min_duration_s", low=0.0, fix="a duration in seconds, e.g. 0.25")
+        self._check_number(
+            "min_duration_s",
+            low=0.0,
+            high=MAX_DURATION_S,
+            fix="a duration in seconds in [0, 1e7], e.g. 0.25",
+        )
         if self.max_duration_s is not None:
-            self._check_number("max_duration_s", low=0.0, low_open=True, fix="a duration in seconds, or None")
+            self._check_number(
+                "max_duration_s",
+                low=0.0,
+                high=MAX_DURATION_S,
+                low_open=True,
+                fix="a duration in seconds in (0, 1e7], or max_duration_s=None for no limit",
+            )
             if self.max_duration_s < self.min_duration_s:
                 raise ConfigError(
                     f"Pipeline.max_duration_s={self.max_duration_s} is below "
@@ -144,8 +197,19 @@ class Pipeline:
                     "or lower min_duration_s"
                 )
         if self.stream_min_duration_s is not None:
-            self._check_number("stream_min_duration_s", low=0.0, fix="a duration in seconds, or None")
+            self._check_number(
+                "stream_min_duration_s",
+                low=0.0,
+                high=MAX_DURATION_S,
+                fix="a duration in seconds in [0, 1e7], or None",
+            )
         step = self.frame_step
+        if self.rate is None and step < 1:
+            high = 1 - 0.5 / self.partial_frames
+            raise ConfigError(
+                f"Pipeline.overlap={self.overlap} gives a window step of {step} frames with "
+                f"partial_frames={self.partial_frames}; pass an overlap below {high:.6g}"
+            )
         if not 0 < step <= self.partial_frames:
             low = MODEL_SAMPLE_RATE / (MEL_HOP_LENGTH * (self.partial_frames + 0.5))
             raise ConfigError(
@@ -193,12 +257,14 @@ class Pipeline:
         value = getattr(self, name)
         if value not in choices:
             options = ", ".join(repr(c) for c in choices)
-            raise ConfigError(f"Pipeline.{name}={value!r} is not one of {options}; pass one of them")
+            raise ConfigError(f"Pipeline.{name}={_show(value)} is not one of {options}; pass one of them")
 
-    def _check_int(self, name: str) -> None:
+    def _check_int(self, name: str, high: int) -> None:
         value = getattr(self, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"Pipeline.{name}={value!r} must be a positive integer; pass an int >= 1")
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+            raise ConfigError(
+                f"Pipeline.{name}={_show(value)} must be an integer in [1, {high}]; pass an int in that range"
+            )
 
     def _check_number(
         self,
@@ -211,10 +277,13 @@ class Pipeline:
         fix: str,
     ) -> None:
         value = getattr(self, name)
-        ok = _is_real(value) and math.isfinite(value)
+        try:
+            ok = _is_real(value) and math.isfinite(value)
+        except OverflowError:  # an int too large for a float
+            ok = False
         if ok and low is not None:
             ok = value > low if low_open else value >= low
         if ok and high is not None:
             ok = value < high if high_open else value <= high
         if not ok:
-            raise ConfigError(f"Pipeline.{name}={value!r} is invalid; pass {fix}")
+            raise ConfigError(f"Pipeline.{name}={_show(value)} is invalid; pass {fix}")

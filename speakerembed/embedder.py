@@ -509,7 +509,10 @@ class SpeakerEmbedder:
         try:
             import soundfile as sf
 
-            info = sf.info(os.fspath(item))
+            from ._cstderr import decoder_output_quiet
+
+            with decoder_output_quiet():
+                info = sf.info(os.fspath(item))
             sr, frames = int(info.samplerate), int(info.frames)
         except Exception:  # noqa: BLE001 - the in-memory path reports unreadable files
             return None

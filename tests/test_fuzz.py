@@ -8,12 +8,19 @@ encoder (loading, dtype and shape rules, resampling, trimming, mel, windows) and
 after it (consolidation, the finiteness and unit-norm checks) is the real code. A second
 property runs the real Resemblyzer-weights encoder on fewer, shorter examples.
 
+Two more properties fuzz the Pipeline itself: any value of any field (wrong types, huge ints,
+NaN, subnormals, values at the edges of the documented ranges) gives a Pipeline whose derived
+values are sane, or a ConfigError that names the field and the fix; and an accepted Pipeline
+embeds, or raises our error, but is never refused late. The CI run (no profile) gives them 3,000
+and 150 examples, about 20 s; ``--hypothesis-profile=long`` gives 10,000 and 2,000.
+
 Arrays are built from a few drawn parameters (length, dtype, layout, signal kind, level, where
 NaN or Inf go) rather than element by element, which keeps generation cheap for 10 s arrays.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -24,7 +31,10 @@ from _signals import voice
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError
+from speakerembed import ConfigError, Pipeline, SpeakerEmbedder, SpeakerEmbedError
+from speakerembed.config import MODEL_SAMPLE_RATE
+from speakerembed.load import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from speakerembed.windows import num_windows
 
 GOOD_DTYPES = [np.float32, np.float64, np.float16, np.int16, np.int32, np.int8, np.uint8]
 BAD_DTYPES = [np.int64, np.uint16, np.bool_, np.complex64]
@@ -244,3 +254,123 @@ def test_utt_to_spk_embed_unit_or_our_error(
         return
     assert np.isfinite(out).all()
     assert math.isclose(float(np.linalg.norm(out)), 1.0, abs_tol=1e-5)
+
+
+# -- Pipeline construction: any value of any field is a usable Pipeline or a ConfigError ---------
+
+# Anything a caller might pass: the wrong type, a huge or tiny number, NaN, a subnormal.
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([2**63, 10**30, 10**400, -(2**63)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(allow_subnormal=True, min_value=0, max_value=1e-300),
+    st.text(max_size=4),
+    st.sampled_from(["resample_trim", "trim_resample", "soxr_hq", "polyphase", "kaiser_fast", "auto", "cpu"]),
+)
+# Values in each field's documented range.
+VALID = {
+    "order": st.sampled_from(["resample_trim", "trim_resample"]),
+    "resampler": st.sampled_from(["soxr_hq", "kaiser_fast", "polyphase", "torchaudio"]),
+    "resample_device": st.sampled_from(["cpu", "device", "auto"]),
+    "top_db": st.one_of(st.none(), st.floats(1e-3, 200)),
+    "trim_frame_length": st.integers(1, 2**16),
+    "trim_hop_length": st.integers(1, 4096),
+    "partial_frames": st.integers(1, 1000),
+    "rate": st.one_of(st.none(), st.floats(0.05, 100)),
+    "overlap": st.floats(0, 0.99),
+    "min_coverage": st.floats(1e-6, 1),
+    "max_windows_per_batch": st.integers(1, 2**16),
+    "min_duration_s": st.floats(0, 5),
+    "max_duration_s": st.one_of(st.none(), st.floats(5, 1e7)),
+    "stream_min_duration_s": st.one_of(st.none(), st.floats(0, 1e7)),
+}
+# Values around each field's range, where the edges are.
+NEAR_RANGE = {
+    "top_db": st.floats(0, 400),
+    "trim_frame_length": st.integers(0, 2**17),
+    "trim_hop_length": st.integers(0, 2**17),
+    "partial_frames": st.integers(0, 2000),
+    "rate": st.floats(0, 300),
+    "overlap": st.floats(-0.1, 1.1),
+    "min_coverage": st.floats(-0.1, 1.1),
+    "max_windows_per_batch": st.integers(0, 2**17),
+    "min_duration_s": st.floats(-1, 2e7),
+    "max_duration_s": st.floats(-1, 2e7),
+    "stream_min_duration_s": st.floats(-1, 2e7),
+}
+ALL_FIELDS = sorted(f.name for f in dataclasses.fields(Pipeline))
+
+
+@st.composite
+def any_pipeline_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """A few fields: mostly valid values, some at the edges of the range, some anything at all."""
+    names = draw(st.lists(st.sampled_from(ALL_FIELDS), min_size=1, max_size=5, unique=True))
+    fields = {}
+    for name in names:
+        kind = draw(st.sampled_from(["valid", "valid", "valid", "near", "any"]))
+        if kind == "near" and name in NEAR_RANGE:
+            fields[name] = draw(NEAR_RANGE[name])
+        elif kind == "any":
+            fields[name] = draw(ANY_VALUE)
+        else:
+            fields[name] = draw(VALID[name])
+    return fields
+
+
+def _config_error_is_clear(exc: ConfigError) -> None:
+    message = str(exc)
+    assert message.startswith("Pipeline."), message  # names the field
+    assert any(fix in message for fix in ("; pass ", "raise ", "lower ")), message  # and the fix
+    assert "\n" not in message
+    assert len(message) < 400
+
+
+@settings(max_examples=_budget(3000), deadline=None)
+@given(fields=any_pipeline_fields())
+def test_any_pipeline_fields_give_a_usable_pipeline_or_a_config_error(fields: dict[str, Any]) -> None:
+    try:
+        pipe = Pipeline(**fields)
+    except ConfigError as exc:
+        event("ConfigError")
+        _config_error_is_clear(exc)
+        return
+    event("accepted")
+    # Every value the stages derive from the fields is sane.
+    assert 1 <= pipe.frame_step <= pipe.partial_frames
+    for rate in (MIN_SAMPLE_RATE, MODEL_SAMPLE_RATE, MAX_SAMPLE_RATE):
+        frame, hop = pipe.trim_frames_at(rate)
+        assert 1 <= hop <= frame
+    for n_frames in (1, pipe.partial_frames, 10 * pipe.partial_frames + 7):
+        windows, target = num_windows(n_frames, pipe.frame_step, pipe.min_coverage, pipe.partial_frames)
+        assert 1 <= windows <= n_frames
+        assert target == pipe.partial_frames + pipe.frame_step * (windows - 1)
+    assert pipe.replace() == pipe
+
+
+@settings(
+    max_examples=_budget(150) if settings.get_current_profile_name() != "long" else 2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(fields=any_pipeline_fields(), seconds=st.floats(0.3, 3.0))
+def test_an_accepted_pipeline_embeds_or_raises_our_error(
+    cheap: SpeakerEmbedder, fields: dict[str, Any], seconds: float
+) -> None:
+    # Accepted values must not crash at use (partial_frames=2**63 once raised RuntimeError there).
+    try:
+        pipe = Pipeline(**fields)
+    except ConfigError:
+        return
+    try:
+        out = cheap.embed_utterances(voice(seconds, 16_000, seed=1), sample_rate=16_000, pipeline=pipe)
+    except SpeakerEmbedError as exc:
+        if isinstance(exc, ConfigError):
+            pytest.fail(f"an accepted Pipeline was refused at use: {exc}")
+        event(f"raised {type(exc).__name__}")
+        return
+    event("embedded")
+    assert out.shape == (1, 256)
+    assert np.isfinite(out).all()

@@ -11,7 +11,8 @@
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
 when a job finished but some inputs failed, 130 when interrupted. Errors are one line on
-stderr; ``--verbose`` adds the traceback.
+stderr, in the command line's terms (``--weights resemblyzer``, not ``weights='resemblyzer'``:
+see ``speakerembed.cli._messages``); ``--verbose`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
+from ._messages import in_cli_terms
 from ._options import ExitCode, UsageError
 
 __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(_module(args.command).run(args))
     except UsageError as exc:
         args._command_parser.print_usage(sys.stderr)
-        print(f"speakerembed {args.command}: error: {exc}", file=sys.stderr)
+        print(f"speakerembed {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return ExitCode.USAGE
     except KeyboardInterrupt:
         print("speakerembed: interrupted", file=sys.stderr)
@@ -97,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         known = isinstance(exc, SpeakerEmbedError)
         name = "error" if known else f"unexpected {type(exc).__name__}"
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = in_cli_terms(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
         print(f"speakerembed: {name}: {message}", file=sys.stderr)
         if not verbose and not known:
             print("speakerembed: (run with --verbose for the traceback)", file=sys.stderr)

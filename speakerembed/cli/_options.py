@@ -236,7 +236,14 @@ def apply_threads(args: argparse.Namespace) -> None:
 
 
 def embedder_from_args(args: argparse.Namespace) -> SpeakerEmbedder:
-    """A :class:`~speakerembed.SpeakerEmbedder` from the model and pipeline flags."""
+    """A :class:`~speakerembed.SpeakerEmbedder` from the model and pipeline flags.
+
+    The weights are found first, before torch is imported, so that missing weights (offline,
+    say) are reported within a second or two.
+    """
+    from ..weights import resolve_weights
+
+    resolve_weights(args.weights)
     from ..embedder import SpeakerEmbedder
 
     apply_threads(args)
@@ -264,13 +271,31 @@ def check_output(path: str, suffixes: Sequence[str], flag: str = "-o") -> Path:
             f"{flag} {path} is a folder; pass a file name ending in one of {', '.join(suffixes)}"
         )
     folder = out.parent if str(out.parent) else Path(".")
+    for parent in (folder, *folder.parents):
+        if parent.exists() and not parent.is_dir():
+            raise usage_error(f"{flag} {path}: {parent} is a file, not a folder; choose another {flag}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise usage_error(f"{flag} {path}: cannot create the folder {folder} ({exc.strerror})") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise usage_error(f"{flag} {path}: the folder {folder} is not writable; choose another {flag}")
+    # os.access() says yes to root everywhere, and knows nothing of read-only mounts or /proc:
+    # creating (and removing) a file is the only test that holds.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise usage_error(
+            f"{flag} {path}: cannot write in the folder {folder} ({exc.strerror}); choose another {flag}"
+        ) from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
     return out
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -284,6 +309,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -292,5 +319,7 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 
 def say(message: str) -> None:
-    """One line on stderr, prefixed with the program's name."""
-    print(f"speakerembed: {message}", file=sys.stderr)
+    """One line on stderr, prefixed with the program's name, with flags for library keywords."""
+    from ._messages import in_cli_terms
+
+    print(f"speakerembed: {in_cli_terms(message)}", file=sys.stderr)

@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
     """Run ``embed``."""
     import numpy as np
 
+    pipeline = opt.pipeline_from_args(args)  # first: a usage error must not create -o's folder
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
-    pipeline = opt.pipeline_from_args(args)
     embedder = opt.embedder_from_args(args)
     files = list(args.files)
     failures: list[tuple[str, str, str]] = []

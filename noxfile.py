@@ -30,7 +30,7 @@ def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metr
 def tests(session: nox.Session) -> None:
     """Unit and integration tests on the CPU, with the Resemblyzer weights (no network)."""
     _install(session, "test")
-    session.run("pytest", "-m", "not chatterbox", *session.posargs)
+    session.run("pytest", "-m", "not chatterbox and not ray", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
@@ -39,6 +39,13 @@ def tests_chatterbox(session: nox.Session) -> None:
     session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4")
     session.install("-e", ".", "--group", "test")
     session.run("pytest", "-m", "chatterbox", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"], default=False)
+def tests_ray(session: nox.Session) -> None:
+    """The Ray Data engine (``corpus --engine ray``) on a local Ray: installs ray[data]."""
+    _install(session, "test", extras="ray,resemblyzer")
+    session.run("pytest", "-m", "ray", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["ci"])

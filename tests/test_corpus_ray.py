@@ -102,7 +102,8 @@ def _corpus(root: Path, speech: Path | None) -> list[Record]:
 
     audio = root / "audio"
     (audio / "nested").mkdir(parents=True)
-    picks = [ROOT / "examples" / "audio" / f"{name}.wav" for name in ("alice_1", "alice_2", "bob_1", "carol_1")]
+    voices = ("alice_1", "alice_2", "bob_1", "carol_1")
+    picks = [ROOT / "examples" / "audio" / f"{name}.wav" for name in voices]
     if speech is not None:
         picks += [
             speech / "ljspeech" / "LJ001-0002.wav",  # 22.05 kHz
@@ -163,7 +164,8 @@ def test_ray_rows_equal_the_local_engine_rows(
     reference = embedder.embed_utterances([r.path for r in ok])
     np.testing.assert_allclose(_embeddings(got), reference, rtol=0, atol=1e-5)
     errors = dict(zip(got.column("id").to_pylist(), got.column("error_type").to_pylist(), strict=True))
-    assert errors["bad-text"] == "AudioError" and errors["bad-empty"] == "AudioError"
+    assert errors["bad-text"] == "AudioError"
+    assert errors["bad-empty"] == "AudioError"
     assert got.column("speaker").to_pylist() == [r.speaker for r in sorted(records, key=lambda r: r.id)]
 
 

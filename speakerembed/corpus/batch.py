@@ -110,7 +110,7 @@ def _details(p: _Prepared, pipeline: Pipeline) -> _Details:
 
 
 def _one_line(err: SpeakerEmbedError) -> str:
-    text = str(err).strip().splitlines()
+    text = err.message.strip().splitlines()
     return text[0] if text else type(err).__name__
 
 

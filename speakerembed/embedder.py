@@ -231,9 +231,7 @@ class SpeakerEmbedder:
             import torch
 
             if not isinstance(encoder, torch.nn.Module):
-                raise ConfigError(
-                    f"encoder={encoder!r} is not 'builtin', 'chatterbox' or a torch.nn.Module"
-                )
+                raise ConfigError(f"encoder={encoder!r} is not 'builtin', 'chatterbox' or a torch.nn.Module")
             own = enc.module_device(encoder)
             if device is not None and enc.resolve_device(device) != own:
                 raise ConfigError(

@@ -15,7 +15,8 @@ manifest's other columns. No audio is read here. The rules:
   columns; every other column is carried into the output unchanged. Relative paths resolve against
   the manifest's folder, and the id is the ``id`` column, else the path as listed.
 
-Ids must be unique across all inputs: :func:`collect` raises :class:`~speakerembed.ConfigError`
+Ids must be unique across all inputs: :func:`collect` raises :class:`InputsError` (a
+:class:`~speakerembed.ConfigError`)
 naming the duplicates, before any audio is read.
 """
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AUDIO_EXTENSIONS",
     "RESERVED_COLUMNS",
+    "InputsError",
     "Record",
     "Sources",
     "check_unique",
@@ -78,6 +80,10 @@ RESERVED_COLUMNS = (
     "error",
     "error_type",
 )
+
+
+class InputsError(ConfigError):
+    """The inputs of a job are wrong: missing, unreadable lists or manifests, duplicate ids."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +183,7 @@ def read_file_list(source: str | os.PathLike[str], *, stdin: TextIO | None = Non
         with path.open(encoding="utf-8") as f:
             return _list_records(f, path.parent)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
+        raise InputsError(
             f"cannot read the file list {path}: {exc}; pass a text file, one path a line"
         ) from exc
 
@@ -210,8 +216,8 @@ def _read_table(path: Path) -> pa.Table:
 
             return pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
-        raise ConfigError(f"cannot read the manifest {path}: {exc}") from exc
-    raise ConfigError(
+        raise InputsError(f"cannot read the manifest {path}: {exc}") from exc
+    raise InputsError(
         f"the manifest {path} is not .csv, .jsonl or .parquet; pass a manifest with one of those suffixes"
     )
 
@@ -232,14 +238,14 @@ def read_manifest(path: str | os.PathLike[str]) -> Sources:
     mpath = Path(path)
     table = _read_table(mpath)
     if "path" not in table.column_names:
-        raise ConfigError(
+        raise InputsError(
             f"the manifest {mpath} has no 'path' column (it has {', '.join(table.column_names) or 'none'}); "
             "name the column of audio paths 'path'"
         )
     extras = [c for c in table.column_names if c not in ("id", "path", "speaker")]
     clash = [c for c in extras if c in RESERVED_COLUMNS]
     if clash:  # pragma: no cover - RESERVED_COLUMNS beyond id/path/speaker
-        raise ConfigError(
+        raise InputsError(
             f"the manifest {mpath} has columns named {', '.join(clash)}, which the output uses; rename them"
         )
     fields = [table.schema.field(c) for c in extras]
@@ -252,7 +258,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Sources:
     records = []
     for i, listed in enumerate(paths):
         if listed is None or not str(listed).strip():
-            raise ConfigError(
+            raise InputsError(
                 f"the manifest {mpath} has an empty path on row {i + 1}; fill it in or drop the row"
             )
         listed = str(listed)
@@ -308,7 +314,7 @@ def collect(
         elif p.exists():
             records.append(Record(os.fspath(item), os.fspath(item)))
         else:
-            raise ConfigError(f"the input {os.fspath(item)} does not exist; pass audio files or folders")
+            raise InputsError(f"the input {os.fspath(item)} does not exist; pass audio files or folders")
     if files_from is not None:
         records.extend(read_file_list(files_from, stdin=stdin))
     extra_fields: list[pa.Field] = []
@@ -326,7 +332,7 @@ def check_unique(records: Iterable[Record]) -> None:
     dup = [k for k, n in counts.items() if n > 1]
     if dup:
         shown = ", ".join(repr(d) for d in dup[:5]) + (f" and {len(dup) - 5} more" if len(dup) > 5 else "")
-        raise ConfigError(
+        raise InputsError(
             f"{len(dup)} input id(s) occur more than once: {shown}; each input needs its own id "
             "(give a manifest an 'id' column, or list each file once)"
         )

@@ -23,6 +23,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
+    from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .weights import WeightsInfo
 
@@ -30,6 +31,7 @@ __all__ = [
     "AudioError",
     "BackendUnavailableError",
     "ConfigError",
+    "CorpusReport",
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
@@ -41,6 +43,7 @@ __all__ = [
     "__version__",
     "clear_cache",
     "cosine_similarity",
+    "embed_corpus",
     "embed_speaker",
     "embed_utterances",
     "utt_to_spk_embed",
@@ -54,6 +57,8 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
+    "embed_corpus": "corpus.api",
+    "CorpusReport": "corpus.api",
 }
 
 

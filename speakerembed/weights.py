@@ -137,8 +137,10 @@ def _hub_file(preset_name: str, preset: _Preset, revision: str | None) -> Path:
         return Path(hf_hub_download(preset.repo_id, preset.filename, revision=revision))
     except Exception as exc:  # the hub raises many types; all mean "not available"
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-        why = "HF_HUB_OFFLINE is set and the file is not in the cache" if offline else (
-            "the Hugging Face hub is unreachable and the file is not in the cache"
+        why = (
+            "HF_HUB_OFFLINE is set and the file is not in the cache"
+            if offline
+            else ("the Hugging Face hub is unreachable and the file is not in the cache")
         )
         raise WeightsError(
             f"weights {preset_name!r} ({preset.repo_id}/{preset.filename}) need the Hugging Face "

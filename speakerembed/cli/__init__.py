@@ -31,6 +31,7 @@ __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 COMMANDS: dict[str, str] = {
     "embed": "embed",
     "similarity": "similarity",
+    "corpus": "corpus",
 }
 
 

@@ -123,50 +123,8 @@ def _corpus(root: Path, speech: Path | None) -> list[Record]:
     return records
 
 
-def _schema() -> pa.Schema:
-    import pyarrow as pa
-
-    from speakerembed.corpus.schema import corpus_schema
-
-    return corpus_schema([pa.field("take", pa.int64())], {"test": "ray"})
-
-
 def _embeddings(table: pa.Table) -> np.ndarray:
     return np.stack([np.asarray(v, dtype=np.float32) for v in table.column("embedding").to_pylist() if v])
-
-
-@pytest.mark.ray
-def test_ray_rows_equal_the_local_engine_rows(
-    local_ray: Any, tmp_path: Path, embedder: SpeakerEmbedder, request: pytest.FixtureRequest
-) -> None:
-    import pyarrow as pa
-
-    from speakerembed.corpus.batch import embed_batch
-    from speakerembed.corpus.ray_engine import run_ray
-
-    try:
-        speech: Path | None = request.getfixturevalue("speech")
-    except pytest.skip.Exception:
-        speech = None
-    records = _corpus(tmp_path, speech)
-    schema = _schema()
-    tables = list(run_ray(records, embedder, weights="resemblyzer", schema=schema, workers=2, batch_size=2))
-    assert len(tables) == -(-len(records) // 2)  # one table per batch: results stream back
-    got = pa.concat_tables(tables).sort_by("id")
-    assert got.schema == schema  # the job's schema, metadata included
-    want = embed_batch(sorted(records, key=lambda r: r.id), embedder, schema=schema)
-    assert got.column("id").to_pylist() == sorted(r.id for r in records)
-    # Every column but the embedding is equal; embeddings to float32 round-off.
-    assert got.drop_columns(["embedding"]).equals(want.drop_columns(["embedding"]))
-    np.testing.assert_allclose(_embeddings(got), _embeddings(want), rtol=0, atol=1e-6)
-    # And each equals what embed_utterances gives for the same file (the reference).
-    ok = [r for r in sorted(records, key=lambda r: r.id) if not r.id.startswith("bad")]
-    reference = embedder.embed_utterances([r.path for r in ok])
-    np.testing.assert_allclose(_embeddings(got), reference, rtol=0, atol=1e-5)
-    errors = dict(zip(got.column("id").to_pylist(), got.column("error_type").to_pylist(), strict=True))
-    assert errors["bad-text"] == "AudioError"
-    assert errors["bad-empty"] == "AudioError"
-    assert got.column("speaker").to_pylist() == [r.speaker for r in sorted(records, key=lambda r: r.id)]
 
 
 @pytest.mark.ray
@@ -186,3 +144,117 @@ def test_an_actor_with_other_weights_fails_the_job_with_a_weights_error(
     )
     with pytest.raises(WeightsError, match=r"sha256.*same weights on every node"):
         list(run_ray(records, other, weights="resemblyzer", workers=1))  # type: ignore[arg-type]
+
+
+# -- the whole job: embed_corpus(engine="ray") and `speakerembed corpus --engine ray` ----------
+
+
+def _manifest(path: Path, records: list[Record]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "id": [r.id for r in records],
+            "path": [r.path for r in records],
+            "speaker": [r.speaker for r in records],
+            "take": [r.extra["take"] for r in records],
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def _read(out: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out).sort_by("id")
+
+
+@pytest.mark.ray
+def test_embed_corpus_ray_writes_the_local_engines_dataset_and_resumes_by_id(
+    local_ray: Any, tmp_path: Path, embedder: SpeakerEmbedder, request: pytest.FixtureRequest
+) -> None:
+    import json
+
+    from speakerembed import embed_corpus
+    from speakerembed.corpus.schema import METADATA_KEY, settings_key
+
+    try:
+        speech: Path | None = request.getfixturevalue("speech")
+    except pytest.skip.Exception:
+        speech = None
+    records = _corpus(tmp_path, speech)
+    full = _manifest(tmp_path / "all.parquet", records)
+    half = _manifest(tmp_path / "half.parquet", records[: len(records) // 2])
+    common: dict[str, Any] = {"embedder": embedder, "progress": "off", "shard_size": 3}
+
+    local = embed_corpus(manifest=full, output=tmp_path / "local", engine="local", workers=0, **common)
+    first = embed_corpus(manifest=half, output=tmp_path / "ray", engine="ray", workers=2, **common)
+    assert (first.embedded + first.failed, first.skipped) == (len(records) // 2, 0)
+    second = embed_corpus(manifest=full, output=tmp_path / "ray", engine="ray", workers=2, **common)
+    # Resume by id: the first run's inputs are skipped, the others run once.
+    assert second.skipped == len(records) // 2
+    assert second.embedded + second.failed == len(records) - len(records) // 2
+    assert (first.failed + second.failed, local.failed) == (2, 2)
+
+    got, want = _read(tmp_path / "ray"), _read(tmp_path / "local")
+    assert got.column("id").to_pylist() == sorted(r.id for r in records)  # every id once
+    assert got.drop_columns(["embedding"]).equals(want.drop_columns(["embedding"]))
+    np.testing.assert_allclose(_embeddings(got), _embeddings(want), rtol=0, atol=1e-6)
+    # And each embedding equals what embed_utterances gives for the same file (the test).
+    ok = [r for r in sorted(records, key=lambda r: r.id) if not r.id.startswith("bad")]
+    np.testing.assert_allclose(_embeddings(got), embedder.embed_utterances([r.path for r in ok]), atol=1e-5)
+    assert got.column("speaker").to_pylist() == [r.speaker for r in sorted(records, key=lambda r: r.id)]
+    assert got.column("take").to_pylist() == [r.extra["take"] for r in sorted(records, key=lambda r: r.id)]
+    meta_ray = json.loads(got.schema.metadata[METADATA_KEY])
+    meta_local = json.loads(want.schema.metadata[METADATA_KEY])
+    assert settings_key(meta_ray) == settings_key(meta_local)
+
+    third = embed_corpus(manifest=full, output=tmp_path / "ray", engine="ray", workers=2, **common)
+    assert (third.embedded, third.failed, third.skipped) == (0, 0, len(records))
+    assert _read(tmp_path / "ray").equals(got)
+
+
+@pytest.mark.ray
+def test_cli_engine_ray_exit_codes(
+    local_ray: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speakerembed.cli import main
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ("alice_1", "bob_1", "carol_1"):
+        shutil.copyfile(ROOT / "examples" / "audio" / f"{name}.wav", folder / f"{name}.wav")
+    out = tmp_path / "out"
+    base = ["corpus", str(folder), "-o", str(out), "--engine", "ray", "--weights", "resemblyzer"]
+    base += ["--device", "cpu", "--workers", "1", "--quiet"]
+    assert main(base) == 0
+    (folder / "broken.wav").write_bytes(b"RIFF but not really")
+    assert main(base) == 3  # finished, one input failed: it is a row with its error
+    assert "failed" in capsys.readouterr().err
+    table = _read(out)
+    assert table.column("id").to_pylist() == ["alice_1.wav", "bob_1.wav", "broken.wav", "carol_1.wav"]
+    assert table.column("error_type").to_pylist()[2] == "AudioError"
+    (folder / "broken.wav").unlink()
+    shutil.copyfile(ROOT / "examples" / "audio" / "bob_2.wav", folder / "broken.wav")
+    assert main([*base, "--retry-failed"]) == 0  # the error row is embedded again
+    assert _read(out).column("error").null_count == 4
+    local = [a if a != "ray" else "local" for a in base]
+    assert main([*local, "--ray-address", "auto"]) == 2  # bad usage: --ray-address needs --engine ray
+    capsys.readouterr()
+
+
+@pytest.mark.ray
+def test_cli_unreachable_ray_address_exits_1_naming_the_flag(tmp_path: Path) -> None:
+    import subprocess
+
+    pytest.importorskip("ray", reason="needs ray[data]: pip install 'speakerembed[ray]'")
+    address = f"127.0.0.1:{_free_port()}"
+    cmd = [sys.executable, "-m", "speakerembed", "corpus", str(ROOT / "examples" / "audio" / "alice_1.wav")]
+    cmd += ["-o", str(tmp_path / "out"), "--engine", "ray", "--ray-address", address]
+    cmd += ["--weights", "resemblyzer", "--device", "cpu", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    assert address in done.stderr
+    assert "--ray-address" in done.stderr

@@ -35,7 +35,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, SpeakerEmbedError, WeightsError, missing_backend
@@ -45,9 +45,10 @@ if TYPE_CHECKING:
 
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
+    from .engine import Job
     from .sources import Record
 
-__all__ = ["RayPlan", "plan_actors", "ray_session", "run_ray"]
+__all__ = ["RayPlan", "plan_actors", "ray_session", "run", "run_ray"]
 
 logger = logging.getLogger("speakerembed")
 
@@ -72,6 +73,7 @@ class _ActorSpec:
     """What an actor needs to build its embedder: plain, picklable values."""
 
     weights: str
+    encoder: str
     device: str | None
     precision: str
     pipeline: Pipeline
@@ -91,6 +93,7 @@ class _EmbedActor:
         self.pipeline = spec.pipeline
         self.embedder = SpeakerEmbedder(
             spec.weights,
+            encoder=spec.encoder,  # type: ignore[arg-type]
             device=spec.device,
             precision=spec.precision,  # type: ignore[arg-type]
             pipeline=spec.pipeline,
@@ -354,6 +357,7 @@ def run_ray(
     embedder: SpeakerEmbedder,
     *,
     weights: str | os.PathLike[str],
+    encoder: str = "builtin",
     pipeline: Pipeline | None = None,
     schema: pa.Schema | None = None,
     device: str | None = None,
@@ -361,7 +365,8 @@ def run_ray(
     threads: int | None = None,
     address: str | None = None,
     batch_size: int | None = None,
-) -> Iterator[pa.Table]:
+    max_batch: int = MAX_BATCH,
+) -> Generator[pa.Table, None, None]:
     """Embed records on a Ray Data actor pool; yield the rows as they come back.
 
     Parameters
@@ -372,6 +377,8 @@ def run_ray(
         The driver's embedder: its weights' sha256 and precision are what every actor must match.
     weights : str or os.PathLike
         The weights each actor loads: a preset name, or a file every node sees at this path.
+    encoder : {"builtin", "chatterbox"}
+        The network class each actor loads them into.
     pipeline : Pipeline or None
         The preprocessing (default: the embedder's).
     schema : pyarrow.Schema or None
@@ -381,8 +388,10 @@ def run_ray(
     address : str or None
         See :func:`ray_session`.
     batch_size : int or None
-        Records per actor call (default: up to :data:`MAX_BATCH`, fewer for a small corpus so
-        that every actor gets work).
+        Records per actor call (default: up to ``max_batch``, fewer for a small corpus so that
+        every actor gets work).
+    max_batch : int
+        The most records per actor call when ``batch_size`` is not given.
 
     Yields
     ------
@@ -406,9 +415,10 @@ def run_ray(
     by_id = {r.id: r for r in records}
     with ray_session(address) as ray:
         plan = plan_actors(ray.cluster_resources(), device=device, workers=workers, threads=threads)
-        size = batch_size or max(1, min(MAX_BATCH, math.ceil(len(records) / (4 * plan.actors))))
+        size = batch_size or max(1, min(max_batch, MAX_BATCH, math.ceil(len(records) / (4 * plan.actors))))
         spec = _ActorSpec(
             weights=os.fspath(weights),
+            encoder=encoder,
             device=plan.device,
             precision=embedder.precision,
             pipeline=pipe,
@@ -441,3 +451,55 @@ def run_ray(
             raise
         except Exception as exc:  # Ray wraps the actors' errors in its own types
             raise _library_error(exc) from exc
+
+
+def _shippable_weights(embedder: SpeakerEmbedder) -> str:
+    """What each actor passes as ``weights`` to load the driver embedder's weights again."""
+    info = embedder.weights_info
+    if info.name == "file" and info.path is not None:
+        return info.path
+    if info.name in ("file", "instance"):
+        raise ConfigError(
+            "the Ray engine loads the weights again in every actor, so it needs a preset name or a "
+            "weights file, not an encoder module passed in; pass weights= (--weights) instead"
+        )
+    return info.name
+
+
+def run(job: Job) -> bool:
+    """The Ray engine, as :func:`~speakerembed.corpus.api.embed_corpus` calls it.
+
+    Embeds ``job.records`` with :func:`run_ray`, writes each batch with ``job.sink`` and counts
+    it with ``job.progress`` as it comes back, like the local engine
+    (:func:`~speakerembed.corpus.engine.run_local`).
+
+    Returns
+    -------
+    bool
+        True when it stopped early (``fail_fast`` and a failed row); leaving the loop stops the
+        actors, and shuts down a Ray the job started.
+    """
+    opts = job.embedder_options
+    device = opts.get("device")
+    tables = run_ray(
+        job.records,
+        job.embedder,
+        weights=_shippable_weights(job.embedder),
+        encoder=str(opts.get("encoder", "builtin")),
+        pipeline=job.pipeline,
+        schema=job.schema,
+        device=None if device is None else str(device),
+        workers=job.workers,
+        threads=job.threads,
+        address=job.ray_address,
+        max_batch=job.batch_size,
+    )
+    try:
+        for table in tables:
+            job.sink.write(table)
+            job.progress.update(table)
+            if job.fail_fast and table.column("error").null_count < table.num_rows:
+                return True
+        return False
+    finally:
+        tables.close()

@@ -103,7 +103,7 @@ def failed_query(output: str | os.PathLike[str]) -> str:
     out = os.fspath(output)
     return (
         f"{sys.executable} -c \"import pyarrow.parquet as pq; t = pq.read_table('{out}', "
-        f"filter=[('error', '!=', '')], columns=['id', 'error']); print(t.to_pandas().to_string())\""
+        f"filters=[('error', '!=', '')], columns=['id', 'error']); print(t.to_pandas().to_string())\""
     )
 
 

@@ -3,7 +3,8 @@
 An engine is a function ``run(job: Job) -> bool`` that embeds ``job.records`` (the inputs not yet
 in the output), writes each batch's rows with ``job.sink.write(table)``, counts them with
 ``job.progress.update(table)``, and returns ``True`` when it stopped early because
-``job.fail_fast`` is set and a row failed. It does not close the sink. Each batch's rows come from
+``job.fail_fast`` is set and a row failed (it writes the rows up to that one:
+:func:`first_failure`). It does not close the sink. Each batch's rows come from
 :func:`~speakerembed.corpus.batch.embed_batch` (or its two halves), so every engine writes the
 same rows.
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from .sink import ParquetSink
     from .sources import Record
 
-__all__ = ["BATCH_SIZE", "PREFETCH_PER_WORKER", "Job", "default_workers", "run_local"]
+__all__ = ["BATCH_SIZE", "PREFETCH_PER_WORKER", "Job", "default_workers", "first_failure", "run_local"]
 
 #: Records per call of the encoder step (and per sink write).
 BATCH_SIZE = 64
@@ -183,6 +184,11 @@ def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> I
         yield prepare_one(preparer, index, record, job.pipeline)
 
 
+def first_failure(table: pa.Table) -> int:
+    """The position of the first error row of a batch (``fail_fast`` keeps the rows up to it)."""
+    return int(table.column("error").is_valid().to_pylist().index(True))
+
+
 def run_local(job: Job) -> bool:
     """The local engine: decoding in line or in worker processes, the encoder in this process.
 
@@ -207,9 +213,12 @@ def run_local(job: Job) -> bool:
             batch = records[start : start + job.batch_size]
             outcomes = ((i - start, item) for i, item in itertools.islice(stream, len(batch)))
             table = encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+            stop = job.fail_fast and table.column("error").null_count < table.num_rows
+            if stop:
+                table = table.slice(0, first_failure(table) + 1)
             job.sink.write(table)
             job.progress.update(table)
-            if job.fail_fast and table.column("error").null_count < table.num_rows:
+            if stop:
                 return True
         return False
     finally:

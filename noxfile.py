@@ -19,7 +19,7 @@ TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
 
 
-def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser") -> None:
+def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser,corpus") -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
     for group in groups:
@@ -44,7 +44,7 @@ def tests_chatterbox(session: nox.Session) -> None:
 @nox.session(python=PYTHON, tags=["ci"], default=False)
 def tests_ray(session: nox.Session) -> None:
     """The Ray Data engine (``corpus --engine ray``) on a local Ray: installs ray[data]."""
-    _install(session, "test", extras="ray,resemblyzer")
+    _install(session, "test", extras="ray,corpus,resemblyzer")
     session.run("pytest", "-m", "ray", "-p", "no:cacheprovider", *session.posargs)
 
 

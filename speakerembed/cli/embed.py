@@ -76,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
             f"-o {args.output}: a .parquet output holds one row per file; add --utterances, "
             "or write .npy/.npz for the speaker embedding"
         )
+    if out_path is not None and out_path.suffix.lower() == ".parquet":
+        from ..corpus.api import require_corpus_packages
+
+        require_corpus_packages(f"-o {args.output}")
     pipeline = opt.pipeline_from_args(args)
     records = _records(args)
     embedder = opt.embedder_from_args(args)

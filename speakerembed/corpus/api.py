@@ -20,7 +20,14 @@ if TYPE_CHECKING:
     from ..encoder import EncoderImpl, Precision
     from .progress import ProgressMode
 
-__all__ = ["CorpusReport", "default_speakers_path", "embed_corpus", "failed_query", "speaker_table"]
+__all__ = [
+    "CorpusReport",
+    "default_speakers_path",
+    "embed_corpus",
+    "failed_query",
+    "require_corpus_packages",
+    "speaker_table",
+]
 
 Engine = Literal["local", "ray"]
 
@@ -188,6 +195,17 @@ def _write_speakers(output: Path, path: Path) -> None:
         raise
 
 
+def require_corpus_packages(feature: str, *, bar: bool = False) -> None:
+    """Raise :class:`~speakerembed.BackendUnavailableError` if pyarrow (or tqdm) is missing."""
+    import importlib.util
+
+    from ..errors import missing_backend
+
+    for package in ("pyarrow", "tqdm") if bar else ("pyarrow",):
+        if importlib.util.find_spec(package) is None:
+            raise missing_backend(package, "corpus", feature)
+
+
 def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> None:
     if value is None and none_ok:
         return
@@ -265,11 +283,11 @@ def embed_corpus(
         Stop at the first input that fails (its error row is kept).
     speakers : bool or path
         Also write one :func:`~speakerembed.utt_to_spk_embed` per ``speaker`` over the output's
-        embedded rows: to this path, or with ``True`` to :func:`default_speakers_path`.
+        embedded rows: to this path, or with ``True`` to :func:`~speakerembed.corpus.api.default_speakers_path`.
     progress : {"auto", "bar", "log", "off"}
         A bar on a terminal, a log line about every 10 s otherwise, or nothing.
     progress_stream : text stream or None
-        Where progress goes (default :data:`sys.stderr`).
+        Where progress goes (default: standard error).
     command : str or None
         The command line to record in the metadata (default: ``sys.argv`` joined).
     stdin : text stream or None
@@ -299,6 +317,7 @@ def embed_corpus(
     >>> report.embedded, report.failed
     (9, 0)
     """
+    require_corpus_packages("embed_corpus (speakerembed corpus)", bar=progress in ("auto", "bar"))
     from .progress import Progress
 
     flags = {

@@ -39,7 +39,7 @@ class Progress:
     mode : {"auto", "bar", "log", "off"}
         How to show progress; see :data:`ProgressMode`.
     stream : text stream or None
-        Where to show it (default :data:`sys.stderr`).
+        Where to show it (default: standard error).
     interval_s : float
         Seconds between log lines.
     """

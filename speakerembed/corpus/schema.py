@@ -57,7 +57,8 @@ def corpus_schema(extra_fields: Sequence[pa.Field] = (), metadata: dict[str, Any
     extra_fields : sequence of pyarrow.Field
         Carried manifest columns (:attr:`Sources.extra_fields <speakerembed.corpus.sources.Sources>`).
     metadata : dict or None
-        The job's settings (:func:`job_metadata`), stored as JSON under :data:`METADATA_KEY`.
+        The job's settings (:func:`~speakerembed.corpus.schema.job_metadata`), stored as JSON
+        under :data:`~speakerembed.corpus.schema.METADATA_KEY`.
 
     Returns
     -------

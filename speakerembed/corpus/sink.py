@@ -90,7 +90,7 @@ class ParquetSink:
 
     Notes
     -----
-    Call :meth:`check` before any audio is read (it raises :class:`OutputError`), then
+    Call :meth:`check` before any audio is read (it raises :class:`~speakerembed.corpus.sink.OutputError`), then
     :meth:`open`, :meth:`write` any number of times and :meth:`close`.
     """
 

@@ -113,7 +113,7 @@ class Record:
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Record:
-        """The inverse of :meth:`to_dict` (other keys become :attr:`extra`)."""
+        """The inverse of :meth:`to_dict` (other keys become ``extra``)."""
         extra = {k: v for k, v in row.items() if k not in ("id", "path", "speaker")}
         speaker = row.get("speaker")
         return cls(str(row["id"]), str(row["path"]), None if speaker is None else str(speaker), extra)
@@ -127,8 +127,9 @@ class Sources:
     ----------
     records : list of Record
         In input order, ids unique.
-    extra_fields : list of pyarrow.Field
-        The carried manifest columns, in manifest order (empty without a manifest).
+    extra_fields : list
+        The carried manifest columns as ``pyarrow.Field`` objects, in manifest order (empty
+        without a manifest).
     """
 
     records: list[Record]
@@ -294,7 +295,7 @@ def collect(
     manifest : path or None
         A CSV, JSONL or Parquet manifest.
     stdin : text stream or None
-        Standard input for ``files_from="-"`` (default :data:`sys.stdin`).
+        Standard input for ``files_from="-"`` (default: standard input).
 
     Returns
     -------

@@ -42,7 +42,11 @@ def test_plan_cpu_cluster_gives_one_single_thread_actor_per_cpu() -> None:
 def test_plan_gpu_cluster_gives_one_actor_per_gpu_unless_cpu_is_asked() -> None:
     plan = plan_actors({"CPU": 32.0, "GPU": 4.0})
     assert (plan.actors, plan.num_gpus, plan.num_cpus, plan.device) == (4, 1, 1, "cuda")
-    assert plan_actors({"CPU": 32.0, "GPU": 4.0}, workers=2).actors == 2
+    assert plan_actors({"CPU": 32.0, "GPU": 4.0}, workers=2).num_gpus == 1
+    shared = plan_actors({"CPU": 32.0, "GPU": 2.0}, workers=6)  # 3 decoding actors per GPU
+    assert shared.actors == 6
+    assert shared.num_gpus * shared.actors <= 2
+    assert shared.num_gpus == pytest.approx(1 / 3, abs=1e-3)
     cpu = plan_actors({"CPU": 32.0, "GPU": 4.0}, device="cpu")
     assert (cpu.actors, cpu.num_gpus, cpu.device) == (32, 0, "cpu")
 

@@ -126,8 +126,10 @@ class RayPlan:
     ----------
     actors : int
         The size of the actor pool.
-    num_gpus : int
-        GPUs per actor: 1 on a cluster with GPUs (and ``device`` not ``"cpu"``), else 0.
+    num_gpus : float
+        GPUs per actor: 1 on a cluster with GPUs (and ``device`` not ``"cpu"``), a fraction when
+        ``workers`` asks for more actors than there are GPUs (4 actors on 1 GPU: 0.25 each, so
+        that 4 processes decode for it), else 0.
     num_cpus : int
         CPUs Ray reserves per actor (its torch threads on CPU actors; 1 beside a GPU).
     threads : int
@@ -137,7 +139,7 @@ class RayPlan:
     """
 
     actors: int
-    num_gpus: int
+    num_gpus: float
     num_cpus: int
     threads: int
     device: str | None
@@ -161,6 +163,7 @@ def plan_actors(
         (or ``"cuda:N"``) needs GPUs.
     workers : int or None
         The number of actors (``--workers``); default one per GPU, or one per ``threads`` CPUs.
+        More actors than GPUs share them (fractional ``num_gpus``).
     threads : int or None
         torch threads per actor (``--threads``); default 1.
 
@@ -193,7 +196,10 @@ def plan_actors(
             "or join a cluster with GPUs (--ray-address)"
         )
     if gpus >= 1 and kind != "cpu":
-        return RayPlan(workers or gpus, 1, 1, n_threads, "cuda")
+        actors = workers or gpus
+        # Ray packs fractional GPUs onto one GPU; a share above 1 would need several per actor.
+        share = 1.0 if actors <= gpus else math.floor(gpus / actors * 1000) / 1000
+        return RayPlan(actors, share, 1, n_threads, "cuda")
     return RayPlan(workers or max(1, cpus // n_threads), 0, n_threads, n_threads, "cpu")
 
 
@@ -440,7 +446,7 @@ def run_ray(
             "Ray engine: %d actor(s), %d thread(s), %s, %d records in batches of %d",
             plan.actors,
             plan.threads,
-            "1 GPU each" if plan.num_gpus else "CPU",
+            f"{plan.num_gpus:g} GPU each" if plan.num_gpus else "CPU",
             len(records),
             size,
         )

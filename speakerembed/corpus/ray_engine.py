@@ -473,11 +473,11 @@ def _shippable_weights(embedder: SpeakerEmbedder) -> str:
 
 
 def run(job: Job) -> bool:
-    """The Ray engine, as :func:`~speakerembed.corpus.api.embed_corpus` calls it.
+    """The Ray engine, as :func:`~speakerembed.embed_corpus` calls it.
 
     Embeds ``job.records`` with :func:`run_ray`, writes each batch with ``job.sink`` and counts
     it with ``job.progress`` as it comes back, like the local engine
-    (:func:`~speakerembed.corpus.engine.run_local`).
+    (``speakerembed.corpus.engine.run_local``).
 
     Returns
     -------

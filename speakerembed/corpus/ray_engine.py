@@ -14,8 +14,9 @@ the batches it is given. The trip of a batch::
   sink as the local engine, so the shards, the metadata and resume by id are the same. A row is
   about 1.1 KB (256 float32 and a few scalars), so one driver keeps up with many actors.
 - The manifest's carried columns and speakers stay on the driver and are joined back by id.
-- One actor per GPU (``num_gpus=1``) when the cluster has GPUs and ``device`` allows them, else
-  CPU actors of ``threads`` torch threads each (default 1: the encoder's LSTM gains little from
+- One actor per GPU (``num_gpus=1``, or a share of one when ``workers`` asks for more actors than
+  there are GPUs) when the cluster has GPUs and ``device`` allows them, else CPU actors of
+  ``threads`` torch threads each (default 1: the encoder's LSTM gains little from
   more intra-op threads, so many one-thread actors beat a few wide ones).
 - Each actor checks that the weights it loaded have the sha256 the driver recorded, so a node
   with other weights cannot mix its embeddings into the output.
@@ -53,7 +54,8 @@ __all__ = ["RayPlan", "plan_actors", "ray_session", "run", "run_ray"]
 logger = logging.getLogger("speakerembed")
 
 #: Records per ``map_batches`` batch, at most. Smaller batches spread a small corpus over the
-#: actors; this cap keeps the per-task overhead (a few ms) small against the work (~16 files).
+#: actors; this size keeps Ray's per-task overhead (milliseconds) small against the work (32
+#: files of a few seconds each take seconds), and the progress moving.
 MAX_BATCH = 32
 #: The loggers whose lines would otherwise reach the terminal (the job reports errors itself).
 _RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
@@ -452,7 +454,8 @@ def run_ray(
         )
         try:
             for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                yield _attach(table, by_id, schema)
+                if table.num_rows:
+                    yield _attach(table, by_id, schema)
         except (KeyboardInterrupt, GeneratorExit, SpeakerEmbedError):
             raise
         except Exception as exc:  # Ray wraps the actors' errors in its own types

@@ -283,7 +283,8 @@ def embed_corpus(
         Stop at the first input that fails (its error row is kept).
     speakers : bool or path
         Also write one :func:`~speakerembed.utt_to_spk_embed` per ``speaker`` over the output's
-        embedded rows: to this path, or with ``True`` to :func:`~speakerembed.corpus.api.default_speakers_path`.
+        embedded rows: to this path, or with ``True`` to
+        :func:`~speakerembed.corpus.api.default_speakers_path`.
     progress : {"auto", "bar", "log", "off"}
         A bar on a terminal, a log line about every 10 s otherwise, or nothing.
     progress_stream : text stream or None

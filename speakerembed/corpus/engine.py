@@ -118,8 +118,13 @@ _PIPELINE: Pipeline | None = None
 
 def _init_worker(pipeline: Pipeline) -> None:
     global _PREPARER, _PIPELINE
+    import signal
+
     import torch
 
+    # Ctrl-C goes to the whole process group: the encoder's process handles it (it keeps the
+    # finished rows and stops the pool); the workers just stop when told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     log = logging.getLogger("speakerembed")
     log.addHandler(logging.NullHandler())

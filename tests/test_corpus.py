@@ -185,8 +185,12 @@ def test_duplicate_ids_are_named_before_any_audio_is_read(corpus: Path, tmp_path
 
 @pytest.fixture(scope="module")
 def embedded(corpus: Path, embedder: SpeakerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from speakerembed.corpus import engine
+
     out = tmp_path_factory.mktemp("out") / "embeddings"
-    report = embed_corpus(corpus, out, embedder=embedder, shard_size=7, workers=0, progress="off")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine, "BATCH_SIZE", 6)  # several encoder batches, which do not line up with shards
+        report = embed_corpus(corpus, out, embedder=embedder, shard_size=7, workers=0, progress="off")
     assert (report.embedded, report.failed, report.skipped) == (GOOD, BAD, 0)
     return out
 
@@ -334,8 +338,11 @@ def test_sigkill_mid_run_then_rerun(
 
 
 def test_worker_processes_and_streaming_give_the_same_rows(
-    corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path
+    corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from speakerembed.corpus import engine
+
+    monkeypatch.setattr(engine, "BATCH_SIZE", 4)  # the workers run ahead across batches
     # stream_min_duration_s=4 sends the longer voices through the streaming path.
     pipe = Pipeline(stream_min_duration_s=4.0)
     out = tmp_path / "out"

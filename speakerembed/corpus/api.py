@@ -397,6 +397,7 @@ def embed_corpus(
     skipped = len(sources.records) - len(pending)
     previously_failed = sum(1 for r in sources.records if sink.done.get(r.id))
     show = Progress(len(pending), progress, progress_stream)
+    from . import engine as engines
     from .engine import Job, run_local
 
     job = Job(
@@ -416,6 +417,7 @@ def embed_corpus(
         workers=workers,
         threads=threads,
         ray_address=ray_address,
+        batch_size=engines.BATCH_SIZE,
     )
     try:
         stopped = run_ray(job) if run_ray is not None else run_local(job)

@@ -283,7 +283,8 @@ def embed_corpus(
         Stop at the first input that fails (its error row is kept).
     speakers : bool or path
         Also write one :func:`~speakerembed.utt_to_spk_embed` per ``speaker`` over the output's
-        embedded rows: to this path, or with ``True`` to :func:`~speakerembed.corpus.api.default_speakers_path`.
+        embedded rows: to this path, or with ``True`` to
+        :func:`~speakerembed.corpus.api.default_speakers_path`.
     progress : {"auto", "bar", "log", "off"}
         A bar on a terminal, a log line about every 10 s otherwise, or nothing.
     progress_stream : text stream or None
@@ -396,6 +397,7 @@ def embed_corpus(
     skipped = len(sources.records) - len(pending)
     previously_failed = sum(1 for r in sources.records if sink.done.get(r.id))
     show = Progress(len(pending), progress, progress_stream)
+    from . import engine as engines
     from .engine import Job, run_local
 
     job = Job(
@@ -415,6 +417,7 @@ def embed_corpus(
         workers=workers,
         threads=threads,
         ray_address=ray_address,
+        batch_size=engines.BATCH_SIZE,
     )
     try:
         stopped = run_ray(job) if run_ray is not None else run_local(job)

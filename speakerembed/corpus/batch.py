@@ -158,6 +158,9 @@ def encode_outcomes(
                 errors[index] = item
                 continue
             details[index] = _details(item, pipeline)
+            # The encoder keys its results by this index: make it the position in this batch
+            # (an engine may have prepared the record under its position in the whole job).
+            item.index = index
             yield item
 
     failures: list[Failure] = []

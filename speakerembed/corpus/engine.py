@@ -98,9 +98,10 @@ def default_workers(device_type: str) -> int:
     """Decoding workers when ``workers`` is not given, from what the benchmark measured.
 
     On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8). On
-    a CPU, workers only help with cores that torch's threads leave free: on the 2-core benchmark
-    machine, with the encoder on both cores, in-line decoding (0 workers) was fastest
-    (``benchmarks/bench_corpus.py``; docs/corpus.rst has the figures).
+    a CPU, workers can only use the cores that torch's threads leave free, so with the encoder on
+    every core (torch's default) the rule gives 0: decoding in line, between encoder batches,
+    as the library's own ``embed_utterances`` does. ``benchmarks/bench_corpus.py`` measures 0, 1
+    and 2 workers against ``embed_utterances`` in memory, to check this choice on a machine.
     """
     import torch
 
@@ -118,8 +119,13 @@ _PIPELINE: Pipeline | None = None
 
 def _init_worker(pipeline: Pipeline) -> None:
     global _PREPARER, _PIPELINE
+    import signal
+
     import torch
 
+    # Ctrl-C goes to the whole process group: the encoder's process handles it (it keeps the
+    # finished rows and stops the pool); the workers just stop when told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     log = logging.getLogger("speakerembed")
     log.addHandler(logging.NullHandler())

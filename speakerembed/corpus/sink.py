@@ -90,8 +90,9 @@ class ParquetSink:
 
     Notes
     -----
-    Call :meth:`check` before any audio is read (it raises :class:`~speakerembed.corpus.sink.OutputError`), then
-    :meth:`open`, :meth:`write` any number of times and :meth:`close`.
+    Call :meth:`check` before any audio is read (it raises
+    :class:`~speakerembed.corpus.sink.OutputError`), then :meth:`open`, :meth:`write` any number
+    of times and :meth:`close`.
     """
 
     def __init__(

@@ -87,32 +87,6 @@ def test_missing_ray_is_a_backend_error_naming_the_extra(monkeypatch: pytest.Mon
         pass
 
 
-# -- the local engine the Ray engine is compared with -------------------------------------------
-
-
-def test_local_engine_rows_are_right_past_the_first_batch(tmp_path: Path, embedder: SpeakerEmbedder) -> None:
-    """Regression: the local engine keyed the rows of every batch after the first wrongly."""
-    import pyarrow.parquet as pq
-
-    from speakerembed.corpus.engine import Job, run_local
-    from speakerembed.corpus.progress import Progress
-    from speakerembed.corpus.schema import corpus_schema
-    from speakerembed.corpus.sink import ParquetSink
-    from speakerembed.corpus.sources import scan_folder
-
-    records = scan_folder(ROOT / "examples" / "audio")[:7]
-    schema = corpus_schema()
-    sink = ParquetSink(tmp_path / "out", schema, {})
-    sink.open()
-    job = Job(records, schema, embedder.pipeline, embedder, {}, sink, Progress(7, "off"), batch_size=3)
-    assert run_local(job) is False
-    sink.close()
-    table = pq.read_table(tmp_path / "out").sort_by("id")
-    assert table.column("id").to_pylist() == sorted(r.id for r in records)
-    want = embedder.embed_utterances([r.path for r in sorted(records, key=lambda r: r.id)])
-    np.testing.assert_allclose(_embeddings(table), want, rtol=0, atol=1e-5)
-
-
 # -- on a local Ray -------------------------------------------------------------------------------
 
 

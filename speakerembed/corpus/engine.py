@@ -190,13 +190,6 @@ def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> I
         yield prepare_one(preparer, index, record, job.pipeline)
 
 
-def _in_batch(index: int, item: Any) -> Outcome:
-    """An outcome renumbered by its position in the batch (the encoder keys its rows by it)."""
-    if not isinstance(item, SpeakerEmbedError):
-        item.index = index
-    return index, item
-
-
 def first_failure(table: pa.Table) -> int:
     """The position of the first error row of a batch (``fail_fast`` keeps the rows up to it)."""
     return int(table.column("error").is_valid().to_pylist().index(True))
@@ -224,7 +217,7 @@ def run_local(job: Job) -> bool:
     try:
         for start in range(0, len(records), job.batch_size):
             batch = records[start : start + job.batch_size]
-            outcomes = (_in_batch(i - start, item) for i, item in itertools.islice(stream, len(batch)))
+            outcomes = ((i - start, item) for i, item in itertools.islice(stream, len(batch)))
             table = encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
             stop = job.fail_fast and table.column("error").null_count < table.num_rows
             if stop:

@@ -244,6 +244,12 @@ def test_cli_engine_ray_exit_codes(
     shutil.copyfile(ROOT / "examples" / "audio" / "bob_2.wav", folder / "broken.wav")
     assert main([*base, "--retry-failed"]) == 0  # the error row is embedded again
     assert _read(out).column("error").null_count == 4
+    (folder / "zz_broken.wav").write_bytes(b"not audio")
+    fresh = [*base[:3], str(tmp_path / "fresh"), *base[4:]]
+    assert main([*fresh, "--fail-fast"]) == 3  # stops at the failure, keeping the rows before it
+    kept = _read(tmp_path / "fresh")
+    assert kept.column("error_type").to_pylist()[-1] == "AudioError"
+    assert kept.column("id").to_pylist()[-1] == "zz_broken.wav"
     local = [a if a != "ray" else "local" for a in base]
     assert main([*local, "--ray-address", "auto"]) == 2  # bad usage: --ray-address needs --engine ray
     capsys.readouterr()

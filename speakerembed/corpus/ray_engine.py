@@ -503,11 +503,16 @@ def run(job: Job) -> bool:
         address=job.ray_address,
         max_batch=job.batch_size,
     )
+    from .engine import first_failure
+
     try:
         for table in tables:
+            stop = job.fail_fast and table.column("error").null_count < table.num_rows
+            if stop:  # as the local engine: keep the rows up to the first failure
+                table = table.slice(0, first_failure(table) + 1)
             job.sink.write(table)
             job.progress.update(table)
-            if job.fail_fast and table.column("error").null_count < table.num_rows:
+            if stop:
                 return True
         return False
     finally:

@@ -19,7 +19,7 @@ TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
 
 
-def _install(session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot") -> None:
+def _install(session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus") -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
     # The offline weights="resemblyzer" file, the light way the README recommends: the wheel
@@ -33,7 +33,7 @@ def _install(session: nox.Session, *groups: str, extras: str = "metrics,kaiser,p
 def tests(session: nox.Session) -> None:
     """Unit and integration tests on the CPU, with the Resemblyzer weights (no network)."""
     _install(session, "test")
-    session.run("pytest", "-m", "not chatterbox", *session.posargs)
+    session.run("pytest", "-m", "not chatterbox and not ray", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
@@ -42,6 +42,13 @@ def tests_chatterbox(session: nox.Session) -> None:
     session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4")
     session.install("-e", ".", "--group", "test")
     session.run("pytest", "-m", "chatterbox", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["ci"], default=False)
+def tests_ray(session: nox.Session) -> None:
+    """The Ray Data engine (``corpus --engine ray``) on a local Ray: installs ray[data]."""
+    _install(session, "test", extras="ray,corpus,resemblyzer")
+    session.run("pytest", "-m", "ray", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["ci"])

@@ -23,6 +23,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
+    from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .scoring import det_curve, eer, min_dcf, threshold_at
     from .sim_eval import TTSSimilarityReport, tts_similarity
@@ -33,6 +34,7 @@ __all__ = [
     "AudioError",
     "BackendUnavailableError",
     "ConfigError",
+    "CorpusReport",
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
@@ -48,6 +50,7 @@ __all__ = [
     "cosine_similarity",
     "det_curve",
     "eer",
+    "embed_corpus",
     "embed_speaker",
     "embed_utterances",
     "min_dcf",
@@ -73,6 +76,8 @@ _LAZY = {
     "VerificationReport": "verify",
     "tts_similarity": "sim_eval",
     "TTSSimilarityReport": "sim_eval",
+    "embed_corpus": "corpus.api",
+    "CorpusReport": "corpus.api",
 }
 
 

@@ -117,6 +117,8 @@ class _Prepared:
     # A streamed long file (speakerembed.stream) has no mel: its window batches come lazily.
     windows: Iterator[torch.Tensor] | None = None
     n_windows: int = 0
+    # The input's own rate, in Hz, before resampling (0 for arrays and tensors given without one).
+    sample_rate: int = 0
 
 
 def _describe_inputs(inputs: object) -> list[object]:
@@ -229,9 +231,7 @@ class SpeakerEmbedder:
             import torch
 
             if not isinstance(encoder, torch.nn.Module):
-                raise ConfigError(
-                    f"encoder={encoder!r} is not 'builtin', 'chatterbox' or a torch.nn.Module"
-                )
+                raise ConfigError(f"encoder={encoder!r} is not 'builtin', 'chatterbox' or a torch.nn.Module")
             own = enc.module_device(encoder)
             if device is not None and enc.resolve_device(device) != own:
                 raise ConfigError(
@@ -440,7 +440,7 @@ class SpeakerEmbedder:
         if isinstance(item, (str, os.PathLike)):
             source = f"{source} ({os.fspath(item)})"
         rec.stage("load", "cpu", time.perf_counter() - t0)
-        input_seconds = wav.shape[0] / sr
+        input_seconds, input_rate = wav.shape[0] / sr, sr
         check_not_silent(float(np.max(np.abs(wav))) if wav.size else 0.0, source)
         check_not_constant(float(np.min(wav)), float(np.max(wav)), source)
         on_device = self._preprocess_on_device(pipe, sr, wav.shape[0])
@@ -475,7 +475,9 @@ class SpeakerEmbedder:
         with torch.inference_mode():
             mel = melspectrogram(sig if on_device else torch.from_numpy(np.ascontiguousarray(wav)))
         rec.stage("mel", where, time.perf_counter() - t0)
-        return _Prepared(index, source, mel, input_seconds, max(0.0, input_seconds - kept))
+        return _Prepared(
+            index, source, mel, input_seconds, max(0.0, input_seconds - kept), sample_rate=input_rate
+        )
 
     def _preprocess_on_device(self, pipe: Pipeline, sample_rate: int, n_samples: int) -> bool:
         """Whether resampling, trimming and the mel run on the embedder's device.
@@ -533,6 +535,7 @@ class SpeakerEmbedder:
             max(0.0, plan.input_seconds - plan.kept_seconds),
             windows=stream.stream_windows(plan, pipe),
             n_windows=plan.n_windows,
+            sample_rate=plan.sample_rate,
         )
 
     def _encode(

@@ -179,9 +179,7 @@ def to_mono(array: npt.NDArray[np.float32], source: str) -> npt.NDArray[np.float
     numpy.ndarray, shape (n_samples,), float32, C-contiguous
     """
     if array.ndim == 0:
-        raise AudioError(
-            "is a scalar, not audio; pass a 1-D array of samples", source=source, stage="load"
-        )
+        raise AudioError("is a scalar, not audio; pass a 1-D array of samples", source=source, stage="load")
     if array.ndim == 1:
         return np.ascontiguousarray(array)
     if array.ndim > 2:
@@ -243,8 +241,7 @@ def _check_path(path: Path, source: str) -> bytes:
         raise _permission_error(source) from exc
     except OSError as exc:
         raise AudioError(
-            f"cannot be opened ({exc.strerror or type(exc).__name__}); check the path and its "
-            "permissions",
+            f"cannot be opened ({exc.strerror or type(exc).__name__}); check the path and its permissions",
             source=source,
             stage="load",
         ) from exc
@@ -379,8 +376,7 @@ def read_file(
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:
         _raise_if_unreadable(path, source, exc)
         raise AudioError(
-            f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: "
-            "re-encode it",
+            f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: re-encode it",
             source=source,
             stage="load",
         ) from exc
@@ -420,11 +416,28 @@ def _read_with_ffmpeg(
             stage="load",
         )
     try:
-        meta = subprocess.run(
-            [probe, "-v", "error", "-select_streams", "a:0", "-show_entries",
-             "stream=sample_rate,channels", "-of", "csv=p=0", str(path)],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout.strip().split(",")
+        meta = (
+            subprocess.run(
+                [
+                    probe,
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "a:0",
+                    "-show_entries",
+                    "stream=sample_rate,channels",
+                    "-of",
+                    "csv=p=0",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            .stdout.strip()
+            .split(",")
+        )
         sample_rate, channels = int(meta[0]), int(meta[1])
     except (subprocess.SubprocessError, ValueError, IndexError) as exc:
         raise AudioError(

@@ -130,6 +130,30 @@ def test_lazy_names_resolve_in_fresh_interpreter() -> None:
     assert out.stdout.split() == ["SpeakerEmbedder", "embed_speaker", "WeightsInfo"]
 
 
+def test_corpus_names_are_lazy_and_their_modules_have_all() -> None:
+    # embed_corpus needs pyarrow and tqdm, loaded only when it is first used.
+    code = (
+        "import json, sys\n"
+        "import speakerembed\n"
+        "before = sorted(m for m in ('pyarrow', 'tqdm', 'ray', 'torch') if m in sys.modules)\n"
+        "names = [speakerembed.embed_corpus.__name__, speakerembed.CorpusReport.__name__]\n"
+        "print(json.dumps([before, *names]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [[], "embed_corpus", "CorpusReport"]
+    import speakerembed.corpus
+
+    for _, name, _ in pkgutil.iter_modules(speakerembed.corpus.__path__, "speakerembed.corpus."):
+        if name == "speakerembed.corpus.ray_engine":
+            pytest.importorskip("ray")
+        module = importlib.import_module(name)
+        assert isinstance(getattr(module, "__all__", None), list), name
+        for attr in module.__all__:
+            assert hasattr(module, attr), (name, attr)
+
+
 def test_version_is_a_string() -> None:
     assert isinstance(speakerembed.__version__, str)
     assert speakerembed.__version__[0].isdigit()

@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "similarity": "similarity",
     "verify": "verify",
     "sim-eval": "sim_eval",
+    "corpus": "corpus",
 }
 
 

@@ -1,4 +1,9 @@
-"""``speakerembed embed``: one speaker embedding, or one row per file."""
+"""``speakerembed embed``: one speaker embedding, or one row per file.
+
+Inputs are files, folders (searched recursively for audio files) and ``--files-from FILE``
+(``-`` for standard input), collected by :func:`speakerembed.corpus.sources.collect`. For
+corpus-sized jobs, resumable and with progress, use ``speakerembed corpus``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from . import _options as opt
 __all__ = ["add_parser", "run"]
 
 NAME = "embed"
-SUFFIXES = (".npy", ".npz")
+SUFFIXES = (".npy", ".npz", ".parquet")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -23,13 +28,25 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Embed audio files. By default all files are one speaker and one (256,) "
         "speaker embedding is written; with --utterances, one row per file.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, Ogg, MP3, ...)")
+    p.add_argument(
+        "files",
+        nargs="*",
+        metavar="INPUT",
+        help="audio files (WAV, FLAC, Ogg, MP3, ...) and folders (searched recursively)",
+    )
+    p.add_argument(
+        "--files-from",
+        metavar="FILE",
+        default=None,
+        help="a file of paths, one a line; - reads standard input",
+    )
     p.add_argument(
         "-o",
         "--output",
         metavar="OUT",
         default=None,
-        help="write OUT.npy (the array) or OUT.npz (array, file names, weights, failures); "
+        help="write OUT.npy (the array), OUT.npz (array, file names, weights, failures) or "
+        "OUT.parquet (with --utterances: one row per file, the columns of `speakerembed corpus`); "
         "default: print a summary",
     )
     p.add_argument(
@@ -51,10 +68,24 @@ def run(args: argparse.Namespace) -> int:
     """Run ``embed``."""
     import numpy as np
 
+    if not args.files and args.files_from is None:
+        args._command_parser.error("no inputs: pass audio files or folders, or --files-from FILE")
     pipeline = opt.pipeline_from_args(args)  # first: a usage error must not create -o's folder
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
+    if out_path is not None and out_path.suffix.lower() == ".parquet" and not args.utterances:
+        raise opt.usage_error(
+            f"-o {args.output}: a .parquet output holds one row per file; add --utterances, "
+            "or write .npy/.npz for the speaker embedding"
+        )
+    if out_path is not None and out_path.suffix.lower() == ".parquet":
+        from ..corpus.api import require_corpus_packages
+
+        require_corpus_packages(f"-o {args.output}")
+    records = _records(args)
     embedder = opt.embedder_from_args(args)
-    files = list(args.files)
+    if out_path is not None and out_path.suffix.lower() == ".parquet":
+        return _save_parquet(out_path, records, embedder, pipeline, args.keep_going)
+    files = [r.path for r in records]
     failures: list[tuple[str, str, str]] = []
     if args.keep_going:
         result = embedder.embed_utterances(files, pipeline=pipeline, errors="skip")
@@ -108,3 +139,48 @@ def _save(
         f"wrote {kind} embedding{'s' if array.ndim == 2 else ''} {tuple(array.shape)} to {path}",
         file=sys.stderr,
     )
+
+
+def _records(args: argparse.Namespace) -> list[Any]:
+    """Files as given (a missing one fails as an input, as before), folders expanded, then the list."""
+    from ..corpus.sources import InputsError, Record, read_file_list, scan_folder
+
+    records = []
+    for item in args.files:
+        records.extend(scan_folder(item) if Path(item).is_dir() else [Record(item, item)])
+    if args.files_from is not None:
+        try:
+            records.extend(read_file_list(args.files_from))
+        except InputsError as exc:
+            raise opt.usage_error(f"--files-from: {exc}") from exc
+    if not records:
+        raise opt.usage_error("no audio files in the inputs: folders are searched for audio extensions")
+    return records
+
+
+def _save_parquet(path: Path, records: list[Any], embedder: Any, pipeline: Any, keep_going: bool) -> int:
+    """One row per file in the corpus schema; failed files are error rows with --keep-going."""
+    import shlex
+
+    import pyarrow.parquet as pq
+
+    from ..corpus.batch import embed_batch
+    from ..corpus.schema import corpus_schema, job_metadata
+
+    meta = job_metadata(embedder, pipeline, shlex.join(["speakerembed", *sys.argv[1:]]))
+    table = embed_batch(records, embedder, pipeline, corpus_schema((), meta))
+    errors = table.column("error").to_pylist()
+    failed = [(r, e) for r, e in zip(records, errors, strict=True) if e is not None]
+    if failed and not keep_going:
+        record, error = failed[0]
+        opt.say(f"error: {record.path}: {error}")
+        return opt.ExitCode.FAILED
+    for record, error in failed:
+        opt.say(f"skipped {record.path}: {error}")
+    if len(failed) == len(records):
+        opt.say("error: no file could be embedded")
+        return opt.ExitCode.FAILED
+    with opt.atomic_output(path) as tmp:
+        pq.write_table(table, tmp)
+    print(f"wrote {table.num_rows} rows ({len(failed)} failed) to {path}", file=sys.stderr)
+    return opt.ExitCode.PARTIAL if failed else opt.ExitCode.OK

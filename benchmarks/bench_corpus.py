@@ -1,0 +1,233 @@
+"""Corpus benchmark: ``embed_corpus`` throughput and memory against ``embed_utterances`` in memory.
+
+Run it from the repository root::
+
+    python benchmarks/bench_corpus.py            # 1,000 files (about 3,000 s of audio)
+    python benchmarks/bench_corpus.py --quick    # 60 files, a smoke test
+
+It builds a corpus in a temporary folder from ``../shared/data/speech``: cuts of 2 to 5 s of the
+real LibriSpeech, ARCTIC, VCTK (48 kHz) and LJ Speech files, written as WAV 16 kHz (PCM 16), FLAC
+22.05 kHz, Ogg Vorbis 44.1 kHz and WAV 48 kHz (float), in nested folders. Then, in the same run,
+each configuration in its own subprocess (so that its peak RSS is its own):
+
+- ``embed_corpus`` with 0, 1 and 2 decoding workers: seconds of audio per wall second, from
+  the first file to the last shard written (the workers' start-up included);
+- ``embed_utterances`` on the same audio already decoded in memory (only the embedding timed):
+  the figure the corpus job should come close to;
+- the peak RSS (``ru_maxrss`` of the process, ``workers=0``) of ``embed_corpus`` at 250 files and
+  at the whole corpus.
+
+Targets (issue 8, on the 2-core machine): corpus throughput >= 0.90 of the in-memory figure;
+peak RSS at 1,000 files <= 1.25 x that at 250. Each figure is printed beside its limit. The
+results also go to ``benchmarks/results/corpus.json``. A shared, busy machine gives noisy
+numbers: say so when quoting them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = Path(os.environ.get("SPEAKEREMBED_SPEECH_DIR", ROOT.parent / "shared" / "data" / "speech"))
+RESULTS = ROOT / "benchmarks" / "results"
+FORMATS = (
+    ("wav", 16000, "PCM_16"),
+    ("flac", 22050, "PCM_16"),
+    ("ogg", 44100, "VORBIS"),
+    ("wav", 48000, "FLOAT"),
+)
+TARGET_THROUGHPUT = 0.90
+TARGET_RSS_RATIO = 1.25
+
+
+def _sources() -> list[Path]:
+    found: list[Path] = []
+    for sub in ("librispeech", "arctic", "vctk48k", "ljspeech"):
+        folder = SPEECH / sub
+        if folder.is_dir():
+            found += sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".flac", ".wav"))
+    if not found:
+        raise SystemExit(f"no speech under {SPEECH}; set SPEAKEREMBED_SPEECH_DIR")
+    return found
+
+
+def build_corpus(folder: Path, n_files: int, seed: int = 0) -> float:
+    """Write ``n_files`` cuts of the shared speech into ``folder``; returns their seconds of audio."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    rng = np.random.default_rng(seed)
+    sources = _sources()
+    cache: dict[Path, tuple[Any, int]] = {}
+    total = 0.0
+    for i in range(n_files):
+        src = sources[i % len(sources)]
+        if src not in cache:
+            data, sr = sf.read(src, dtype="float32", always_2d=True)
+            cache[src] = (data.mean(axis=1), sr)
+        wav, sr = cache[src]
+        length = min(len(wav), int(sr * rng.uniform(2.0, 5.0)))
+        start = int(rng.integers(0, max(1, len(wav) - length)))
+        cut = wav[start : start + length]
+        ext, rate, subtype = FORMATS[i % len(FORMATS)]
+        if rate != sr:
+            cut = soxr.resample(cut, sr, rate).astype(np.float32)
+        out = folder / f"set{i % 7}" / f"spk{i % 13}" / f"utt{i:05d}.{ext}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(out, cut, rate, subtype=subtype)
+        total += len(cut) / rate
+    return total
+
+
+# -- workers, each in its own process ----------------------------------------------------------
+
+
+def worker_corpus(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from speakerembed import SpeakerEmbedder, embed_corpus
+
+    torch.set_num_threads(cfg["threads"])
+    embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    inputs: Any = cfg["corpus"]
+    files_from = None
+    if cfg.get("limit"):
+        listing = Path(cfg["out"]).with_suffix(".txt")
+        files = sorted(str(p) for p in Path(cfg["corpus"]).rglob("utt*"))[: cfg["limit"]]
+        listing.write_text("".join(f + "\n" for f in files))
+        inputs, files_from = (), str(listing)
+    report = embed_corpus(
+        inputs,
+        cfg["out"],
+        files_from=files_from,
+        embedder=embedder,
+        workers=cfg["workers"],
+        progress="off",
+    )
+    return {
+        "files": report.embedded + report.failed,
+        "failed": report.failed,
+        "audio_s": report.audio_seconds,
+        "wall_s": report.wall_seconds,
+        "realtime": report.realtime_factor,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def worker_inmemory(cfg: dict[str, Any]) -> dict[str, Any]:
+    import soundfile as sf
+    import torch
+
+    from speakerembed import SpeakerEmbedder
+
+    torch.set_num_threads(cfg["threads"])
+    embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    files = sorted(p for p in Path(cfg["corpus"]).rglob("utt*"))
+    wavs, rates = [], []
+    for f in files:
+        data, sr = sf.read(f, dtype="float32")
+        wavs.append(data)
+        rates.append(sr)
+    audio_s = sum(len(w) / r for w, r in zip(wavs, rates, strict=True))
+    embedder.embed_utterances(wavs[:8], sample_rate=rates[:8])  # warm-up
+    start = time.perf_counter()
+    embedder.embed_utterances(wavs, sample_rate=rates)
+    wall = time.perf_counter() - start
+    return {"files": len(files), "audio_s": audio_s, "wall_s": wall, "realtime": audio_s / wall}
+
+
+WORKERS = {"corpus": worker_corpus, "inmemory": worker_inmemory}
+
+
+def _run(cfg: dict[str, Any]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {cfg['kind']} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _check(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def run(quick: bool = False, threads: int = 2, files: int | None = None) -> dict[str, Any]:
+    """Build the corpus, run every configuration, print the figures; returns them."""
+    n = files if files is not None else (60 if quick else 1000)
+    small = max(1, n // 4)
+    with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        t0 = time.perf_counter()
+        audio = build_corpus(corpus, n)
+        print(
+            f"corpus: {n} files, {audio:.0f} s of audio, built in {time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
+        res: dict[str, Any] = {"files": n, "audio_s": audio, "threads": threads, "cpu_count": os.cpu_count()}
+        base = {"corpus": str(corpus), "threads": threads}
+        res["inmemory"] = _run({**base, "kind": "inmemory"})
+        print(f"embed_utterances in memory: {res['inmemory']['realtime']:.0f}x real time", flush=True)
+        for w in (0, 1, 2):
+            r = _run({**base, "kind": "corpus", "workers": w, "out": f"{tmp}/out-w{w}"})
+            res[f"corpus_w{w}"] = r
+            ratio = r["realtime"] / res["inmemory"]["realtime"]
+            print(
+                f"embed_corpus, {w} workers: {r['realtime']:.0f}x real time = {ratio:.2f} of in-memory "
+                f"(target >= {TARGET_THROUGHPUT:.2f}) {_check(ratio >= TARGET_THROUGHPUT)}; "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+        r = _run({**base, "kind": "corpus", "workers": 0, "out": f"{tmp}/out-small", "limit": small})
+        res["corpus_small"] = r
+        big = res["corpus_w0"]["peak_rss_mb"]
+        ratio = big / r["peak_rss_mb"]
+        res["rss_ratio"] = ratio
+        print(
+            f"peak RSS: {r['peak_rss_mb']:.0f} MB at {small} files, {big:.0f} MB at {n} files = "
+            f"{ratio:.2f}x (target <= {TARGET_RSS_RATIO:.2f}x) {_check(ratio <= TARGET_RSS_RATIO)}",
+            flush=True,
+        )
+        best = max(res[f"corpus_w{w}"]["realtime"] for w in (0, 1, 2))
+        res["best_ratio"] = best / res["inmemory"]["realtime"]
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="60 files: a smoke test")
+    parser.add_argument("--files", type=int, default=None, help="corpus size (default 1000, 60 with --quick)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder (default 2)")
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/corpus.json")
+    args = parser.parse_args(argv)
+    if args.worker:
+        cfg = json.loads(args.worker)
+        print(json.dumps(WORKERS[cfg["kind"]](cfg)))
+        return 0
+    res = run(args.quick, args.threads, args.files)
+    if not args.quick and not args.no_save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "corpus.json").write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+""":func:`embed_corpus`: folders, file lists and manifests in, a resumable Parquet dataset out."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import torch
+
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
+    from ..encoder import EncoderImpl, Precision
+    from .progress import ProgressMode
+
+__all__ = [
+    "CorpusReport",
+    "default_speakers_path",
+    "embed_corpus",
+    "failed_query",
+    "require_corpus_packages",
+    "speaker_table",
+]
+
+Engine = Literal["local", "ray"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusReport:
+    """What :func:`embed_corpus` did.
+
+    Attributes
+    ----------
+    output : pathlib.Path
+        The output folder.
+    total : int
+        Inputs of the job.
+    embedded : int
+        Inputs embedded by this run.
+    failed : int
+        Inputs that failed in this run (each is a row with its ``error``).
+    skipped : int
+        Inputs already in the output, so not run again.
+    previously_failed : int
+        Of the skipped inputs, those whose row is an error row (``retry_failed=True`` runs them again).
+    retried : int
+        Error rows that ``retry_failed`` removed so that their inputs ran again.
+    audio_seconds : float
+        Seconds of audio this run processed.
+    wall_seconds : float
+        Seconds this run took, from the first file to the last row written.
+    stopped_early : bool
+        ``fail_fast`` stopped the job at the first failure.
+    failures : tuple of (str, str)
+        The first failures of this run (at most 20): id and error message.
+    speakers : pathlib.Path or None
+        The ``speakers.parquet`` file, when it was asked for.
+    """
+
+    output: Path
+    total: int
+    embedded: int
+    failed: int
+    skipped: int
+    previously_failed: int
+    retried: int
+    audio_seconds: float
+    wall_seconds: float
+    stopped_early: bool = False
+    failures: tuple[tuple[str, str], ...] = ()
+    speakers: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Every input of the job has an embedding in the output."""
+        return self.failed == 0 and self.previously_failed == 0 and not self.stopped_early
+
+    @property
+    def realtime_factor(self) -> float:
+        """Seconds of audio per second of wall time, in this run."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        """A few lines for people: counts, speed, and how to list the failures."""
+        lines = [
+            f"embedded {self.embedded}, failed {self.failed}, already done {self.skipped} "
+            f"(of which {self.previously_failed} failed) of {self.total} inputs; "
+            f"{self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
+            f"({self.realtime_factor:.0f}x real time) -> {self.output}"
+        ]
+        if self.stopped_early:
+            lines.append("stopped at the first failure (fail_fast)")
+        if self.failed or self.previously_failed:
+            lines.append(f"list the failed inputs with: {failed_query(self.output)}")
+            lines.append("embed them again with --retry-failed (retry_failed=True)")
+        if self.speakers is not None:
+            lines.append(f"speaker embeddings: {self.speakers}")
+        return "\n".join(lines)
+
+
+def failed_query(output: str | os.PathLike[str]) -> str:
+    """A one-line shell command that lists the error rows of an output folder."""
+    out = os.fspath(output)
+    return (
+        f"{sys.executable} -c \"import pyarrow.parquet as pq; t = pq.read_table('{out}', "
+        f"filters=[('error', '!=', '')], columns=['id', 'error']); print(t.to_pandas().to_string())\""
+    )
+
+
+def default_speakers_path(output: str | os.PathLike[str]) -> Path:
+    """Where ``speakers=True`` writes: ``OUT.speakers.parquet`` beside the folder ``OUT``.
+
+    It lies outside the folder so that the folder still reads as one table.
+    """
+    out = Path(output)
+    return out.with_name(out.name + ".speakers.parquet")
+
+
+def speaker_table(output: str | os.PathLike[str]) -> pa.Table:
+    """One :func:`~speakerembed.utt_to_spk_embed` per speaker, over the output's embedded rows.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``speaker`` (string), ``embedding`` (fixed_size_list<float32, 256>), ``n_utterances``
+        (embedded rows used), ``n_failed`` (error rows of that speaker), sorted by speaker.
+        Rows without a speaker are left out.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..consolidate import utt_to_spk_embed
+    from .schema import EMBEDDING_DIM
+
+    table = pq.read_table(os.fspath(output), columns=["speaker", "embedding"])
+    speakers = table.column("speaker").to_pylist()
+    emb = table.column("embedding")
+    valid = emb.is_valid().to_numpy(zero_copy_only=False)
+    flat = emb.combine_chunks()
+    values = flat.flatten().to_numpy(zero_copy_only=False).reshape(-1, EMBEDDING_DIM) if len(flat) else None
+    # flatten() skips the null slots, so map valid rows to their position among the values.
+    pos = np.cumsum(valid) - 1
+    groups: dict[str, list[int]] = {}
+    failed: dict[str, int] = {}
+    for i, spk in enumerate(speakers):
+        if spk is None:
+            continue
+        if valid[i]:
+            groups.setdefault(spk, []).append(int(pos[i]))
+        else:
+            failed[spk] = failed.get(spk, 0) + 1
+    names = sorted(set(groups) | set(failed))
+    out = np.zeros((len(names), EMBEDDING_DIM), np.float32)
+    mask = np.ones(len(names), bool)
+    counts = []
+    for k, name in enumerate(names):
+        rows = groups.get(name, [])
+        counts.append(len(rows))
+        if rows:
+            assert values is not None
+            out[k] = utt_to_spk_embed(values[rows])
+            mask[k] = False
+    embedding = pa.FixedSizeListArray.from_arrays(
+        pa.array(out.reshape(-1), pa.float32()), EMBEDDING_DIM, mask=pa.array(mask)
+    )
+    return pa.table(
+        {
+            "speaker": pa.array(names, pa.string()),
+            "embedding": embedding,
+            "n_utterances": pa.array(counts, pa.int64()),
+            "n_failed": pa.array([failed.get(n, 0) for n in names], pa.int64()),
+        }
+    )
+
+
+def _write_speakers(output: Path, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    table = speaker_table(output)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+
+
+def require_corpus_packages(feature: str, *, bar: bool = False) -> None:
+    """Raise :class:`~speakerembed.BackendUnavailableError` if pyarrow (or tqdm) is missing."""
+    import importlib.util
+
+    from ..errors import missing_backend
+
+    for package in ("pyarrow", "tqdm") if bar else ("pyarrow",):
+        if importlib.util.find_spec(package) is None:
+            raise missing_backend(package, "corpus", feature)
+
+
+def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name}={value!r} must be a whole number of at least {low}")
+
+
+def embed_corpus(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] = (),
+    output: str | os.PathLike[str] | None = None,
+    *,
+    files_from: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | None = None,
+    weights: str | os.PathLike[str] = "chatterbox",
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    encoder: EncoderImpl = "builtin",
+    pipeline: Pipeline | None = None,
+    embedder: SpeakerEmbedder | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    shard_size: int = 1000,
+    engine: Engine = "local",
+    ray_address: str | None = None,
+    retry_failed: bool = False,
+    overwrite: bool = False,
+    fail_fast: bool = False,
+    speakers: bool | str | os.PathLike[str] = False,
+    progress: ProgressMode = "auto",
+    progress_stream: TextIO | None = None,
+    command: str | None = None,
+    stdin: TextIO | None = None,
+    _flags: dict[str, str] | None = None,
+) -> CorpusReport:
+    """Embed every input of a corpus into a resumable Parquet dataset: one row per input.
+
+    Running it again with the same inputs and output continues the job: inputs whose id is
+    already in the output are skipped (embedded or failed). Each embedding equals what
+    :func:`~speakerembed.embed_utterances` gives for the same file with the same settings.
+
+    Parameters
+    ----------
+    inputs : path or sequence of paths
+        Audio files and folders (searched recursively for audio files; hidden files skipped).
+    output : path
+        The output folder (:mod:`speakerembed.corpus.sink` describes it). Required.
+    files_from : path or ``"-"`` or None
+        A file list, one path a line; ``"-"`` reads standard input.
+    manifest : path or None
+        A CSV, JSONL or Parquet manifest with a ``path`` column and optional ``id`` and
+        ``speaker`` columns; other columns are carried into the output.
+    weights, device, precision, encoder
+        As for :class:`~speakerembed.SpeakerEmbedder`; ignored when ``embedder`` is given.
+    pipeline : Pipeline or None
+        The preprocessing (default: the embedder's, else ``Pipeline()``).
+    embedder : SpeakerEmbedder or None
+        An embedder already loaded.
+    workers : int or None
+        Processes that decode, resample, trim and compute mels; 0 does it in line. ``None``
+        picks from the device (:func:`speakerembed.corpus.engine.default_workers`). For the
+        Ray engine, the number of actors.
+    threads : int or None
+        Torch threads for the encoder.
+    shard_size : int
+        Rows per Parquet shard: at most this many rows are lost if the job is killed.
+    engine : {"local", "ray"}
+        ``"ray"`` runs on Ray Data (``pip install 'speakerembed[ray]'``).
+    ray_address : str or None
+        The Ray cluster to join (default: ``RAY_ADDRESS``, else a local Ray).
+    retry_failed : bool
+        Embed again the inputs whose rows are errors.
+    overwrite : bool
+        Delete the output's shards first and start afresh.
+    fail_fast : bool
+        Stop at the first input that fails (its error row is kept).
+    speakers : bool or path
+        Also write one :func:`~speakerembed.utt_to_spk_embed` per ``speaker`` over the output's
+        embedded rows: to this path, or with ``True`` to
+        :func:`~speakerembed.corpus.api.default_speakers_path`.
+    progress : {"auto", "bar", "log", "off"}
+        A bar on a terminal, a log line about every 10 s otherwise, or nothing.
+    progress_stream : text stream or None
+        Where progress goes (default: standard error).
+    command : str or None
+        The command line to record in the metadata (default: ``sys.argv`` joined).
+    stdin : text stream or None
+        Standard input for ``files_from="-"``.
+
+    Returns
+    -------
+    CorpusReport
+
+    Raises
+    ------
+    ConfigError
+        For bad arguments, missing inputs, duplicate ids, or an output folder that cannot be
+        used (not writable, or written with other weights, another Pipeline or precision); all
+        before any audio is read.
+    WeightsError
+        If the weights cannot be loaded.
+    BackendUnavailableError
+        For ``engine="ray"`` without Ray installed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from speakerembed import embed_corpus
+    >>> out = tempfile.mkdtemp()
+    >>> report = embed_corpus("examples/audio", out, weights="resemblyzer", device="cpu", progress="off")
+    >>> report.embedded, report.failed
+    (9, 0)
+    """
+    require_corpus_packages("embed_corpus (speakerembed corpus)", bar=progress in ("auto", "bar"))
+    from .progress import Progress
+
+    flags = {
+        "output": "output=",
+        "shard_size": "shard_size",
+        "workers": "workers",
+        "threads": "threads",
+        "engine": "engine",
+        **(_flags or {}),
+    }
+    if output is None:
+        raise ConfigError("output= is required: the folder for the Parquet shards")
+    _check_int(flags["shard_size"], shard_size, 1)
+    _check_int(flags["workers"], workers, 0, none_ok=True)
+    _check_int(flags["threads"], threads, 1, none_ok=True)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"{flags['engine']}={engine!r} is not 'local' or 'ray'")
+    if overwrite and retry_failed:
+        raise ConfigError("overwrite and retry_failed contradict each other; pass one of them")
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    from .sources import collect
+
+    sources = collect(list(inputs), files_from=files_from, manifest=manifest, stdin=stdin)
+    if not sources.records:
+        raise ConfigError("no inputs: pass audio files or folders, files_from= or manifest=")
+    run_ray = None
+    if engine == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            from ..errors import missing_backend
+
+            raise missing_backend("ray", "ray", "engine='ray' (--engine ray)")
+        import importlib
+
+        try:
+            run_ray = importlib.import_module(".ray_engine", __package__).run
+        except ModuleNotFoundError as exc:  # pragma: no cover - a build without the Ray engine
+            if exc.name != f"{__package__}.ray_engine":
+                raise
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError(
+                "engine='ray' (--engine ray) is not part of this build of speakerembed; use engine='local'"
+            ) from exc
+    from .schema import corpus_schema, job_metadata
+    from .sink import ParquetSink
+
+    # The folder is checked before the weights load, and again with the settings once they have.
+    ParquetSink(output, corpus_schema(), {}, flag=flags["output"], overwrite=True).check()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    if embedder is None:
+        from ..embedder import SpeakerEmbedder
+
+        embedder = SpeakerEmbedder(
+            weights, device=device, precision=precision, encoder=encoder, pipeline=pipeline
+        )
+    pipe = pipeline if pipeline is not None else embedder.pipeline
+    meta = job_metadata(embedder, pipe, command if command is not None else " ".join(sys.argv))
+    schema = corpus_schema(sources.extra_fields, meta)
+    sink = ParquetSink(
+        output,
+        schema,
+        meta,
+        shard_size=shard_size,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        flag=flags["output"],
+    )
+    sink.open()
+    pending = [r for r in sources.records if r.id not in sink.done]
+    skipped = len(sources.records) - len(pending)
+    previously_failed = sum(1 for r in sources.records if sink.done.get(r.id))
+    show = Progress(len(pending), progress, progress_stream)
+    from . import engine as engines
+    from .engine import Job, run_local
+
+    job = Job(
+        records=pending,
+        schema=schema,
+        pipeline=pipe,
+        embedder=embedder,
+        embedder_options={
+            "weights": weights,
+            "encoder": encoder,
+            "device": device,
+            "precision": embedder.precision,
+        },
+        sink=sink,
+        progress=show,
+        fail_fast=fail_fast,
+        workers=workers,
+        threads=threads,
+        ray_address=ray_address,
+        batch_size=engines.BATCH_SIZE,
+    )
+    try:
+        stopped = run_ray(job) if run_ray is not None else run_local(job)
+    finally:
+        sink.close()  # the rows already made are complete: keep them
+        show.close()
+    speakers_path: Path | None = None
+    if speakers is not False:
+        speakers_path = default_speakers_path(output) if speakers is True else Path(speakers)
+        _write_speakers(Path(output), speakers_path)
+    return CorpusReport(
+        output=Path(output),
+        total=len(sources.records),
+        embedded=show.done - show.failed,
+        failed=show.failed,
+        skipped=skipped,
+        previously_failed=previously_failed,
+        retried=sink.retried,
+        audio_seconds=show.audio_s,
+        wall_seconds=show.wall_s,
+        stopped_early=bool(stopped),
+        failures=tuple(show.shown_failures()),
+        speakers=speakers_path,
+    )

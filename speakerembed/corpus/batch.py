@@ -1,0 +1,268 @@
+"""The per-batch step of a corpus job: records in, a table of rows in the corpus schema out.
+
+:func:`embed_batch` is the whole step, pure apart from the embedder it is given: every engine
+calls it, or its two halves. The local engine (:mod:`speakerembed.corpus.engine`) runs the first
+half, :func:`prepare_records`, in worker processes and the second, :func:`encode_outcomes`, beside
+the encoder; the Ray engine calls :func:`embed_batch` in each actor.
+
+It runs the library's own stages (:meth:`SpeakerEmbedder._prepare
+<speakerembed.SpeakerEmbedder>`: load, resample, trim, mel, or the streaming path for long files;
+then the encoder's batching and consolidation), so each row's embedding is the one
+:func:`~speakerembed.embed_utterances` gives for the same file and settings.
+
+A bad input becomes a row with ``error`` and ``error_type`` set and a null ``embedding``; it
+does not raise. Only a failure of the encoder itself (a device error) raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from ..errors import SpeakerEmbedError
+from .schema import EMBEDDING_DIM, corpus_schema
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import pyarrow as pa
+
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder, _Prepared
+    from .sources import Record
+
+__all__ = [
+    "Outcome",
+    "build_table",
+    "cpu_preparer",
+    "embed_batch",
+    "encode_outcomes",
+    "prepare_one",
+    "prepare_records",
+]
+
+Outcome = tuple[int, Union["_Prepared", SpeakerEmbedError]]
+"""One prepared input: its position in the batch, and its prepared audio or its error."""
+
+
+def prepare_one(preparer: SpeakerEmbedder, index: int, record: Record, pipeline: Pipeline) -> Outcome:
+    """Load, resample, trim and mel one record (the embedder's own ``_prepare``); never raises.
+
+    Any error becomes a :class:`~speakerembed.SpeakerEmbedError` whose ``source`` is the
+    record's path.
+    """
+    from ..embedder import _as_library_error
+
+    try:
+        return index, preparer._prepare(index, record.path, None, pipeline, preparer._recorder)
+    except Exception as exc:  # noqa: BLE001 - every input failure becomes a row
+        err = _as_library_error(exc, record.path)
+        err.source = record.path
+        return index, err
+
+
+def prepare_records(
+    records: Sequence[Record], preparer: SpeakerEmbedder, pipeline: Pipeline
+) -> Iterator[Outcome]:
+    """:func:`prepare_one` for each record, lazily, in order (index = position in ``records``)."""
+    for index, record in enumerate(records):
+        yield prepare_one(preparer, index, record, pipeline)
+
+
+def cpu_preparer(pipeline: Pipeline) -> SpeakerEmbedder:
+    """An embedder shell that can prepare audio on the CPU but holds no weights.
+
+    Worker processes use it to run the pipeline's stages without loading the encoder: preparing
+    needs only the device (the CPU) and a metrics recorder.
+    """
+    import torch
+
+    from .._observe import NULL_RECORDER
+    from ..embedder import SpeakerEmbedder
+
+    shell = SpeakerEmbedder.__new__(SpeakerEmbedder)
+    shell.pipeline = pipeline
+    shell.device = torch.device("cpu")
+    shell._recorder = NULL_RECORDER
+    return shell
+
+
+class _Details:
+    __slots__ = ("duration_s", "n_windows", "sample_rate", "speech_s")
+
+    def __init__(self, duration_s: float, speech_s: float, sample_rate: int, n_windows: int) -> None:
+        self.duration_s, self.speech_s = duration_s, speech_s
+        self.sample_rate, self.n_windows = sample_rate, n_windows
+
+
+def _details(p: _Prepared, pipeline: Pipeline) -> _Details:
+    from ..windows import num_windows
+
+    if p.mel is not None:
+        n_windows, _ = num_windows(
+            int(p.mel.shape[0]), pipeline.frame_step, pipeline.min_coverage, pipeline.partial_frames
+        )
+    else:
+        n_windows = p.n_windows
+    speech = max(0.0, p.input_seconds - p.trimmed_seconds)
+    return _Details(p.input_seconds, speech, p.sample_rate, n_windows)
+
+
+def _one_line(err: SpeakerEmbedError) -> str:
+    text = err.message.strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def encode_outcomes(
+    records: Sequence[Record],
+    outcomes: Iterable[Outcome],
+    embedder: SpeakerEmbedder,
+    pipeline: Pipeline,
+    schema: pa.Schema | None = None,
+) -> pa.Table:
+    """Encode prepared records and build their rows.
+
+    Parameters
+    ----------
+    records : sequence of Record
+        The batch; outcome ``i`` belongs to ``records[i]``.
+    outcomes : iterable of Outcome
+        One per record, in any order (from :func:`prepare_records`, or from worker processes).
+    embedder : SpeakerEmbedder
+        Holds the encoder; its weights' batching packs windows of several records together.
+    pipeline : Pipeline
+        The pipeline the outcomes were prepared with.
+    schema : pyarrow.Schema or None
+        The output schema (default :func:`~speakerembed.corpus.schema.corpus_schema` with no
+        carried columns). Its carried columns are taken from each record's ``extra``.
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per record, in ``records`` order.
+
+    Raises
+    ------
+    SpeakerEmbedError
+        Only if the encoder itself fails on a batch.
+    """
+    from ..embedder import Failure
+
+    details: dict[int, _Details] = {}
+    errors: dict[int, SpeakerEmbedError] = {}
+
+    def tap() -> Iterator[_Prepared]:
+        for index, item in outcomes:
+            if isinstance(item, SpeakerEmbedError):
+                errors[index] = item
+                continue
+            details[index] = _details(item, pipeline)
+            # The encoder keys its results by this index: make it the position in this batch
+            # (an engine may have prepared the record under its position in the whole job).
+            item.index = index
+            yield item
+
+    failures: list[Failure] = []
+    embeds = embedder._encode(tap(), pipeline, True, failures, embedder._recorder)
+    for f in failures:
+        f.error.source = records[f.index].path
+        errors[f.index] = f.error
+    return build_table(records, embeds, details, errors, schema)
+
+
+def build_table(
+    records: Sequence[Record],
+    embeds: dict[int, npt.NDArray[np.float32]],
+    details: dict[int, _Details],
+    errors: dict[int, SpeakerEmbedError],
+    schema: pa.Schema | None = None,
+) -> pa.Table:
+    """The rows of a batch, as a table in ``schema``."""
+    import pyarrow as pa
+
+    schema = schema if schema is not None else corpus_schema()
+    n = len(records)
+    flat = np.zeros((n, EMBEDDING_DIM), dtype=np.float32)
+    valid = np.zeros(n, dtype=bool)
+    for i, vec in embeds.items():
+        flat[i] = vec
+        valid[i] = True
+    values = pa.array(flat.reshape(-1), type=pa.float32())
+    embedding = pa.FixedSizeListArray.from_arrays(values, EMBEDDING_DIM, mask=pa.array(~valid))
+
+    def col(name: str, default: Any = None) -> list[Any]:
+        out = []
+        for i in range(n):
+            d = details.get(i)
+            out.append(getattr(d, name) if d is not None else default)
+        return out
+
+    err_msg = [(_one_line(errors[i]) if i in errors else None) for i in range(n)]
+    err_type = [(type(errors[i]).__name__ if i in errors else None) for i in range(n)]
+    for i in range(n):
+        if i not in embeds and i not in errors:  # pragma: no cover - a bug in the engine
+            err_msg[i] = "was prepared but not encoded; this is a bug in speakerembed, please report it"
+            err_type[i] = "SpeakerEmbedError"
+    columns: dict[str, Any] = {
+        "id": [r.id for r in records],
+        "path": [r.path for r in records],
+        "speaker": [r.speaker for r in records],
+        "embedding": embedding,
+        "duration_s": col("duration_s"),
+        "speech_s": col("speech_s"),
+        "sample_rate": col("sample_rate"),
+        "n_windows": col("n_windows"),
+        "error": err_msg,
+        "error_type": err_type,
+    }
+    arrays = []
+    for field in schema:
+        data = columns.get(field.name)
+        if data is None:
+            data = [r.extra.get(field.name) for r in records]
+        arrays.append(data if isinstance(data, pa.Array) else pa.array(data, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def embed_batch(
+    records: Sequence[Record],
+    embedder: SpeakerEmbedder,
+    pipeline: Pipeline | None = None,
+    schema: pa.Schema | None = None,
+) -> pa.Table:
+    """Embed a batch of records: the rows of the corpus table, one per record, in order.
+
+    This is the whole per-batch step of every engine, and pure apart from the embedder: it reads
+    the records' files, and writes nothing.
+
+    Parameters
+    ----------
+    records : sequence of Record
+        The inputs (:mod:`speakerembed.corpus.sources`).
+    embedder : SpeakerEmbedder
+        A loaded embedder.
+    pipeline : Pipeline or None
+        The preprocessing (default: the embedder's).
+    schema : pyarrow.Schema or None
+        The output schema (:func:`~speakerembed.corpus.schema.corpus_schema`); pass the job's
+        schema to carry manifest columns and the job's metadata.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``len(records)`` rows. A bad input is a row with ``error``/``error_type`` set and a null
+        ``embedding``; it does not raise.
+
+    Examples
+    --------
+    >>> from speakerembed import SpeakerEmbedder
+    >>> from speakerembed.corpus.batch import embed_batch
+    >>> from speakerembed.corpus.sources import Record
+    >>> embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    >>> table = embed_batch([Record("a", "examples/audio/alice_1.wav")], embedder)
+    >>> table.num_rows, table.column("error").to_pylist()
+    (1, [None])
+    """
+    pipe = pipeline if pipeline is not None else embedder.pipeline
+    return encode_outcomes(records, prepare_records(records, embedder, pipe), embedder, pipe, schema)

@@ -1,0 +1,233 @@
+"""Engines: turn the pending records of a job into rows, and hand them to the sink.
+
+An engine is a function ``run(job: Job) -> bool`` that embeds ``job.records`` (the inputs not yet
+in the output), writes each batch's rows with ``job.sink.write(table)``, counts them with
+``job.progress.update(table)``, and returns ``True`` when it stopped early because
+``job.fail_fast`` is set and a row failed (it writes the rows up to that one:
+:func:`first_failure`). It does not close the sink. Each batch's rows come from
+:func:`~speakerembed.corpus.batch.embed_batch` (or its two halves), so every engine writes the
+same rows.
+
+The local engine (:func:`run_local`) decodes, resamples, trims and computes the mel spectrogram
+of each file either in line, in the encoder's process (``workers=0``), or in ``workers`` worker
+processes that feed the encoder through a bounded window of at most ``PREFETCH_PER_WORKER *
+workers`` prepared files, so memory does not grow with the corpus. Files long enough for the
+streaming path (:attr:`Pipeline.stream_min_duration_s <speakerembed.Pipeline.stream_min_duration_s>`)
+stream in the encoder's process, block by block.
+
+The Ray engine is :mod:`speakerembed.corpus.ray_engine` (``pip install 'speakerembed[ray]'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import SpeakerEmbedError
+from .batch import Outcome, cpu_preparer, encode_outcomes, prepare_one
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
+    from .progress import Progress
+    from .sink import ParquetSink
+    from .sources import Record
+
+__all__ = ["BATCH_SIZE", "PREFETCH_PER_WORKER", "Job", "default_workers", "first_failure", "run_local"]
+
+#: Records per call of the encoder step (and per sink write).
+BATCH_SIZE = 64
+#: Prepared files a worker may hold ready ahead of the encoder.
+PREFETCH_PER_WORKER = 4
+
+
+@dataclasses.dataclass
+class Job:
+    """Everything an engine needs.
+
+    Attributes
+    ----------
+    records : list of Record
+        The inputs still to embed, in order.
+    schema : pyarrow.Schema
+        The output schema, with the job's metadata.
+    pipeline : Pipeline
+        The preprocessing.
+    embedder : SpeakerEmbedder
+        The loaded embedder (the Ray engine loads one per actor from ``embedder_options``).
+    embedder_options : dict
+        ``weights``, ``encoder``, ``device``, ``precision``: how to load the same embedder elsewhere.
+    sink : ParquetSink
+        Where rows go.
+    progress : Progress
+        Counts and shows them.
+    fail_fast : bool
+        Stop after the first batch that holds a failed row.
+    workers : int or None
+        Worker processes (local) or actors (Ray); ``None`` picks (:func:`default_workers`).
+    threads : int or None
+        Torch threads for each encoder.
+    batch_size : int
+        Records per batch.
+    ray_address : str or None
+        The Ray cluster to join (Ray engine).
+    """
+
+    records: list[Record]
+    schema: pa.Schema
+    pipeline: Pipeline
+    embedder: SpeakerEmbedder
+    embedder_options: dict[str, Any]
+    sink: ParquetSink
+    progress: Progress
+    fail_fast: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    batch_size: int = BATCH_SIZE
+    ray_address: str | None = None
+
+
+def default_workers(device_type: str) -> int:
+    """Decoding workers when ``workers`` is not given, from what the benchmark measured.
+
+    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8). On
+    a CPU, workers can only use the cores that torch's threads leave free, so with the encoder on
+    every core (torch's default) the rule gives 0: decoding in line, between encoder batches,
+    as the library's own ``embed_utterances`` does. ``benchmarks/bench_corpus.py`` measures 0, 1
+    and 2 workers against ``embed_utterances`` in memory, to check this choice on a machine.
+    """
+    import torch
+
+    cores = os.cpu_count() or 1
+    if device_type == "cuda":
+        return max(1, min(8, cores - 1))
+    return max(0, min(8, cores - torch.get_num_threads()))
+
+
+# -- the worker processes ---------------------------------------------------------------------
+
+_PREPARER: SpeakerEmbedder | None = None
+_PIPELINE: Pipeline | None = None
+
+
+def _init_worker(pipeline: Pipeline) -> None:
+    global _PREPARER, _PIPELINE
+    import signal
+
+    import torch
+
+    # Ctrl-C goes to the whole process group: the encoder's process handles it (it keeps the
+    # finished rows and stops the pool); the workers just stop when told.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    log = logging.getLogger("speakerembed")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    _PIPELINE = pipeline
+    _PREPARER = cpu_preparer(pipeline)
+
+
+def _work(index: int, record: Record) -> tuple[int, Any]:
+    """In a worker: prepare one record; mels travel as NumPy arrays, streams as a marker."""
+    assert _PREPARER is not None
+    assert _PIPELINE is not None
+    index, item = prepare_one(_PREPARER, index, record, _PIPELINE)
+    if isinstance(item, SpeakerEmbedError):
+        return index, item
+    if item.windows is not None:
+        # A long file: its windows are a lazy generator over the file, which cannot travel.
+        # The encoder's process streams it (pass 1 is read again there).
+        close = getattr(item.windows, "close", None)
+        if close is not None:
+            close()
+        return index, "stream"
+    assert item.mel is not None
+    item.mel = item.mel.numpy()  # type: ignore[assignment]
+    return index, item
+
+
+def _pooled(
+    records: Sequence[Record], job: Job, workers: int, preparer: SpeakerEmbedder
+) -> Iterator[Outcome]:
+    """Prepared records from worker processes, in order, with a bounded number in flight."""
+    import multiprocessing as mp
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    import torch
+
+    # "spawn": forking a process whose torch thread pools are running can deadlock.
+    pool = ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(job.pipeline,)
+    )
+    try:
+        todo = iter(enumerate(records))
+        inflight: deque[Future[tuple[int, Any]]] = deque()
+        for index, record in itertools.islice(todo, PREFETCH_PER_WORKER * workers):
+            inflight.append(pool.submit(_work, index, record))
+        while inflight:
+            index, item = inflight.popleft().result()
+            for nxt, record in itertools.islice(todo, 1):
+                inflight.append(pool.submit(_work, nxt, record))
+            if isinstance(item, str):
+                yield prepare_one(preparer, index, records[index], job.pipeline)
+                continue
+            if not isinstance(item, SpeakerEmbedError):
+                item.mel = torch.from_numpy(item.mel)
+            yield index, item
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
+    for index, record in enumerate(records):
+        yield prepare_one(preparer, index, record, job.pipeline)
+
+
+def first_failure(table: pa.Table) -> int:
+    """The position of the first error row of a batch (``fail_fast`` keeps the rows up to it)."""
+    return int(table.column("error").is_valid().to_pylist().index(True))
+
+
+def run_local(job: Job) -> bool:
+    """The local engine: decoding in line or in worker processes, the encoder in this process.
+
+    Returns
+    -------
+    bool
+        True when it stopped early (``fail_fast`` and a failed row).
+    """
+    if job.threads is not None:
+        import torch
+
+        torch.set_num_threads(job.threads)
+    workers = job.workers if job.workers is not None else default_workers(job.embedder.device.type)
+    records = job.records
+    if not records:
+        return False
+    stream = (
+        _pooled(records, job, workers, job.embedder) if workers > 0 else _inline(records, job, job.embedder)
+    )
+    try:
+        for start in range(0, len(records), job.batch_size):
+            batch = records[start : start + job.batch_size]
+            outcomes = ((i - start, item) for i, item in itertools.islice(stream, len(batch)))
+            table = encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+            stop = job.fail_fast and table.column("error").null_count < table.num_rows
+            if stop:
+                table = table.slice(0, first_failure(table) + 1)
+            job.sink.write(table)
+            job.progress.update(table)
+            if stop:
+                return True
+        return False
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()

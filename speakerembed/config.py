@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 from .errors import ConfigError
 
-__all__ = ["MODEL_SAMPLE_RATE", "Order", "Pipeline", "ResampleDevice", "Resampler"]
+__all__ = ["MODEL_SAMPLE_RATE", "Order", "Pipeline", "ResampleDevice", "Resampler", "Vad"]
 
 #: The encoder's sample rate, in Hz. Every utterance is resampled to it.
 MODEL_SAMPLE_RATE = 16_000
@@ -35,6 +35,11 @@ on the CPU or on the embedder's device."""
 ResampleDevice = Literal["cpu", "device", "auto"]
 """Where the ``"torchaudio"`` resampler runs: on the CPU, on the embedder's device, or ``"auto"``
 (on the device when it is a GPU and the batch holds enough audio to pay for the copy)."""
+
+Vad = Literal["silero"]
+"""``"silero"``: keep only the speech that Silero VAD finds (:mod:`speakerembed.vad`, needs
+``speakerembed[vad]``) instead of trimming the edges. ``None`` (or ``"none"``) trims the edges,
+as Chatterbox does."""
 
 _ORDERS: tuple[str, ...] = get_args(Order)
 _RESAMPLERS: tuple[str, ...] = get_args(Resampler)
@@ -91,7 +96,19 @@ class Pipeline:
         :mod:`speakerembed.stream`: decoded, resampled, trimmed and windowed in blocks, in memory
         that does not grow with their length. It matches the in-memory path to a cosine above
         0.9999. It applies to files that libsndfile reads, with ``resampler="soxr_hq"`` or 16 kHz
-        input. ``None`` never streams.
+        input. ``None`` never streams. With ``vad="silero"`` nothing streams.
+    vad : {"silero"} or None
+        ``None`` (default, Chatterbox's behaviour) trims the leading and trailing silence with
+        ``top_db``. ``"silero"`` runs Silero VAD in trimming's place and keeps only the speech,
+        padded (see :mod:`speakerembed.vad`); ``top_db`` is then not used. ``"none"`` is
+        accepted for ``None``.
+    vad_threshold : float
+        Silero's speech probability threshold, in (0, 1) (Silero's default, 0.5).
+    vad_pad_s : float
+        Seconds of audio kept on each side of every speech segment (default 0.1).
+    min_speech_s : float
+        With ``vad="silero"``, refuse an input with less speech than this, in seconds, before
+        padding (default 0.5).
 
     Examples
     --------
@@ -116,6 +133,10 @@ class Pipeline:
     min_duration_s: float = 0.25
     max_duration_s: float | None = None
     stream_min_duration_s: float | None = 600.0
+    vad: Vad | None = None
+    vad_threshold: float = 0.5
+    vad_pad_s: float = 0.1
+    min_speech_s: float = 0.5
 
     def __post_init__(self) -> None:
         self._check_choice("order", _ORDERS)
@@ -145,6 +166,21 @@ class Pipeline:
                 )
         if self.stream_min_duration_s is not None:
             self._check_number("stream_min_duration_s", low=0.0, fix="a duration in seconds, or None")
+        vad: object = self.vad
+        if vad == "none":
+            object.__setattr__(self, "vad", None)
+        if self.vad is not None:
+            self._check_choice("vad", ("silero",))
+        self._check_number(
+            "vad_threshold",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+            fix="a value in (0, 1), e.g. 0.5",
+        )
+        self._check_number("vad_pad_s", low=0.0, fix="a duration in seconds, e.g. 0.1")
+        self._check_number("min_speech_s", low=0.0, fix="a duration in seconds, e.g. 0.5")
         step = self.frame_step
         if not 0 < step <= self.partial_frames:
             low = MODEL_SAMPLE_RATE / (MEL_HOP_LENGTH * (self.partial_frames + 0.5))

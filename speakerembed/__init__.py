@@ -23,12 +23,15 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
+    from .clean import CleanReport, clean_dataset, find_outliers
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .weights import WeightsInfo
+    from .windowed import WindowedEmbeddings, embed_windows
 
 __all__ = [
     "AudioError",
     "BackendUnavailableError",
+    "CleanReport",
     "ConfigError",
     "EmbeddingResult",
     "Failure",
@@ -38,11 +41,15 @@ __all__ = [
     "SpeakerEmbedder",
     "WeightsError",
     "WeightsInfo",
+    "WindowedEmbeddings",
     "__version__",
+    "clean_dataset",
     "clear_cache",
     "cosine_similarity",
     "embed_speaker",
     "embed_utterances",
+    "embed_windows",
+    "find_outliers",
     "utt_to_spk_embed",
 ]
 
@@ -54,6 +61,11 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
+    "embed_windows": "windowed",
+    "WindowedEmbeddings": "windowed",
+    "clean_dataset": "clean",
+    "find_outliers": "clean",
+    "CleanReport": "clean",
 }
 
 

@@ -31,6 +31,8 @@ __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 COMMANDS: dict[str, str] = {
     "embed": "embed",
     "similarity": "similarity",
+    "windows": "windows",
+    "clean": "clean",
 }
 
 

@@ -53,6 +53,11 @@ def test_expected_api_names_are_exported() -> None:
         "WeightsError",
         "ConfigError",
         "BackendUnavailableError",
+        "embed_windows",
+        "WindowedEmbeddings",
+        "clean_dataset",
+        "find_outliers",
+        "CleanReport",
     ):
         assert name in speakerembed.__all__
 

@@ -32,7 +32,6 @@ import argparse
 import csv
 import json
 import sys
-import time
 from itertools import combinations
 from pathlib import Path
 
@@ -109,12 +108,10 @@ def main() -> None:
     vad_table = {}
     embeds = {}
     for name, pipe in (("trim", Pipeline()), ("vad", Pipeline(vad="silero"))):
-        t0 = time.perf_counter()
         res = embedder.embed_utterances(paths, pipeline=pipe, errors="skip")
         assert res.ok, res.failures
         embeds[name] = res.embeddings
         row: dict[str, object] = {
-            "seconds": round(time.perf_counter() - t0, 1),
             "kept_s": round(float(res.speech_s.sum()), 1),
         }
         for subset, keep in (

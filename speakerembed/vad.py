@@ -5,7 +5,7 @@ breaths and noise between words reach the encoder. With ``Pipeline(vad="silero")
 runs in trimming's place (in the same position of ``Pipeline.order``): `Silero VAD
 <https://github.com/snakers4/silero-vad>`_ (MIT; its model ships inside the ``silero-vad``
 wheel, so nothing is downloaded) finds the speech at 16 kHz with its own
-:func:`silero_vad.get_speech_timestamps`, each segment is widened by ``Pipeline.vad_pad_s`` on
+``silero_vad.get_speech_timestamps``, each segment is widened by ``Pipeline.vad_pad_s`` on
 both sides (Silero's ``speech_pad_ms``), and only those segments are kept, joined end to end.
 
 An input with less than ``Pipeline.min_speech_s`` seconds of detected speech (padding not

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
+    from .scoring import det_curve, eer, min_dcf, threshold_at
+    from .sim_eval import TTSSimilarityReport, tts_similarity
+    from .verify import VerificationReport, verify_trials
     from .weights import WeightsInfo
     from .windowed import WindowedEmbeddings, embed_windows
 
@@ -39,6 +42,8 @@ __all__ = [
     "Pipeline",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
+    "TTSSimilarityReport",
+    "VerificationReport",
     "WeightsError",
     "WeightsInfo",
     "WindowedEmbeddings",
@@ -46,11 +51,17 @@ __all__ = [
     "clean_dataset",
     "clear_cache",
     "cosine_similarity",
+    "det_curve",
+    "eer",
     "embed_speaker",
     "embed_utterances",
     "embed_windows",
     "find_outliers",
+    "min_dcf",
+    "threshold_at",
+    "tts_similarity",
     "utt_to_spk_embed",
+    "verify_trials",
 ]
 
 _LAZY = {
@@ -66,6 +77,14 @@ _LAZY = {
     "clean_dataset": "clean",
     "find_outliers": "clean",
     "CleanReport": "clean",
+    "eer": "scoring",
+    "min_dcf": "scoring",
+    "det_curve": "scoring",
+    "threshold_at": "scoring",
+    "verify_trials": "verify",
+    "VerificationReport": "verify",
+    "tts_similarity": "sim_eval",
+    "TTSSimilarityReport": "sim_eval",
 }
 
 

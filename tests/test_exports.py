@@ -58,6 +58,14 @@ def test_expected_api_names_are_exported() -> None:
         "clean_dataset",
         "find_outliers",
         "CleanReport",
+        "eer",
+        "min_dcf",
+        "det_curve",
+        "threshold_at",
+        "verify_trials",
+        "VerificationReport",
+        "tts_similarity",
+        "TTSSimilarityReport",
     ):
         assert name in speakerembed.__all__
 
@@ -106,7 +114,7 @@ def test_import_is_cheap() -> None:
         "from speakerembed import Pipeline, utt_to_spk_embed, SpeakerEmbedError\n"
         "Pipeline(order='trim_resample')\n"
         "heavy = ['torch', 'soundfile', 'prometheus_client', 'torchaudio', 'chatterbox', 'librosa',"
-        " 'soxr', 'scipy', 'resampy', 'huggingface_hub']\n"
+        " 'soxr', 'scipy', 'resampy', 'huggingface_hub', 'matplotlib']\n"
         "print(json.dumps(sorted(m for m in heavy if m in sys.modules)))\n"
     )
     out = subprocess.run(

@@ -5,6 +5,8 @@
     speakerembed embed FILES... [-o OUT.npy|OUT.npz] [--utterances] [--weights W] ...
     speakerembed similarity A [A...] --against B [B...]
     speakerembed similarity A B
+    speakerembed verify TRIALS [--root DIR] [-o REPORT.json] [--scores FILE] [--plot FILE.png]
+    speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -33,6 +35,8 @@ COMMANDS: dict[str, str] = {
     "similarity": "similarity",
     "windows": "windows",
     "clean": "clean",
+    "verify": "verify",
+    "sim-eval": "sim_eval",
 }
 
 
@@ -51,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed embed a.wav b.flac -o speaker.npy --weights resemblyzer\n"
         "  speakerembed embed clips/*.wav --utterances -o utts.npz\n"
         "  speakerembed similarity alice1.wav alice2.wav\n"
-        "  speakerembed similarity alice*.wav --against bob*.wav\n\n"
+        "  speakerembed similarity alice*.wav --against bob*.wav\n"
+        "  speakerembed verify trials.txt -o report.json --scores scores.txt\n"
+        "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n\n"
         "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -205,3 +205,29 @@ def test_cli_clean_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     with pytest.raises(SystemExit) as info:
         main(["clean", str(tmp_path), "--outlier-threshold", "3"])
     assert info.value.code == 2
+
+
+def test_cli_clean_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(2, 256))
+    x = np.concatenate(
+        [centres[0] + 0.5 * rng.normal(size=(4, 256)), centres[1] + 0.5 * rng.normal(size=(4, 256))]
+    )
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    folder = _corpus_folder(tmp_path, x, ["a"] * 4 + ["b"] * 4)
+    out = tmp_path / "clean.png"
+    assert main(["clean", str(folder), "--plot", str(out)]) == 3  # the corpus has one failed row
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "skipped clip8" in capsys.readouterr().err
+
+
+def test_plot_clean_report_marks_the_flagged() -> None:
+    pytest.importorskip("matplotlib")
+    from speakerembed.plots import plot_clean_report
+
+    fig = plot_clean_report([0.9, 0.5, np.nan], [0.6, 0.8, 0.7], [False, True, False], outlier_threshold=0.74)
+    ok, flagged = fig.axes[0].collections
+    np.testing.assert_allclose(ok.get_offsets(), [[0.9, 0.6]])
+    np.testing.assert_allclose(flagged.get_offsets(), [[0.5, 0.8]])

@@ -176,3 +176,34 @@ def test_cli_prints_without_output(capsys: pytest.CaptureFixture[str], short_utt
 def test_cli_refuses_other_outputs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["windows", "x.wav", "-o", str(tmp_path / "w.csv")]) == 2
     assert "use one of .parquet" in capsys.readouterr().err
+
+
+def test_cli_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path, short_utterances: list[Path]) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "w.png"
+    argv = [
+        "windows",
+        str(short_utterances[0]),
+        "--plot",
+        str(out),
+        "--weights",
+        "resemblyzer",
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["windows", "x.wav", "--plot", str(tmp_path / "w.jpg")]) == 2
+    assert "--plot" in capsys.readouterr().err
+
+
+def test_plot_windows_draws_the_similarities() -> None:
+    pytest.importorskip("matplotlib")
+    from speakerembed.plots import plot_windows
+
+    fig = plot_windows([0.0, 0.77, 1.54], [1.6, 2.37, 3.14], [0.9, 0.8, 0.85], [0.7, 0.75])
+    to_file, to_prev = fig.axes[0].lines
+    np.testing.assert_allclose(to_file.get_ydata(), [0.9, 0.8, 0.85])
+    np.testing.assert_allclose(to_prev.get_xdata(), [1.185, 1.955])
+    with pytest.raises(Exception, match="one fewer"):
+        plot_windows([0.0], [1.6], [0.9], [0.5])

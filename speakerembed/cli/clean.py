@@ -16,6 +16,7 @@ __all__ = ["add_parser", "run"]
 
 NAME = "clean"
 SUFFIXES = (".parquet", ".csv")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _cosine(text: str) -> float:
@@ -45,6 +46,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="REPORT",
         default=None,
         help="write the whole report to REPORT.parquet or REPORT.csv; default: print the flagged clips",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="draw each clip's cosine to its own speaker against the nearest other speaker, "
+        "flagged clips marked (.png, .svg or .pdf; needs matplotlib)",
     )
     p.add_argument(
         "--outlier-threshold",
@@ -102,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
+    plot_path = opt.check_output(args.plot, PLOT_SUFFIXES, "--plot") if args.plot else None
+    if plot_path is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
     if not Path(args.input).is_dir():
         raise opt.usage_error(
             f"INPUT {args.input} is not a folder; pass a corpus output or a folder of speaker folders"
@@ -137,4 +151,16 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print_flagged(report)
+    if plot_path is not None:
+        from ..plots import plot_clean_report, save_figure
+
+        c = report.columns
+        fig = plot_clean_report(
+            c["own_similarity"],
+            c["nearest_similarity"],
+            report.flagged,
+            outlier_threshold=report.outlier_threshold,
+        )
+        save_figure(fig, plot_path)
+        print(f"wrote the plot to {plot_path}", file=sys.stderr)
     return opt.ExitCode.PARTIAL if report.failures else opt.ExitCode.OK

@@ -15,6 +15,7 @@ __all__ = ["add_parser", "run", "windows_table"]
 
 NAME = "windows"
 SUFFIXES = (".parquet",)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -35,6 +36,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="write a Parquet table: start_s, end_s, embedding (256 float32), "
         "similarity_to_file, similarity_to_previous (null for the first window); "
         "default: print the times and similarities",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        default=None,
+        help="draw each window's cosine to the whole file and to the previous window along the "
+        "file (.png, .svg or .pdf; needs matplotlib)",
     )
     opt.add_model_options(p)
     opt.add_pipeline_options(p)
@@ -64,6 +72,12 @@ def windows_table(result: WindowedEmbeddings) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``windows``."""
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
+    plot_path = opt.check_output(args.plot, PLOT_SUFFIXES, "--plot") if args.plot else None
+    if plot_path is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
     if out_path is not None:
         try:
             import pyarrow.parquet as pq
@@ -76,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
     from ..windowed import embed_windows
 
     result = embed_windows(args.file, embedder=embedder, pipeline=pipeline)
+    if plot_path is not None:
+        from ..plots import plot_windows, save_figure
+
+        fig = plot_windows(
+            result.start_s, result.end_s, result.similarity_to_utterance(), result.similarity_to_previous()
+        )
+        save_figure(fig, plot_path)
+        print(f"wrote the plot to {plot_path}", file=sys.stderr)
     if out_path is not None:
         table = windows_table(result)
         with opt.atomic_output(out_path) as tmp:

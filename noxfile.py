@@ -19,7 +19,9 @@ TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
 
 
-def _install(session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser,vad,analysis") -> None:
+def _install(
+    session: nox.Session, *groups: str, extras: str = "resemblyzer,metrics,kaiser,vad,analysis"
+) -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
     for group in groups:

@@ -149,7 +149,8 @@ class CleanReport:
         ``near_duplicate`` (bool); ``suggested_speaker`` and ``duplicate_of`` (str, empty
         when not flagged).
     failures : tuple of Failure
-        Clips that could not be embedded (from :func:`clean_dataset`), not in ``columns``.
+        Clips that could not be embedded (from :func:`clean_dataset`), not in ``columns``:
+        ``index`` is the file's position among the files found, or the row of the corpus table.
     outlier_threshold, duplicate_threshold : float
         The thresholds the flags used.
     """
@@ -331,7 +332,9 @@ def find_outliers(
     )
 
 
-def _read_corpus(folder: Path) -> tuple[npt.NDArray[np.float32], list[str], list[str], list[tuple[str, str]]]:
+def _read_corpus(
+    folder: Path,
+) -> tuple[npt.NDArray[np.float32], list[str], list[str], list[tuple[int, str, str]]]:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
@@ -352,11 +355,11 @@ def _read_corpus(folder: Path) -> tuple[npt.NDArray[np.float32], list[str], list
     rows: list[list[float]] = []
     kept_ids: list[str] = []
     kept_speakers: list[str] = []
-    failed: list[tuple[str, str]] = []
+    failed: list[tuple[int, str, str]] = []
     for i in range(n):
         if embeds[i] is None or speakers[i] is None:
             why = errors[i] or ("no speaker label" if speakers[i] is None else "no embedding")
-            failed.append((ids[i], str(why)))
+            failed.append((i, ids[i], str(why)))
             continue
         rows.append(embeds[i])
         kept_ids.append(ids[i])
@@ -432,7 +435,7 @@ def clean_dataset(
     failures: list[Failure] = []
     if any(folder.rglob("*.parquet")):
         x, speakers, ids, failed = _read_corpus(folder)
-        failures = [Failure(-1, i, AudioError(why, source=i)) for i, why in failed]
+        failures = [Failure(row, name, AudioError(why, source=name)) for row, name, why in failed]
     else:
         files, labels = _speaker_folders(folder)
         if not files:

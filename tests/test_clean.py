@@ -134,7 +134,7 @@ def test_corpus_output_is_read(tmp_path: Path) -> None:
     direct = find_outliers(x, speakers, [f"clip{i}" for i in range(8)])
     assert report.columns["id"].tolist() == direct.columns["id"].tolist()
     np.testing.assert_allclose(report.columns["own_similarity"], direct.columns["own_similarity"], rtol=1e-6)
-    assert [f.source for f in report.failures] == ["clip8"]
+    assert [(f.index, f.source) for f in report.failures] == [(8, "clip8")]
     assert "digital silence" in str(report.failures[0].error)
 
 

@@ -10,6 +10,8 @@ For each length it writes a 16 kHz FLAC of that many minutes (LibriSpeech speake
 memory (``ru_maxrss``) and the number of windows. Files at least
 ``Pipeline.stream_min_duration_s`` (600 s by default; here 60 s, so both lengths stream) go
 through :mod:`speakerembed.stream`; the result itself grows by 1 KiB a window.
+
+Last run (``--minutes 3 15``, CPU): ``benchmarks/results/windows_memory.jsonl``.
 """
 
 from __future__ import annotations

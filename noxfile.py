@@ -19,7 +19,9 @@ TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
 
 
-def _install(session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus") -> None:
+def _install(
+    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis"
+) -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
     # The offline weights="resemblyzer" file, the light way the README recommends: the wheel

@@ -23,16 +23,19 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .api import clear_cache, embed_speaker, embed_utterances
+    from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .scoring import det_curve, eer, min_dcf, threshold_at
     from .sim_eval import TTSSimilarityReport, tts_similarity
     from .verify import VerificationReport, verify_trials
     from .weights import WeightsInfo
+    from .windowed import WindowedEmbeddings, embed_windows
 
 __all__ = [
     "AudioError",
     "BackendUnavailableError",
+    "CleanReport",
     "ConfigError",
     "CorpusReport",
     "EmbeddingResult",
@@ -45,7 +48,9 @@ __all__ = [
     "VerificationReport",
     "WeightsError",
     "WeightsInfo",
+    "WindowedEmbeddings",
     "__version__",
+    "clean_dataset",
     "clear_cache",
     "cosine_similarity",
     "det_curve",
@@ -53,6 +58,8 @@ __all__ = [
     "embed_corpus",
     "embed_speaker",
     "embed_utterances",
+    "embed_windows",
+    "find_outliers",
     "min_dcf",
     "threshold_at",
     "tts_similarity",
@@ -68,6 +75,11 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
+    "embed_windows": "windowed",
+    "WindowedEmbeddings": "windowed",
+    "clean_dataset": "clean",
+    "find_outliers": "clean",
+    "CleanReport": "clean",
     "eer": "scoring",
     "min_dcf": "scoring",
     "det_curve": "scoring",

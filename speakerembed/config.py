@@ -13,7 +13,7 @@ from typing import Literal, get_args
 
 from .errors import ConfigError
 
-__all__ = ["MODEL_SAMPLE_RATE", "Order", "Pipeline", "ResampleDevice", "Resampler"]
+__all__ = ["MODEL_SAMPLE_RATE", "Order", "Pipeline", "ResampleDevice", "Resampler", "Vad"]
 
 #: The encoder's sample rate, in Hz. Every utterance is resampled to it.
 MODEL_SAMPLE_RATE = 16_000
@@ -50,6 +50,10 @@ MAX_WINDOWS_PER_BATCH = 2**16
 #: Largest ``min_duration_s``, ``max_duration_s`` and ``stream_min_duration_s``, in seconds (about
 #: 116 days: longer than any file libsndfile can hold at 16 kHz).
 MAX_DURATION_S = 1e7
+Vad = Literal["silero"]
+"""``"silero"``: keep only the speech that Silero VAD finds (:mod:`speakerembed.vad`, needs
+``speakerembed[vad]``) instead of trimming the edges. ``None`` (or ``"none"``) trims the edges,
+as Chatterbox does."""
 
 _ORDERS: tuple[str, ...] = get_args(Order)
 _RESAMPLERS: tuple[str, ...] = get_args(Resampler)
@@ -120,7 +124,19 @@ class Pipeline:
         :mod:`speakerembed.stream`: decoded, resampled, trimmed and windowed in blocks, in memory
         that does not grow with their length. It matches the in-memory path to a cosine above
         0.9999. It applies to files that libsndfile reads, with ``resampler="soxr_hq"`` or 16 kHz
-        input. ``None`` never streams.
+        input. ``None`` never streams. With ``vad="silero"`` nothing streams.
+    vad : {"silero"} or None
+        ``None`` (default, Chatterbox's behaviour) trims the leading and trailing silence with
+        ``top_db``. ``"silero"`` runs Silero VAD in trimming's place and keeps only the speech,
+        padded (see :mod:`speakerembed.vad`); ``top_db`` is then not used. ``"none"`` is
+        accepted for ``None``.
+    vad_threshold : float
+        Silero's speech probability threshold, in (0, 1) (Silero's default, 0.5).
+    vad_pad_s : float
+        Seconds of audio kept on each side of every speech segment (default 0.1).
+    min_speech_s : float
+        With ``vad="silero"``, refuse an input with less speech than this, in seconds, before
+        padding (default 0.5).
 
     Examples
     --------
@@ -145,6 +161,10 @@ class Pipeline:
     min_duration_s: float = 0.25
     max_duration_s: float | None = None
     stream_min_duration_s: float | None = 600.0
+    vad: Vad | None = None
+    vad_threshold: float = 0.5
+    vad_pad_s: float = 0.1
+    min_speech_s: float = 0.5
 
     def __post_init__(self) -> None:
         self._check_choice("order", _ORDERS)
@@ -203,6 +223,25 @@ class Pipeline:
                 high=MAX_DURATION_S,
                 fix="a duration in seconds in [0, 1e7], or None",
             )
+        vad: object = self.vad
+        if vad == "none":
+            object.__setattr__(self, "vad", None)
+        if self.vad is not None:
+            self._check_choice("vad", ("silero",))
+        self._check_number(
+            "vad_threshold",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            high_open=True,
+            fix="a value in (0, 1), e.g. 0.5",
+        )
+        self._check_number(
+            "vad_pad_s", low=0.0, high=MAX_DURATION_S, fix="a duration in seconds, e.g. 0.1"
+        )
+        self._check_number(
+            "min_speech_s", low=0.0, high=MAX_DURATION_S, fix="a duration in seconds, e.g. 0.5"
+        )
         step = self.frame_step
         if self.rate is None and step < 1:
             high = 1 - 0.5 / self.partial_frames

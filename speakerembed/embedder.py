@@ -89,11 +89,15 @@ class EmbeddingResult:
         The input index of each row.
     failures : tuple of Failure
         The inputs that did not work, in input order.
+    speech_s : numpy.ndarray, shape (n_ok,), float64
+        Seconds of each row's input that reached the encoder: what trimming left, or the
+        speech (with its padding) that ``Pipeline(vad="silero")`` kept.
     """
 
     embeddings: npt.NDArray[np.float32]
     indices: npt.NDArray[np.int64]
     failures: tuple[Failure, ...]
+    speech_s: npt.NDArray[np.float64] = dataclasses.field(default_factory=lambda: np.zeros(0, np.float64))
 
     @property
     def ok(self) -> bool:
@@ -119,6 +123,15 @@ class _Prepared:
     n_windows: int = 0
     # The input's own rate, in Hz, before resampling (0 for arrays and tensors given without one).
     sample_rate: int = 0
+    # The kept audio, as (start, end) spans in the input's own seconds, joined end to end in
+    # the mel (one span after trimming; several after the VAD). speakerembed.windowed maps
+    # window times back through them.
+    spans: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def kept_seconds(self) -> float:
+        """Seconds of the input that reached the mel (``speech_s``)."""
+        return float(sum(end - start for start, end in self.spans))
 
 
 def _describe_inputs(inputs: object) -> list[object]:
@@ -381,7 +394,8 @@ class SpeakerEmbedder:
             if len(items) > 1 and depth > 0:
                 # Prepare the next utterances while the encoder runs (see _prefetch.py).
                 prepared = prefetch(prepared, depth)
-            embeds = self._encode(prepared, pipe, errors == "skip", failures, rec)
+            kept: dict[int, float] = {}
+            embeds = self._encode(prepared, pipe, errors == "skip", failures, rec, kept)
             failures.sort(key=lambda f: f.index)
             if operation == "embed_speaker":
                 rows = np.stack([embeds[i] for i in sorted(embeds)])
@@ -392,7 +406,8 @@ class SpeakerEmbedder:
             elif errors == "skip":
                 order = sorted(embeds)
                 rows = np.stack([embeds[i] for i in order]) if order else np.zeros((0, 256), np.float32)
-                result = EmbeddingResult(rows, np.asarray(order, dtype=np.int64), tuple(failures))
+                speech = np.asarray([kept[i] for i in order], dtype=np.float64)
+                result = EmbeddingResult(rows, np.asarray(order, dtype=np.int64), tuple(failures), speech)
             else:
                 result = np.stack([embeds[i] for i in range(len(items))])
             ok = True
@@ -447,6 +462,7 @@ class SpeakerEmbedder:
         where = self.device.type if on_device else "cpu"
         # On the device path this is the one host-to-device copy of the utterance.
         sig: Any = torch.from_numpy(wav).to(self.device) if on_device else wav
+        spans: tuple[tuple[float, float], ...] = ((0.0, input_seconds),)
         for step in ("resample", "trim") if pipe.order == "resample_trim" else ("trim", "resample"):
             t0 = time.perf_counter()
             if step == "resample":
@@ -456,6 +472,11 @@ class SpeakerEmbedder:
                 else:
                     sig = resample(sig, sr, MODEL_SAMPLE_RATE, pipe.resampler)
                 sr = MODEL_SAMPLE_RATE
+            elif pipe.vad is not None:
+                from .vad import keep_speech
+
+                sig, speech = keep_speech(sig, sr, pipe, source)
+                spans = tuple((a / sr, b / sr) for a, b in speech.bounds.tolist())
             elif pipe.top_db is not None:
                 frame, hop = pipe.trim_frames_at(sr)
                 if on_device:
@@ -465,6 +486,7 @@ class SpeakerEmbedder:
                     power = frame_power(sig, frame, hop)
                 start, end = trim_bounds(power, sig.shape[0], pipe.top_db, hop)
                 sig = sig[start:end]
+                spans = ((start / sr, end / sr),)
             rec.stage(step, where, time.perf_counter() - t0)
         wav = sig
         kept = wav.shape[0] / MODEL_SAMPLE_RATE
@@ -476,7 +498,13 @@ class SpeakerEmbedder:
             mel = melspectrogram(sig if on_device else torch.from_numpy(np.ascontiguousarray(wav)))
         rec.stage("mel", where, time.perf_counter() - t0)
         return _Prepared(
-            index, source, mel, input_seconds, max(0.0, input_seconds - kept), sample_rate=input_rate
+            index,
+            source,
+            mel,
+            input_seconds,
+            max(0.0, input_seconds - kept),
+            sample_rate=input_rate,
+            spans=spans,
         )
 
     def _preprocess_on_device(self, pipe: Pipeline, sample_rate: int, n_samples: int) -> bool:
@@ -536,6 +564,7 @@ class SpeakerEmbedder:
             windows=stream.stream_windows(plan, pipe),
             n_windows=plan.n_windows,
             sample_rate=plan.sample_rate,
+            spans=(plan.kept_span,),
         )
 
     def _encode(
@@ -545,6 +574,7 @@ class SpeakerEmbedder:
         skip: bool,
         failures: list[Failure],
         rec: Recorder,
+        kept: dict[int, float] | None = None,
     ) -> dict[int, npt.NDArray[np.float32]]:
         import torch
 
@@ -586,6 +616,8 @@ class SpeakerEmbedder:
             rec.stage("consolidate", device.type, time.perf_counter() - t0)
             rec.utterance(True, p.input_seconds, p.trimmed_seconds)
             out[idx] = vec
+            if kept is not None:
+                kept[idx] = p.kept_seconds
 
         def flush() -> None:
             nonlocal pending, n_pending

@@ -14,6 +14,8 @@ so they work in scripts, servers and notebooks alike. Save one with :func:`save_
 * :func:`plot_verification`: the histograms and the DET curve side by side.
 * :func:`plot_projection`: a 2-D projection of embeddings coloured by speaker (PCA, or UMAP if
   the ``umap-learn`` package is installed).
+* :func:`plot_windows`: windowed embeddings' similarity along a file (speaker changes, drift).
+* :func:`plot_clean_report`: a dataset-cleaning report, own speaker against nearest other.
 
 Importing this module does not import matplotlib; the first plot does, and raises
 :class:`~speakerembed.BackendUnavailableError` if it is missing.
@@ -36,12 +38,14 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "plot_clean_report",
     "plot_det_curve",
     "plot_projection",
     "plot_score_histograms",
     "plot_similarity_histogram",
     "plot_similarity_matrix",
     "plot_verification",
+    "plot_windows",
     "save_figure",
 ]
 
@@ -561,3 +565,129 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 150) ->
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def plot_windows(
+    start_s: npt.ArrayLike,
+    end_s: npt.ArrayLike,
+    similarity_to_file: npt.ArrayLike,
+    similarity_to_previous: npt.ArrayLike,
+    *,
+    ax: Axes | None = None,
+    title: str | None = "Window similarity over time",
+) -> Figure:
+    """Each window's cosine to the whole file and to the previous window, along the file.
+
+    Parameters
+    ----------
+    start_s, end_s : array_like, shape (n_windows,)
+        Window spans in seconds (:class:`~speakerembed.WindowedEmbeddings`).
+    similarity_to_file : array_like, shape (n_windows,)
+        :meth:`~speakerembed.WindowedEmbeddings.similarity_to_utterance`.
+    similarity_to_previous : array_like, shape (n_windows - 1,)
+        :meth:`~speakerembed.WindowedEmbeddings.similarity_to_previous`; drawn at the
+        midpoint of each window pair. A dip marks a change of voice.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of in a new figure.
+    title : str or None
+        The Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from speakerembed.plots import plot_windows
+    >>> fig = plot_windows([0, 0.77], [1.6, 2.37], [0.9, 0.8], [0.7])
+    >>> len(fig.axes[0].lines)
+    2
+    """
+    start = np.asarray(start_s, dtype=np.float64)
+    end = np.asarray(end_s, dtype=np.float64)
+    to_file = np.asarray(similarity_to_file, dtype=np.float64)
+    to_prev = np.asarray(similarity_to_previous, dtype=np.float64)
+    n = start.shape[0]
+    if end.shape != (n,) or to_file.shape != (n,) or to_prev.shape != (max(n - 1, 0),) or n == 0:
+        raise ConfigError(
+            "start_s=, end_s= and similarity_to_file= need one value per window and "
+            "similarity_to_previous= one fewer"
+        )
+    fig, ax = _new_axes(ax, (8.0, 3.2))
+    centre = (start + end) / 2
+    ax.plot(centre, to_file, marker=".", color=_TARGET_COLOUR, label="cosine to the whole file")
+    ax.plot((centre[1:] + centre[:-1]) / 2, to_prev, marker=".", color=_NONTARGET_COLOUR,
+            label="cosine to the previous window")  # fmt: skip
+    ax.set_xlabel("time in the file (s), window centres")
+    ax.set_ylabel("cosine similarity")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize="small", frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_clean_report(
+    own_similarity: npt.ArrayLike,
+    nearest_similarity: npt.ArrayLike,
+    flagged: npt.ArrayLike,
+    *,
+    outlier_threshold: float | None = None,
+    ax: Axes | None = None,
+    title: str | None = "Each clip: its own speaker against the nearest other",
+) -> Figure:
+    """A dataset-cleaning report as a scatter: own-speaker cosine against nearest-other cosine.
+
+    Clips below the diagonal sound more like their own speaker than any other; clips above it,
+    or left of the outlier threshold, are suspicious.
+
+    Parameters
+    ----------
+    own_similarity, nearest_similarity : array_like, shape (n_clips,)
+        The report's columns (:class:`~speakerembed.CleanReport`); clips where either is NaN
+        (a speaker with one clip, a dataset with one speaker) are left out.
+    flagged : array_like, shape (n_clips,), bool
+        Drawn in another colour.
+    outlier_threshold : float, optional
+        Drawn as a vertical and a horizontal line.
+    ax : matplotlib.axes.Axes, optional
+        Draw here instead of in a new figure.
+    title : str or None
+        The Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from speakerembed.plots import plot_clean_report
+    >>> fig = plot_clean_report([0.9, 0.5], [0.6, 0.8], [False, True], outlier_threshold=0.74)
+    >>> len(fig.axes[0].collections)
+    2
+    """
+    own = np.asarray(own_similarity, dtype=np.float64)
+    near = np.asarray(nearest_similarity, dtype=np.float64)
+    flag = np.asarray(flagged, dtype=bool)
+    if own.shape != near.shape or own.shape != flag.shape or own.ndim != 1:
+        raise ConfigError("own_similarity=, nearest_similarity= and flagged= need one value per clip")
+    ok = np.isfinite(own) & np.isfinite(near)
+    fig, ax = _new_axes(ax, (5.2, 5.0))
+    ax.scatter(own[ok & ~flag], near[ok & ~flag], s=12, color=_TARGET_COLOUR,
+               label=f"ok ({int((ok & ~flag).sum())})")  # fmt: skip
+    ax.scatter(own[ok & flag], near[ok & flag], s=24, marker="x", color="tab:red",
+               label=f"flagged ({int((ok & flag).sum())})")  # fmt: skip
+    low = min(own[ok].min(initial=1.0), near[ok].min(initial=1.0), outlier_threshold or 1.0)
+    lo = max(-1.0, np.floor((low - 0.05) * 10) / 10)
+    ax.plot([lo, 1.0], [lo, 1.0], color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlim(lo, 1.02)
+    ax.set_ylim(lo, 1.02)
+    if outlier_threshold is not None:
+        ax.axvline(outlier_threshold, color="black", linestyle="--", linewidth=0.8,
+                   label=f"outlier threshold {outlier_threshold:.2f}")  # fmt: skip
+        ax.axhline(outlier_threshold, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("cosine to its own speaker (leave-one-out)")
+    ax.set_ylabel("cosine to the nearest other speaker")
+    ax.legend(loc="upper left", fontsize="small")
+    if title:
+        ax.set_title(title)
+    return fig

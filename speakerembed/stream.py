@@ -71,6 +71,8 @@ class StreamPlan:
         Mel frames of the trimmed 16 kHz audio.
     n_windows : int
         Partial windows the encoder will see.
+    order : str
+        The pipeline's order, which says at which rate ``start`` and ``end`` count.
     """
 
     path: str
@@ -80,11 +82,18 @@ class StreamPlan:
     end: int
     n_frames: int
     n_windows: int
+    order: str = "resample_trim"
 
     @property
     def input_seconds(self) -> float:
         """The file's duration, in seconds."""
         return self.n_samples / self.sample_rate
+
+    @property
+    def kept_span(self) -> tuple[float, float]:
+        """The trimmed audio's ``(start, end)``, in seconds of the input."""
+        at = MODEL_SAMPLE_RATE if self.order == "resample_trim" else self.sample_rate
+        return self.start / at, self.end / at
 
     @property
     def kept_seconds(self) -> float:
@@ -93,7 +102,13 @@ class StreamPlan:
 
 
 def can_stream(sample_rate: int, pipeline: Pipeline) -> bool:
-    """Whether :func:`stream_file` supports this rate and pipeline (soxr_hq, or 16 kHz input)."""
+    """Whether :func:`stream_file` supports this rate and pipeline (soxr_hq, or 16 kHz input).
+
+    A pipeline with ``vad="silero"`` does not stream: Silero VAD runs on the whole signal, so
+    such files take the in-memory path whatever their length.
+    """
+    if pipeline.vad is not None:
+        return False
     return sample_rate == MODEL_SAMPLE_RATE or pipeline.resampler == "soxr_hq"
 
 
@@ -206,9 +221,9 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
         info = sf.info(path)
     sr, n = int(info.samplerate), int(info.frames)
     if not can_stream(sr, pipeline):
+        why = "vad='silero'" if pipeline.vad is not None else f"resampler={pipeline.resampler!r}"
         raise AudioError(
-            f"cannot be streamed with resampler={pipeline.resampler!r}; use resampler='soxr_hq' "
-            "or the in-memory path",
+            f"cannot be streamed with {why}; use resampler='soxr_hq' and vad=None, or the in-memory path",
             source=source,
             stage="resample",
         )
@@ -248,7 +263,7 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
     check_kept(kept, pipeline, source)
     n_frames = 1 + kept // MEL_HOP_LENGTH
     n_wins, _ = num_windows(n_frames, pipeline.frame_step, pipeline.min_coverage, pipeline.partial_frames)
-    return StreamPlan(path, sr, n, start, end, n_frames, n_wins)
+    return StreamPlan(path, sr, n, start, end, n_frames, n_wins, pipeline.order)
 
 
 # -- pass 2 -------------------------------------------------------------------------------------

@@ -94,8 +94,13 @@ def test_verify_speakers_needs_both_enroll_and_test() -> None:
 def test_clean_dataset_flags_the_intruder() -> None:
     out = run_example("clean_dataset.py")
     assert out.returncode == 0, out.stderr
-    assert "flagged: bob_2.wav" in out.stdout
-    assert re.search(r"bob_2\.wav\s+\d\.\d{3}\s+OUTLIER", out.stdout)
+    assert "10 clips, 3 flagged (worst first):" in out.stdout
+    lines = out.stdout.splitlines()[1:]
+    # The mislabelled clip first, then the two copies; every other clip is ok.
+    assert re.search(r"alice/alice_4\.wav .*LIKELY bob, OUTLIER", lines[0])
+    assert {line.split()[0] for line in lines[1:3]} == {"carol/carol_1.wav", "carol/carol_1_again.wav"}
+    assert all("DUPLICATE" in line for line in lines[1:3])
+    assert all(line.endswith("ok") for line in lines[3:])
 
 
 def test_chatterbox_conditioning_runs_without_chatterbox() -> None:

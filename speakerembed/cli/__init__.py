@@ -35,6 +35,8 @@ __all__ = ["COMMANDS", "ExitCode", "build_parser", "main"]
 COMMANDS: dict[str, str] = {
     "embed": "embed",
     "similarity": "similarity",
+    "windows": "windows",
+    "clean": "clean",
     "verify": "verify",
     "sim-eval": "sim_eval",
     "corpus": "corpus",

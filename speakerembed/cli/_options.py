@@ -154,7 +154,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    """--order, --resampler, --top-db, --no-trim, --min-duration, --max-duration."""
+    """--order, --resampler, --top-db, --no-trim, --min-duration, --max-duration, --vad, --min-speech."""
     g = p.add_argument_group("pipeline")
     g.add_argument(
         "--order",
@@ -187,6 +187,20 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="refuse inputs longer than S seconds (default: no limit)",
     )
+    g.add_argument(
+        "--vad",
+        choices=("none", "silero"),
+        default="none",
+        help="none (default): trim leading and trailing silence, as Chatterbox does; silero: keep "
+        "only the speech Silero VAD finds (pip install 'speakerembed[vad]')",
+    )
+    g.add_argument(
+        "--min-speech",
+        type=non_negative_float,
+        default=None,
+        metavar="S",
+        help="with --vad silero, refuse inputs with less than S seconds of speech (default: 0.5)",
+    )
 
 
 def add_verbose(p: argparse.ArgumentParser) -> None:
@@ -212,6 +226,12 @@ def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     }
     if args.min_duration is not None:
         fields["min_duration_s"] = args.min_duration
+    if getattr(args, "vad", "none") != "none":
+        fields["vad"] = args.vad
+    if getattr(args, "min_speech", None) is not None:
+        if fields.get("vad") is None:
+            raise usage_error("--min-speech needs --vad silero; pass both, or neither")
+        fields["min_speech_s"] = args.min_speech
     if (
         args.max_duration is not None
         and args.min_duration is not None

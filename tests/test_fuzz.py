@@ -286,6 +286,10 @@ VALID = {
     "min_duration_s": st.floats(0, 5),
     "max_duration_s": st.one_of(st.none(), st.floats(5, 1e7)),
     "stream_min_duration_s": st.one_of(st.none(), st.floats(0, 1e7)),
+    "vad": st.sampled_from([None, "none", "silero"]),
+    "vad_threshold": st.floats(1e-3, 0.999),
+    "vad_pad_s": st.floats(0, 5),
+    "min_speech_s": st.floats(0, 5),
 }
 # Values around each field's range, where the edges are.
 NEAR_RANGE = {
@@ -300,6 +304,9 @@ NEAR_RANGE = {
     "min_duration_s": st.floats(-1, 2e7),
     "max_duration_s": st.floats(-1, 2e7),
     "stream_min_duration_s": st.floats(-1, 2e7),
+    "vad_threshold": st.floats(-0.1, 1.1),
+    "vad_pad_s": st.floats(-1, 2e7),
+    "min_speech_s": st.floats(-1, 2e7),
 }
 ALL_FIELDS = sorted(f.name for f in dataclasses.fields(Pipeline))
 

@@ -22,7 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import clear_cache, embed_speaker, embed_utterances
+    from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .weights import WeightsInfo
 
@@ -41,12 +41,14 @@ __all__ = [
     "__version__",
     "clear_cache",
     "cosine_similarity",
+    "embed_conditioning",
     "embed_speaker",
     "embed_utterances",
     "utt_to_spk_embed",
 ]
 
 _LAZY = {
+    "embed_conditioning": "api",
     "embed_speaker": "api",
     "embed_utterances": "api",
     "clear_cache": "api",

@@ -183,7 +183,7 @@ def _batch_size(function: str, batch_size: object, default: int) -> int:
 
 def embeds_from_wavs(
     embedder: SpeakerEmbedder,
-    wavs: Sequence[Any],
+    wavs: Sequence[Any] | npt.NDArray[Any],
     sample_rate: int,
     as_spk: bool = False,
     batch_size: int | None = 32,

@@ -343,7 +343,7 @@ class SpeakerEmbedder:
 
     def embeds_from_wavs(
         self,
-        wavs: Sequence[npt.NDArray[Any]],
+        wavs: Sequence[npt.NDArray[Any]] | npt.NDArray[Any],
         sample_rate: int,
         as_spk: bool = False,
         batch_size: int | None = 32,

@@ -15,7 +15,9 @@ they are typed.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.metadata
 import os
 import re
 import subprocess
@@ -220,3 +222,45 @@ def test_no_literals_nested_in_bold_or_italics(page: Path) -> None:
         for m in re.finditer(pattern, text, flags=re.S)
     ]
     assert not found, f"double backticks inside *emphasis* or **strong** show as typed: {found}"
+
+
+# -- README command 1 installs what the README's examples use -----------------------------------------
+
+
+def _requirement_name(req: str) -> str:
+    return re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_readme_command_1_installs_what_the_readme_examples_use() -> None:
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = next(line for line in readme.splitlines() if "pip install" in line and '".[' in line)
+    extras = re.search(r'"\.\[([\w,-]+)\]"', command)
+    assert extras is not None, command
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    installed = {_requirement_name(r) for r in project["dependencies"]}
+    for extra in extras.group(1).split(","):
+        installed |= {_requirement_name(r) for r in project["optional-dependencies"][extra]}
+
+    distributions = importlib.metadata.packages_distributions()
+    for block in (b for b in BLOCKS if b.page.name == "README.md" and not b.skipped):
+        needed = set()
+        for node in ast.walk(ast.parse(block.code)):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top and top != "speakerembed" and top not in sys.stdlib_module_names:
+                    needed |= {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+        if 'weights="resemblyzer"' in block.code:
+            needed.add("resemblyzer")
+        if "Pipeline.chatterbox()" in block.code or 'resampler="kaiser_fast"' in block.code:
+            needed.add("resampy")
+        assert needed <= installed, (
+            f"{block.name} needs {sorted(needed - installed)}, which command 1 does not install"
+        )

@@ -22,7 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
-    from .api import clear_cache, embed_speaker, embed_utterances
+    from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
@@ -55,6 +55,7 @@ __all__ = [
     "cosine_similarity",
     "det_curve",
     "eer",
+    "embed_conditioning",
     "embed_corpus",
     "embed_speaker",
     "embed_utterances",
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "embed_conditioning": "api",
     "embed_speaker": "api",
     "embed_utterances": "api",
     "clear_cache": "api",

@@ -1,4 +1,4 @@
-"""Module-level functions: :func:`embed_speaker` and :func:`embed_utterances`.
+"""Module-level functions: :func:`embed_speaker`, :func:`embed_utterances`, :func:`embed_conditioning`.
 
 They keep one :class:`~speakerembed.SpeakerEmbedder` per (weights, encoder, device, precision),
 so a second call does not load the weights again. :func:`clear_cache` drops them.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .embedder import AudioInput, EmbeddingResult, SpeakerEmbedder
     from .encoder import EncoderImpl, Precision
 
-__all__ = ["clear_cache", "embed_speaker", "embed_utterances", "get_embedder"]
+__all__ = ["clear_cache", "embed_conditioning", "embed_speaker", "embed_utterances", "get_embedder"]
 
 _cache: dict[tuple[Any, ...], SpeakerEmbedder] = {}
 _cache_lock = threading.Lock()
@@ -194,3 +194,45 @@ def embed_speaker(
     return embedder._run(  # type: ignore[no-any-return]
         "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
     )
+
+
+def embed_conditioning(
+    inputs: AudioInput | Sequence[AudioInput],
+    *,
+    sample_rate: int | Sequence[int] | None = None,
+    weights: str | os.PathLike[str] = "chatterbox",
+    device: str | torch.device | None = None,
+    precision: Precision = "fp32",
+    encoder: EncoderImpl = "builtin",
+) -> npt.NDArray[np.float32]:
+    """The speaker embedding Chatterbox TTS conditions on, for a reference recording.
+
+    It is ``T3Cond.speaker_emb`` as ``ChatterboxTTS.prepare_conditionals`` (chatterbox-tts 0.1.7)
+    computes it from ``audio_prompt_path``: the file loaded at 24 kHz and resampled to 16 kHz
+    (soxr both times, as librosa does), trimmed at 20 dB, embedded, and, for several references,
+    the mean of their rows **without** renormalising. See
+    :func:`speakerembed.chatterbox_compat.embed_conditioning` and :doc:`/chatterbox`.
+
+    Parameters
+    ----------
+    inputs : path, numpy.ndarray, torch.Tensor, or a sequence of them
+        The reference recording (Chatterbox takes one), or several of one voice.
+    sample_rate : int, sequence of int, or None
+        The rate of arrays and tensors, in Hz.
+    weights, device, precision, encoder
+        As for :func:`embed_utterances`; ``"chatterbox"`` (the default) is the TTS's encoder.
+
+    Returns
+    -------
+    numpy.ndarray, shape (256,), float32
+        ``torch.from_numpy(cond)[None]`` is ``T3Cond.speaker_emb``, shape (1, 256).
+
+    Examples
+    --------
+    >>> from speakerembed import embed_conditioning
+    >>> cond = embed_conditioning("examples/audio/alice_1.wav", weights="resemblyzer", device="cpu")
+    >>> cond.shape, cond.dtype
+    ((256,), dtype('float32'))
+    """
+    embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
+    return embedder.embed_conditioning(inputs, sample_rate=sample_rate)

@@ -285,8 +285,13 @@ class Pipeline:
     def chatterbox(cls) -> Pipeline:
         """The preprocessing of Chatterbox's ``VoiceEncoder.embeds_from_wavs``, exactly.
 
-        It resamples with resampy's ``kaiser_fast`` (needs ``speakerembed[kaiser]``), then trims
-        at 20 dB. Use it for parity with embeddings made by Chatterbox itself.
+        It resamples with resampy's ``kaiser_fast``, then trims at 20 dB. Use it for parity with
+        embeddings made by Chatterbox itself.
+
+        Audio that is not at 16 kHz needs resampy, which is optional: install it with
+        ``pip install "speakerembed[kaiser]"`` (or ``pip install resampy``). Without it, such
+        audio raises :class:`~speakerembed.BackendUnavailableError` that says so; 16 kHz audio
+        is not resampled and needs nothing more.
         """
         return cls(order="resample_trim", resampler="kaiser_fast", top_db=20)
 

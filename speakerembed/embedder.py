@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import numpy as np
 
+from . import chatterbox_compat as _cb
 from ._observe import NULL_RECORDER, Recorder
 from ._prefetch import prefetch
 from .config import MODEL_SAMPLE_RATE, Pipeline
@@ -353,16 +354,57 @@ class SpeakerEmbedder:
         )
         return result
 
-    def embeds_from_wavs(
-        self, wavs: Sequence[npt.NDArray[Any]], sample_rate: int, as_spk: bool = False
-    ) -> npt.NDArray[np.float32]:
-        """Chatterbox's ``VoiceEncoder.embeds_from_wavs`` signature, for drop-in use.
+    # -- Chatterbox's VoiceEncoder API (speakerembed.chatterbox_compat) ------------------------
 
-        Returns (N, 256) utterance embeddings, or the (256,) speaker embedding when ``as_spk``.
+    def embeds_from_wavs(
+        self,
+        wavs: Sequence[npt.NDArray[Any]] | npt.NDArray[Any],
+        sample_rate: int,
+        as_spk: bool = False,
+        batch_size: int | None = 32,
+        trim_top_db: float | None = 20,
+        **kwargs: float | None,
+    ) -> npt.NDArray[np.float32]:
+        """Chatterbox's ``VoiceEncoder.embeds_from_wavs``, every argument with its meaning there.
+
+        See :func:`speakerembed.chatterbox_compat.embeds_from_wavs`. Returns (N, 256) unit rows,
+        or the (256,) speaker embedding with ``as_spk``.
         """
-        if as_spk:
-            return self.embed_speaker(list(wavs), sample_rate=sample_rate)
-        return self.embed_utterances(list(wavs), sample_rate=sample_rate)
+        return _cb.embeds_from_wavs(self, wavs, sample_rate, as_spk, batch_size, trim_top_db, **kwargs)
+
+    def embeds_from_mels(
+        self,
+        mels: torch.Tensor | npt.NDArray[Any] | Sequence[Any],
+        mel_lens: Sequence[int] | npt.NDArray[Any] | torch.Tensor | None = None,
+        as_spk: bool = False,
+        batch_size: int | None = 32,
+        **kwargs: float | None,
+    ) -> npt.NDArray[np.float32]:
+        """Chatterbox's ``VoiceEncoder.embeds_from_mels``: embeddings of (n_frames, 40) power mels.
+
+        See :func:`speakerembed.chatterbox_compat.embeds_from_mels`.
+        """
+        return _cb.embeds_from_mels(self, mels, mel_lens, as_spk, batch_size, **kwargs)
+
+    def embed_conditioning(
+        self, inputs: AudioInput | Sequence[AudioInput], *, sample_rate: int | Sequence[int] | None = None
+    ) -> npt.NDArray[np.float32]:
+        """The (256,) speaker embedding Chatterbox TTS conditions on (``T3Cond.speaker_emb``).
+
+        See :func:`speakerembed.chatterbox_compat.embed_conditioning`.
+        """
+        return _cb.embed_conditioning(self, inputs, sample_rate=sample_rate)
+
+    #: Chatterbox's ``VoiceEncoder.utt_to_spk_embed``: :func:`speakerembed.utt_to_spk_embed`.
+    utt_to_spk_embed = staticmethod(utt_to_spk_embed)
+
+    @staticmethod
+    def voice_similarity(embeds_x: npt.ArrayLike, embeds_y: npt.ArrayLike) -> float:
+        """Chatterbox's ``VoiceEncoder.voice_similarity``: the cosine of two voices.
+
+        See :func:`speakerembed.chatterbox_compat.voice_similarity`.
+        """
+        return _cb.voice_similarity(embeds_x, embeds_y)
 
     # -- the pipeline ---------------------------------------------------------------------------
 

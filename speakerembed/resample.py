@@ -79,7 +79,12 @@ def resample(
         try:
             import resampy
         except ImportError:
-            raise missing_backend("resampy", "kaiser", 'Pipeline(resampler="kaiser_fast")') from None
+            raise missing_backend(
+                "resampy",
+                "kaiser",
+                'resampling with kaiser_fast (Pipeline(resampler="kaiser_fast"), Pipeline.chatterbox(), '
+                "and embeds_from_wavs at rates other than 16 kHz)",
+            ) from None
         out = resampy.resample(waveform, orig_sr, target_sr, filter="kaiser_fast", axis=-1)
     elif method == "polyphase":
         from scipy.signal import resample_poly

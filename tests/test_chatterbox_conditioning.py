@@ -1,16 +1,16 @@
-"""The TTS-conditioning recipe of docs/chatterbox.rst against chatterbox-tts 0.1.7 itself.
+"""``embed_conditioning`` against chatterbox-tts 0.1.7's own ``prepare_conditionals``.
 
 ``ChatterboxTTS.prepare_conditionals`` is called for real, on a stand-in ``self`` whose S3Gen and
 T3 parts are stubs (their weights cannot be downloaded here) and whose ``.ve`` is Chatterbox's own
 ``VoiceEncoder`` holding the Resemblyzer weights. The speaker embedding it puts into
-``T3Cond.speaker_emb`` must equal the documented recipe, and the example program's version.
+``T3Cond.speaker_emb`` must equal :func:`speakerembed.embed_conditioning`'s, through the API and
+the CLI.
 Run with ``nox -s tests_chatterbox``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 import types
 from pathlib import Path
 
@@ -18,8 +18,6 @@ import numpy as np
 import pytest
 
 from speakerembed import SpeakerEmbedder
-from speakerembed.load import load_audio
-from speakerembed.resample import resample
 
 pytestmark = [
     pytest.mark.chatterbox,
@@ -28,8 +26,6 @@ pytestmark = [
         reason="chatterbox-tts is not installed (nox -s tests_chatterbox installs it)",
     ),
 ]
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Mono and stereo; WAV, FLAC, Ogg and MP3; 16, 22.05, 24, 44.1 and 48 kHz.
 REFERENCES = [
@@ -77,36 +73,44 @@ def chatterbox_conditioning(ve: object, path: Path) -> np.ndarray:
     return emb
 
 
-def documented_recipe(embedder: SpeakerEmbedder, path: Path) -> np.ndarray:
-    """The recipe in docs/chatterbox.rst, verbatim but for the names."""
-    wav, sr = load_audio(path)
-    wav_24k = resample(wav, sr, 24000, "soxr_hq")
-    rows = embedder.embed_utterances(wav_24k, sample_rate=24000)
-    return rows.mean(axis=0, keepdims=True)
-
-
 @pytest.mark.parametrize("name", REFERENCES)
-def test_recipe_reproduces_prepare_conditionals(chatterbox_ve: object, speech: Path, name: str) -> None:
+def test_embed_conditioning_reproduces_prepare_conditionals(
+    chatterbox_ve: object, speech: Path, name: str
+) -> None:
     path = speech / name
     if not path.is_file():
         pytest.skip(f"{path} is not in the shared speech data")
     expected = chatterbox_conditioning(chatterbox_ve, path)
-    embedder = SpeakerEmbedder(encoder=chatterbox_ve)  # the TTS's own module, shared
-    got = documented_recipe(embedder, path)
-    assert got.shape == expected.shape == (1, 256)
-    cosine = float(got[0] @ expected[0] / np.linalg.norm(got[0]) / np.linalg.norm(expected[0]))
-    assert cosine >= 0.99999, f"{name}: cosine {cosine}"
-    np.testing.assert_allclose(got, expected, atol=1e-5)
+    shared = SpeakerEmbedder(encoder=chatterbox_ve)  # the TTS's own module
+    own = SpeakerEmbedder("resemblyzer", device="cpu")  # speakerembed's network, same weights
+    for got in (shared.embed_conditioning(path), own.embed_conditioning(path)):
+        assert got.shape == (256,)
+        cosine = float(got @ expected[0] / np.linalg.norm(got) / np.linalg.norm(expected[0]))
+        assert cosine >= 0.99999, f"{name}: cosine {cosine}"
+        np.testing.assert_allclose(got[None], expected, atol=1e-5)
 
 
-def test_example_program_matches_prepare_conditionals(chatterbox_ve: object, speech: Path) -> None:
-    path = speech / REFERENCES[1]
+def test_cli_chatterbox_conditioning_writes_prepare_conditionals(
+    chatterbox_ve: object, speech: Path, tmp_path: Path
+) -> None:
+    from speakerembed.cli import main
+
+    path = speech / REFERENCES[2]
     if not path.is_file():
         pytest.skip(f"{path} is not in the shared speech data")
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import chatterbox_conditioning as example
-    finally:
-        sys.path.remove(str(ROOT / "examples"))
-    got = example.conditioning_embedding(path, SpeakerEmbedder(encoder=chatterbox_ve))
-    np.testing.assert_allclose(got, chatterbox_conditioning(chatterbox_ve, path)[0], atol=1e-5)
+    out = tmp_path / "cond.npy"
+    code = main(
+        [
+            "embed",
+            "--chatterbox-conditioning",
+            str(path),
+            "--weights",
+            "resemblyzer",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    np.testing.assert_allclose(np.load(out)[None], chatterbox_conditioning(chatterbox_ve, path), atol=1e-5)

@@ -8,7 +8,6 @@ weights cannot be downloaded in CI), loaded into Chatterbox's ``VoiceEncoder`` w
 
 from __future__ import annotations
 
-import importlib.util
 import types
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from conftest import speech_wave
 
 from speakerembed import Pipeline, SpeakerEmbedder
 from speakerembed.encoder import adapt_state_dict
+from speakerembed.load import load_audio
 from speakerembed.resample import resample
 from speakerembed.weights import load_state_dict
 
@@ -31,7 +31,6 @@ cb_ve = pytest.importorskip(
 librosa = pytest.importorskip("librosa")
 
 COSINE = 0.99999
-ROOT = Path(__file__).resolve().parents[1]
 
 # Real recordings at 44.1 and 48 kHz (relative to the speech directory).
 REAL_HIGH_RATE = [
@@ -152,6 +151,95 @@ def test_embeds_from_wavs_signature_matches(
     )
 
 
+# Every argument of embeds_from_wavs, as chatterbox-tts takes it (**kwargs go to inference()).
+WAVS_ARGUMENTS: list[dict[str, Any]] = [
+    {},
+    {"as_spk": True},
+    {"rate": 2.5},
+    {"rate": 0.9, "min_coverage": 1.0},
+    {"rate": None},
+    {"rate": None, "overlap": 0.25},
+    {"rate": None, "overlap": 0.75, "min_coverage": 0.5},
+    {"min_coverage": 0.3},
+    {"trim_top_db": None},
+    {"trim_top_db": 0},
+    {"trim_top_db": 35},
+    {"trim_top_db": 10, "rate": 1.7},
+    {"batch_size": 3},
+    {"batch_size": None},
+    {"as_spk": True, "batch_size": 1, "rate": 2.0, "trim_top_db": 30},
+]
+
+
+# At 44.1 kHz (kaiser_fast resampling first), a few of them: the windows do not depend on the rate.
+WAVS_44K = [{}, {"as_spk": True}, {"rate": None, "overlap": 0.25}, {"trim_top_db": None}, {"batch_size": 3}]
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "kwargs"),
+    [(16000, k) for k in WAVS_ARGUMENTS] + [(44100, k) for k in WAVS_44K],
+    ids=lambda v: ",".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else str(v),
+)
+def test_every_embeds_from_wavs_argument_matches(
+    embedder: SpeakerEmbedder,
+    chatterbox_ve: Any,
+    librispeech_waves: list[npt.NDArray[np.float32]],
+    sample_rate: int,
+    kwargs: dict[str, Any],
+) -> None:
+    wavs = librispeech_waves[::20]
+    if sample_rate != 16000:
+        wavs = [resample(w, 16000, sample_rate, "soxr_hq") for w in wavs]
+    theirs = chatterbox_ve.embeds_from_wavs(wavs, sample_rate, **kwargs)
+    ours = embedder.embeds_from_wavs(wavs, sample_rate, **kwargs)
+    assert ours.shape == theirs.shape
+    assert _cosines(ours, theirs).min() >= COSINE
+    assert np.max(np.abs(ours - theirs)) < 1e-5
+
+
+MELS_ARGUMENTS: list[dict[str, Any]] = [
+    {},
+    {"as_spk": True},
+    {"rate": 1.3},
+    {"overlap": 0.1, "min_coverage": 0.5},
+    {"rate": 2.2, "min_coverage": 1.0, "batch_size": 5},
+]
+
+
+@pytest.mark.parametrize("kwargs", MELS_ARGUMENTS, ids=lambda k: ",".join(f"{a}={v}" for a, v in k.items()))
+def test_every_embeds_from_mels_argument_matches(
+    embedder: SpeakerEmbedder,
+    chatterbox_ve: Any,
+    librispeech_waves: list[npt.NDArray[np.float32]],
+    kwargs: dict[str, Any],
+) -> None:
+    from chatterbox.models.voice_encoder.melspec import melspectrogram
+
+    mels = [melspectrogram(w, chatterbox_ve.hp).T for w in librispeech_waves[::20]]
+    theirs = chatterbox_ve.embeds_from_mels(mels, **kwargs)
+    ours = embedder.embeds_from_mels(mels, **kwargs)
+    assert ours.shape == theirs.shape
+    assert _cosines(ours, theirs).min() >= COSINE
+    # A padded (B, T, 40) tensor with mel_lens, as Chatterbox packs it.
+    lens = [m.shape[0] for m in mels]
+    batch = cb_ve.voice_encoder.pack(mels)
+    theirs_t = chatterbox_ve.embeds_from_mels(batch, lens, **kwargs)
+    np.testing.assert_allclose(embedder.embeds_from_mels(batch, lens, **kwargs), theirs_t, atol=1e-5)
+
+
+def test_utt_to_spk_embed_and_voice_similarity_match(
+    embedder: SpeakerEmbedder, librispeech_embeddings: dict[str, npt.NDArray[np.float32]]
+) -> None:
+    a, b = list(librispeech_embeddings.values())[:2]
+    np.testing.assert_allclose(
+        embedder.utt_to_spk_embed(a), cb_ve.VoiceEncoder.utt_to_spk_embed(a), atol=1e-6
+    )
+    for x, y in [(a, b), (a, b[0]), (a[0], b[1]), (a[1], a)]:
+        assert embedder.voice_similarity(x, y) == pytest.approx(
+            float(cb_ve.VoiceEncoder.voice_similarity(x, y)), abs=1e-6
+        )
+
+
 # -- (d) Chatterbox's class, and a passed-in instance -------------------------------------------
 
 
@@ -204,18 +292,6 @@ def test_torchaudio_pipeline_matches_torchaudio_then_embed(
 # -- (f) Chatterbox TTS's conditioning chain -----------------------------------------------------
 
 
-def _recipe() -> types.ModuleType:
-    """examples/chatterbox_conditioning.py, where the documented recipe lives."""
-    spec = importlib.util.spec_from_file_location(
-        "chatterbox_conditioning", ROOT / "examples" / "chatterbox_conditioning.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _chatterbox_tts_conditioning(ve: Any, path: Path) -> npt.NDArray[np.float32]:
     """Run ``ChatterboxTTS.prepare_conditionals`` itself, with the T3 and S3Gen parts stubbed.
 
@@ -239,45 +315,44 @@ def _chatterbox_tts_conditioning(ve: Any, path: Path) -> npt.NDArray[np.float32]
     return emb[0].numpy().astype(np.float32)
 
 
-def test_tts_conditioning_recipe_matches_prepare_conditionals(
+def test_embed_conditioning_matches_prepare_conditionals(
     embedder: SpeakerEmbedder, chatterbox_ve: Any, speech: Path, librispeech_files: list[Path]
 ) -> None:
-    recipe = _recipe()
     files = [librispeech_files[0], librispeech_files[25], *(speech / n for n in REAL_HIGH_RATE[:3])]
     files.append(speech / "misc/libritts_24k.wav")
     files.append(speech / "ljspeech/LJ001-0002.wav")
     for path in files:
         theirs = _chatterbox_tts_conditioning(chatterbox_ve, path)
-        ours = recipe.conditioning_embedding(path, embedder)
+        ours = embedder.embed_conditioning(path)
         assert ours.shape == (256,)
         assert _cosines(ours, theirs)[0] >= COSINE, path.name
         assert np.max(np.abs(ours - theirs)) < 1e-5, path.name
 
 
-def test_tts_conditioning_mean_is_not_renormalised(
+def test_embed_conditioning_mean_is_not_renormalised(
     embedder: SpeakerEmbedder, chatterbox_ve: Any, speech: Path
 ) -> None:
     # prepare_conditionals takes .mean(axis=0) of embeds_from_wavs' rows without renormalising;
-    # the recipe does the same for several files.
-    recipe = _recipe()
+    # embed_conditioning does the same for several files.
     paths = [speech / "vctk48k/p228_023.wav", speech / "vctk48k/p230_023.wav"]
     wavs = [
         librosa.resample(librosa.load(str(p), sr=24000)[0], orig_sr=24000, target_sr=16000) for p in paths
     ]
     theirs = chatterbox_ve.embeds_from_wavs(wavs, sample_rate=16000).mean(axis=0)
-    ours = recipe.conditioning_embedding(paths, embedder)
+    ours = embedder.embed_conditioning(paths)
     assert np.linalg.norm(ours) < 0.999
     assert np.max(np.abs(ours - theirs)) < 1e-5
 
 
-def test_load_like_chatterbox_matches_librosa(speech: Path) -> None:
-    recipe = _recipe()
+def test_conditioning_loading_matches_librosa(speech: Path) -> None:
+    # embed_conditioning's first step: load_audio, then soxr to 24 kHz and 16 kHz, as librosa.
     for name in (
         "misc/jfk_44k_stereo.flac",
         "vctk48k/p236_023.wav",
         "librispeech/2414/2414-128291-0003.flac",
     ):
         ref = librosa.resample(librosa.load(str(speech / name), sr=24000)[0], orig_sr=24000, target_sr=16000)
-        ours = recipe.load_like_chatterbox(speech / name)
+        wav, sr = load_audio(speech / name)
+        ours = resample(resample(wav, sr, 24000, "soxr_hq"), 24000, 16000, "soxr_hq")
         assert ours.shape == ref.shape
         np.testing.assert_allclose(ours, ref, atol=1e-6)

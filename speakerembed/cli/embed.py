@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         NAME,
         help="embed files: one speaker embedding, or one row per file",
         description="Embed audio files. By default all files are one speaker and one (256,) "
-        "speaker embedding is written; with --utterances, one row per file.",
+        "speaker embedding is written; with --utterances, one row per file; with "
+        "--chatterbox-conditioning, the embedding Chatterbox TTS conditions on.",
     )
     p.add_argument(
         "files",
@@ -53,6 +54,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--utterances", action="store_true", help="one embedding per file instead of one speaker embedding"
     )
     p.add_argument(
+        "--chatterbox-conditioning",
+        action="store_true",
+        help="the (256,) embedding ChatterboxTTS.prepare_conditionals conditions on for these "
+        "reference files (24 kHz then 16 kHz with soxr, 20 dB trim, mean not renormalised); "
+        "the pipeline flags but --min-duration and --max-duration do not apply",
+    )
+    p.add_argument(
         "--keep-going",
         action="store_true",
         help="skip files that fail (each is reported on stderr and recorded in an .npz output) "
@@ -66,11 +74,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``embed``."""
-    import numpy as np
-
     if not args.files and args.files_from is None:
         args._command_parser.error("no inputs: pass audio files or folders, or --files-from FILE")
     pipeline = opt.pipeline_from_args(args)  # first: a usage error must not create -o's folder
+    if args.chatterbox_conditioning:
+        _check_conditioning_flags(args)
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
     if out_path is not None and out_path.suffix.lower() == ".parquet" and not args.utterances:
         raise opt.usage_error(
@@ -83,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         require_corpus_packages(f"-o {args.output}")
     records = _records(args)
     embedder = opt.embedder_from_args(args)
+    if args.chatterbox_conditioning:
+        paths = [r.path for r in records]
+        cond = embedder.embed_conditioning(paths)
+        return _output(out_path, cond, paths, [], embedder.weights_info.short, "conditioning")
     if out_path is not None and out_path.suffix.lower() == ".parquet":
         return _save_parquet(out_path, records, embedder, pipeline, args.keep_going)
     files = [r.path for r in records]
@@ -104,14 +116,46 @@ def run(args: argparse.Namespace) -> int:
         out, kind = rows, "utterance"
     else:
         out, kind = utt_to_spk_embed(rows), "speaker"
+    return _output(out_path, out, kept, failures, embedder.weights_info.short, kind)
+
+
+def _check_conditioning_flags(args: argparse.Namespace) -> None:
+    """--chatterbox-conditioning is Chatterbox's chain: flags that would change it are usage errors."""
+    changed = [
+        flag
+        for flag, on in (
+            ("--utterances", args.utterances),
+            ("--keep-going", args.keep_going),
+            ("--order", args.order != "resample_trim"),
+            ("--resampler", args.resampler != "soxr_hq"),
+            ("--top-db", args.top_db is not None),
+            ("--no-trim", args.no_trim),
+        )
+        if on
+    ]
+    if changed:
+        them = "it" if len(changed) == 1 else "them"
+        raise opt.usage_error(
+            "--chatterbox-conditioning computes Chatterbox's own chain (soxr to 24 kHz and 16 kHz, "
+            f"a 20 dB trim), so {', '.join(changed)} cannot apply; drop {them}"
+        )
+
+
+def _output(
+    out_path: Path | None,
+    out: Any,
+    kept: list[str],
+    failures: list[tuple[str, str, str]],
+    weights: str,
+    kind: str,
+) -> int:
+    import numpy as np
+
     if out_path is not None:
-        _save(out_path, out, kept, failures, embedder.weights_info.short, kind)
+        _save(out_path, out, kept, failures, weights, kind)
     else:
         np.set_printoptions(precision=4, suppress=True, threshold=8)
-        print(
-            f"{kind} embedding {tuple(out.shape)} from {len(kept)} file(s), "
-            f"weights {embedder.weights_info.short}"
-        )
+        print(f"{kind} embedding {tuple(out.shape)} from {len(kept)} file(s), weights {weights}")
         print(out)
     return opt.ExitCode.PARTIAL if failures else opt.ExitCode.OK
 

@@ -68,6 +68,16 @@ def embedder_object(files: list[str], wav: npt.NDArray[np.int16], module: torch.
     assert_type(embedder.embed_utterances(wav, sample_rate=16000), Embeddings)
     assert_type(embedder.embed_utterances(files, errors="skip"), EmbeddingResult)
     assert_type(embedder.embeds_from_wavs([wav], 16000, as_spk=True), Embeddings)
+    assert_type(
+        embedder.embeds_from_wavs([wav], 44100, batch_size=None, trim_top_db=None, rate=2.0), Embeddings
+    )
+    assert_type(embedder.embeds_from_mels([np.ones((200, 40), np.float32)], rate=1.3), Embeddings)
+    assert_type(embedder.utt_to_spk_embed(embedder.embed_utterances(files)), Embeddings)
+    assert_type(
+        embedder.voice_similarity(embedder.embed_utterances(files), embedder.embed_speaker(files)), float
+    )
+    assert_type(embedder.embed_conditioning(files[0]), Embeddings)
+    assert_type(speakerembed.embed_conditioning(files, weights="resemblyzer"), Embeddings)
     info = embedder.weights_info
     assert_type(info, WeightsInfo)
     assert_type(info.name, str)

@@ -172,7 +172,8 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     notes = [
         "Limit: the encoder alone on the windows the pipeline produced, in the same process, "
         f"alternating with the pipeline; median of {runs} runs. Data: "
-        f"{data['fp32_16000'].get('n_utterances', '?')} utterances of LibriSpeech test-other, VCTK and LJ Speech."
+        f"{data['fp32_16000'].get('n_utterances', '?')} utterances of LibriSpeech test-other, "
+        "VCTK and LJ Speech."
     ]
     if not native:
         notes.append(f"bf16 speed targets {na}; bf16 was timed in a single run.")

@@ -112,7 +112,7 @@ def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
                 color=colour,
                 edgecolor="black",
                 hatch="" if k == 0 else "//",
-                label=f"{s} ({o.replace('_', ' then ')})",
+                label=s if k == 0 else None,
             )
             bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
         for i, total in enumerate(bottom):
@@ -128,9 +128,11 @@ def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
     axes[0].set_xticks(range(len(rates)), [f"{int(r) / 1000:g} kHz" for r in rates])
     audio_s = order[rates[0]][ORDERS[0]]["audio_s"]
     axes[0].set_ylabel(f"ms for {audio_s:.0f} s of speech")
-    axes[0].set_title("Preprocessing time by order\n(plain: resample then trim; hatched: trim then resample)")
-    axes[0].margins(y=0.15)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_title(
+        "Preprocessing time by order\nplain: resample then trim; hatched: trim then resample", fontsize=10
+    )
+    axes[0].set_ylim(0, max(max(sum(order[r][o]["stages"].values()) for o in ORDERS) for r in rates) * 1400)
+    axes[0].legend(fontsize=8, loc="upper right", title="stage", title_fontsize=8)
     labels, eer_rt, eer_tr = [], [], []
     for r in rates:
         for trial in ("librispeech", "arctic"):
@@ -148,8 +150,8 @@ def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
     axes[1].set_xticks(xs, labels, fontsize=8)
     axes[1].set_ylabel("EER (%)")
     axes[1].set_ylim(0, max([*eer_rt, *eer_tr, 1.0]) * 1.3)
-    cos = ", ".join(f"{int(r) / 1000:g} kHz: {order[r]['min_cosine']:.4f}" for r in rates)
-    axes[1].set_title(f"EER by order (bars labelled, zeros included)\nworst cosine between orders — {cos}")
+    cos = ", ".join(f"{int(r) / 1000:g} kHz {order[r]['min_cosine']:.4f}" for r in rates)
+    axes[1].set_title(f"EER by order (every bar labelled)\nworst cosine between orders: {cos}", fontsize=10)
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

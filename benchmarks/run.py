@@ -62,9 +62,13 @@ def main() -> int:
     unknown = chosen - set(names)
     if unknown:
         parser.error(f"unknown families {sorted(unknown)}; choose from {','.join(names)}")
-    for name in chosen & set(FAMILIES):
+    for name in [f for f in FAMILIES if f in chosen]:
         if not opts.report_only:
-            res = modules[name].run(opts)
+            try:
+                res = modules[name].run(opts)
+            except Exception as exc:  # noqa: BLE001 - one family's failure must not lose the others
+                fig = h.Figure(name, "error", verdict=f"not measured: {type(exc).__name__}: {exc}"[:200])
+                res = h.FamilyResult(name, [fig], {}, h.machine_info(opts.threads))
             h.print_figures(res)
             h.write_family(res)
     for name, script, extra in SCRIPTS:

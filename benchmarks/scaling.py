@@ -120,6 +120,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     for _ in range(rounds):
         for p, t in configs:
             raw[f"{p}x{t}"].append(_launch(p, t, runs, max_files))
+            print(f"    {p}x{t}: {raw[f'{p}x{t}'][-1].get('xrt', 'error')}", file=sys.stderr, flush=True)
     xrt = {}
     for key, rs in raw.items():
         ok = [r["xrt"] for r in rs if "error" not in r]

@@ -122,7 +122,8 @@ def machine_line(m: dict[str, Any]) -> str:
     """One line naming the machine, for tables."""
     flags = ",".join(m.get("flags", [])) or "no AVX"
     gpu = f", {m['cuda']}" if m.get("cuda") else ""
-    return f"{m['cpu']} ({m['cores']} cores; {flags}){gpu}, torch {m['torch']}, {m['threads']} threads"
+    threads = f"{m['threads']} torch thread{'' if m['threads'] == 1 else 's'} per worker"
+    return f"{m['cpu']} ({m['cores']} cores; {flags}){gpu}, torch {m['torch']}, {threads}"
 
 
 # --------------------------------------------------------------------------------------------

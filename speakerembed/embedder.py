@@ -244,7 +244,7 @@ class SpeakerEmbedder:
             self.device = own
             self._encoder = enc.ModuleEncoder(encoder, precision)
             self.weights_info = _module_info(encoder)
-        #: The precision the encoder runs in (``"auto"`` resolved), and the one asked for.
+        # The precision the encoder runs in ("auto" resolved), and the one asked for.
         self.precision: ResolvedPrecision = self._encoder.precision
         self.requested_precision: Precision = precision
         self.load_seconds = time.perf_counter() - start

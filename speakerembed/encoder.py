@@ -190,7 +190,7 @@ class ModuleEncoder:
     module : torch.nn.Module
     precision : {"fp32", "bf16", "auto"}
         ``"auto"`` picks one for the module's device (:func:`resolve_precision`); the choice is
-        :attr:`precision`, and the reason :attr:`precision_reason`.
+        the ``precision`` attribute, and the reason ``precision_reason``.
         ``"bf16"`` runs a reduced-precision copy of the module (the module passed in is left
         untouched) and renormalises the output in float32. For Chatterbox's architecture
         (an ``nn.LSTM`` ``lstm`` and a ``proj``), every LSTM layer but the last runs in

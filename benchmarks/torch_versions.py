@@ -54,10 +54,13 @@ def worker_probe(cfg: dict[str, Any]) -> dict[str, Any]:
             times.append(time.perf_counter() - t0)
         out[f"{name}_ms"] = 1000 * statistics.median(times)
     if cfg.get("autocast", True):
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            t0 = time.perf_counter()
-            module(x)
-            out["autocast_bf16_ms"] = 1000 * (time.perf_counter() - t0)
+        try:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                t0 = time.perf_counter()
+                module(x)
+                out["autocast_bf16_ms"] = 1000 * (time.perf_counter() - t0)
+        except RuntimeError as exc:  # oneDNN refuses it on some CPUs
+            out["autocast_bf16_error"] = str(exc).splitlines()[0][:120]
     return out
 
 
@@ -113,12 +116,11 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
             if machine["native_bf16"] and slow > PATHOLOGICAL:
                 verdict = f"FAIL (bf16 {slow:.1f}x slower than fp32 on a CPU with native bf16)"
             auto = probe.get("autocast_bf16_ms")
+            auto_text = "fails" if "autocast_bf16_error" in probe else "—" if auto is None else f"{auto:.0f}"
             figures.append(
                 h.Figure(
                     f"torch {version}: 12 windows, fp32 / bf16 (module cast) / autocast bf16",
-                    f"{probe['fp32_ms']:.0f} / {probe['bf16_ms']:.0f} / "
-                    + ("—" if auto is None else f"{auto:.0f}")
-                    + " ms",
+                    f"{probe['fp32_ms']:.0f} / {probe['bf16_ms']:.0f} / " + auto_text + " ms",
                     "" if machine["native_bf16"] else "bf16 is emulated on this CPU (no avx512_bf16)",
                     verdict=verdict,
                     value=slow,

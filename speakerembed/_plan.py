@@ -6,9 +6,10 @@ between threads: each step is a parallel region with a barrier, so intra-op thre
 and, on a busy machine, collapse (OpenMP threads spin at every barrier while the cores they
 wait for run someone else). Separate processes share nothing and scale with the cores.
 
-Measured on the 2-core development machine (benchmarks/scaling.py, docs/performance.rst):
-2 processes x 1 thread gave more total throughput than 1 process x 2 threads, and with the
-machine shared, 2 threads in one process were many times slower than 1. Hence the rule:
+Measured on the 2-core development machine, shared with other jobs (benchmarks/scaling.py,
+docs/performance.rst): 1 process x 1 thread 32x real time, 2 processes x 1 thread 29x in
+total, 1 process x 2 threads 5x -- two intra-op threads collapsed to a seventh of one. Hence
+the rule:
 **one torch thread per encoder process, one process per core** (capped by memory: each CPU
 worker holds torch, the weights and its batches, about :data:`WORKER_BYTES`).
 
@@ -26,7 +27,7 @@ __all__ = ["THREADS_PER_WORKER", "WORKER_BYTES", "WorkerPlan", "available_cores"
 #: torch threads per CPU encoder process (see the module docstring for the measurement).
 THREADS_PER_WORKER = 1
 #: Peak memory of one CPU encoder worker: torch, the weights, a batch of windows and the
-#: utterances in flight (measured at 400-500 MB; rounded up).
+#: utterances in flight (measured at about 390 MB; with room for long utterances).
 WORKER_BYTES = 700 * 2**20
 
 

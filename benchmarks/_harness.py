@@ -329,10 +329,14 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _rst_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        # "--" would render as a dash (smart quotes); an escaped hyphen keeps "--help".
+        return text.replace("--", "-\\-") if text else ".."
+
     out = [".. list-table::", "   :header-rows: 1", ""]
     for row in (header, *rows):
-        out.append("   * - " + (row[0] or ".."))
-        out += ["     - " + (c or "..") for c in row[1:]]
+        out.append("   * - " + cell(row[0]))
+        out += ["     - " + cell(c) for c in row[1:]]
     return "\n".join(out)
 
 

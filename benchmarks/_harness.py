@@ -205,7 +205,10 @@ def eval_files(max_files: int | None = None) -> list[Path]:
     files += sorted((SPEECH / "ljspeech").glob("*.wav"))
     if not files:
         raise SystemExit(f"real speech not found under {SPEECH}; set SPEAKEREMBED_SPEECH_DIR")
-    return files[:max_files] if max_files else files
+    if not max_files or max_files >= len(files):
+        return files
+    step = len(files) / max_files  # spread over the corpora, not only the first one
+    return [files[int(i * step)] for i in range(max_files)]
 
 
 def load_set(files: Sequence[Path], rate: int) -> list[Any]:

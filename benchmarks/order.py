@@ -87,8 +87,11 @@ def eer(embeddings: list[list[float]], labels: list[str]) -> float:
     return 100.0 * out
 
 
-def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
-    """Stage times (left) and EER (right) for each order; every bar is labelled, zeros too."""
+def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> Any:
+    """Stage times (left) and EER (right) for each order; every bar is labelled, zeros too.
+
+    Returns the (closed) matplotlib figure, or None when no rate was measured.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -96,7 +99,7 @@ def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
 
     rates = [r for r in order if "error" not in order[r]]
     if not rates:
-        return
+        return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     width = 0.38
     colours = {"resample": "#4c72b0", "trim": "#dd8452", "mel": "#55a868"}
@@ -158,6 +161,7 @@ def plot(order: dict[str, Any], path: Path = ORDER_PNG) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}", file=sys.stderr)
+    return fig
 
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:

@@ -24,7 +24,7 @@ import copy
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,35 +81,49 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     resampling: dict[str, Any] = {}
     long = np.concatenate(wavs)
     for seconds in (2.5, 10, 30, 60, 120):
-        x = np.ascontiguousarray(long[: int(seconds * 44_100)])
+        part = np.ascontiguousarray(long[: int(seconds * 44_100)])
         res = SincResampler.get(44_100, 16_000, torch.device("cuda"))
-        cpu = h.median_time(lambda x=x: resample(x, 44_100, 16_000), runs, 1)[0]
-        gpu = sync_time(lambda x=x, res=res: res(torch.from_numpy(x).cuda()).cpu())
-        resampling[str(seconds)] = {"cpu_ms": 1000 * cpu, "gpu_ms": 1000 * gpu}
+
+        def on_cpu(a: Any = part) -> None:
+            resample(a, 44_100, 16_000)
+
+        def on_gpu(a: Any = part, r: Any = res) -> None:
+            r(torch.from_numpy(a).cuda()).cpu()
+
+        cpu = h.median_time(on_cpu, runs, 1)[0]
+        resampling[str(seconds)] = {"cpu_ms": 1000 * cpu, "gpu_ms": 1000 * sync_time(on_gpu)}
     out["resampling"] = resampling
     emb = SpeakerEmbedder("resemblyzer", device="cuda")
     batch_sizes: dict[str, float] = {}
     for b in (16, 64, 256, 1024):
-        x = torch.randn(b, 160, 40, device="cuda")
-        batch_sizes[str(b)] = b * 1.6 / sync_time(lambda x=x: emb.encoder(x))
+        windows = torch.randn(b, 160, 40, device="cuda")
+
+        def encode(w: Any = windows) -> None:
+            emb.encoder(w)
+
+        batch_sizes[str(b)] = b * 1.6 / sync_time(encode)
     out["encoder_xrt_by_batch"] = batch_sizes
-    x = torch.randn(256, 160, 40, device="cuda")
-    ref = emb.encoder(x)
+    probe = torch.randn(256, 160, 40, device="cuda")
+    ref = emb.encoder(probe)
     precisions: dict[str, Any] = {}
     for name in ("fp32", "bf16", "fp16"):
+        enc: Any
         if name == "fp16":
             half = copy.deepcopy(emb.encoder.module).half()
 
-            def enc(x: Any = x, m: Any = half) -> Any:
+            def enc(w: Any, m: Any = half) -> Any:
                 with torch.inference_mode():
-                    y = m(x.half()).float()
+                    y = m(w.half()).float()
                 return y / torch.linalg.norm(y, dim=1, keepdim=True)
 
         else:
-            e2 = SpeakerEmbedder("resemblyzer", device="cuda", precision=name)
-            enc = e2.encoder  # type: ignore[assignment]
-        t = sync_time(lambda enc=enc: enc(x))
-        cos = float((enc(x) * ref).sum(dim=1).min())
+            enc = SpeakerEmbedder("resemblyzer", device="cuda", precision=cast(Any, name)).encoder
+
+        def timed(e: Any = enc) -> None:
+            e(probe)
+
+        t = sync_time(timed)
+        cos = float((enc(probe) * ref).sum(dim=1).min())
         precisions[name] = {"xrt": 256 * 1.6 / t, "min_cosine": cos}
     out["precision"] = precisions
     return out

@@ -40,10 +40,26 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
 def tests_chatterbox(session: nox.Session) -> None:
-    """Parity with chatterbox-tts's own VoiceEncoder (installs chatterbox-tts, torch 2.6, ~6 GB)."""
+    """Parity with chatterbox-tts's own VoiceEncoder (installs chatterbox-tts, torch 2.6, ~6 GB).
+
+    chatterbox-tts pins torch 2.6, the oldest torch speakerembed supports, so this session also
+    runs a core subset of the tests (stages, precision rule, embeddings) under it.
+    """
     session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4")
     session.install("-e", ".", "--group", "test")
     session.run("pytest", "-m", "chatterbox", "-p", "no:cacheprovider", *session.posargs)
+    session.run("python", "-c", "import torch; print('core tests under torch', torch.__version__)")
+    session.run(
+        "pytest",
+        "-m",
+        "not chatterbox",
+        "-p",
+        "no:cacheprovider",
+        "tests/test_stages.py",
+        "tests/test_precision.py",
+        "tests/test_plan.py",
+        "tests/test_determinism.py",
+    )
 
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
@@ -86,7 +102,7 @@ def examples(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: throughput, per-stage time, latency, memory; writes benchmarks/results/."""
+    """Every benchmark family (benchmarks/run.py; ``-- --only throughput`` for one): benchmarks/results/."""
     _install(session, "test", "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
 

@@ -21,6 +21,7 @@ above it (the wall-clock figure is too noisy on a shared machine to gate on).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -94,6 +95,7 @@ def main() -> int:
         help="torch CPU threads (default: torch's choice); 1 is steadier on a busy machine",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 if the recorder takes more than 2%%")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one RESULT line")
     args = parser.parse_args()
 
     import torch
@@ -152,6 +154,9 @@ def main() -> int:
     print("hook calls per run:", dict(sorted(timed.calls.items())))
     utterances = registry.get_sample_value("speakerembed_utterances_total", {"outcome": "success"})
     print(f"utterances recorded: {utterances:.0f} (expected {n_files * (args.runs + 1) + len(groups[0])})")
+    if args.json:
+        figures = {"wall_overhead": wall, "inside_share": inside, "hook_us": per_hook * 1e6, "base_s": base}
+        print("RESULT " + json.dumps(figures))
     if args.check and inside > 0.02:
         print("FAIL: recording takes more than 2% of the embedding time")
         return 1

@@ -119,8 +119,9 @@ def embed_utterances(
         Preprocessing and windowing; ``Pipeline()`` by default.
     device : str or torch.device or None
         ``"cpu"``, ``"cuda"`` or ``"mps"``; ``None`` picks the best available.
-    precision : {"fp32", "bf16"}
-        Encoder precision.
+    precision : {"fp32", "bf16", "auto"}
+        Encoder precision; ``"auto"`` picks bf16 where the hardware runs it faster
+        (:func:`speakerembed.encoder.resolve_precision`).
     encoder : {"builtin", "chatterbox"}
         Which implementation of the network to load the weights into.
     registry : prometheus_client.CollectorRegistry or None

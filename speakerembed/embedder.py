@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
-    from .encoder import EncoderImpl, ModuleEncoder, Precision
+    from .encoder import EncoderImpl, ModuleEncoder, Precision, ResolvedPrecision
     from .weights import WeightsInfo
 
 __all__ = ["AudioInput", "EmbeddingResult", "Failure", "SpeakerEmbedder"]
@@ -192,9 +192,12 @@ class SpeakerEmbedder:
         such as a running ``ChatterboxTTS``'s ``.ve``, is used as is, on its own device.
     device : str or torch.device or None
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``. ``None`` picks CUDA, then MPS, then CPU.
-    precision : {"fp32", "bf16"}
-        ``"bf16"`` runs the encoder in bfloat16: faster on CPUs with bf16 support and on GPUs,
-        with cosine above 0.999 against fp32.
+    precision : {"fp32", "bf16", "auto"}
+        ``"bf16"`` runs the encoder in bfloat16: faster on CPUs with native bf16 (avx512_bf16,
+        AMX) and on GPUs, with cosine above 0.999 against fp32; emulated, so slower, elsewhere.
+        ``"auto"`` picks bf16 where the hardware runs it faster and fp32 elsewhere
+        (:func:`speakerembed.encoder.resolve_precision`); :attr:`precision` holds the choice,
+        and the repr shows it.
     pipeline : Pipeline or None
         The default preprocessing for calls that do not pass their own.
     registry : prometheus_client.CollectorRegistry or None
@@ -255,14 +258,16 @@ class SpeakerEmbedder:
             self.device = own
             self._encoder = enc.ModuleEncoder(encoder, precision)
             self.weights_info = _module_info(encoder)
-        self.precision: Precision = precision
+        # The precision the encoder runs in ("auto" resolved), and the one asked for.
+        self.precision: ResolvedPrecision = self._encoder.precision
+        self.requested_precision: Precision = precision
         self.load_seconds = time.perf_counter() - start
         self._recorder.model_loaded(self.load_seconds, self.weights_info, self.device.type)
 
     def __repr__(self) -> str:
         return (
             f"SpeakerEmbedder(weights={self.weights_info.short!r}, device={str(self.device)!r}, "
-            f"precision={self.precision!r})"
+            f"precision={self.precision!r}{' (auto)' if self.requested_precision == 'auto' else ''})"
         )
 
     @property

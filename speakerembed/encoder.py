@@ -34,13 +34,29 @@ __all__ = [
     "EncoderImpl",
     "ModuleEncoder",
     "Precision",
+    "ResolvedPrecision",
     "VoiceEncoder",
     "adapt_state_dict",
+    "cpu_bf16_ok",
+    "cpu_has_native_bf16",
     "load_encoder",
     "resolve_device",
+    "resolve_precision",
 ]
 
-Precision = Literal["fp32", "bf16"]
+#: What callers ask for: ``"auto"`` resolves to one of the other two (:func:`resolve_precision`).
+Precision = Literal["fp32", "bf16", "auto"]
+#: What an encoder runs in.
+ResolvedPrecision = Literal["fp32", "bf16"]
+
+#: CPU flags (Linux ``/proc/cpuinfo``) that mean native bfloat16 arithmetic.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: torch releases ("major.minor") whose CPU bfloat16 LSTM is pathologically slow even with the
+#: module cast that speakerembed uses. Measured (docs/performance.rst, benchmarks/
+#: torch_versions.py): none of the supported releases (2.6 to 2.13). torch 2.13's *autocast*
+#: bf16 LSTM is pathological (6.7 s for 12 windows against 16 ms on 2.6), which is why
+#: speakerembed never uses autocast: bf16 always means a bfloat16 copy of the weights.
+CPU_BF16_SLOW_TORCH: frozenset[str] = frozenset()
 EncoderImpl = Literal["builtin", "chatterbox"]
 
 N_MELS = 40
@@ -172,29 +188,36 @@ class ModuleEncoder:
     Parameters
     ----------
     module : torch.nn.Module
-    precision : {"fp32", "bf16"}
+    precision : {"fp32", "bf16", "auto"}
+        ``"auto"`` picks one for the module's device (:func:`resolve_precision`); the choice is
+        the ``precision`` attribute, and the reason ``precision_reason``.
         ``"bf16"`` runs a reduced-precision copy of the module (the module passed in is left
         untouched) and renormalises the output in float32. For Chatterbox's architecture
         (an ``nn.LSTM`` ``lstm`` and a ``proj``), every LSTM layer but the last runs in
         bfloat16 and the last layer and the projection in float32: on the dev speech, an
         all-bfloat16 LSTM gives a worst cosine of 0.9986 against float32, and the float32
         last layer 0.9999 (see docs/performance.rst). Other modules run wholly in bfloat16.
+        The cast is of the weights (a bfloat16 copy of the module), never ``torch.autocast``.
     """
 
     def __init__(self, module: nn.Module, precision: Precision = "fp32") -> None:
-        if precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision={precision!r} is not 'fp32' or 'bf16'")
-        self.precision: Precision = precision
-        if precision == "bf16":
+        if precision not in ("fp32", "bf16", "auto"):
+            raise ConfigError(f"precision={precision!r} is not 'fp32', 'bf16' or 'auto'")
+        device = module_device(module)
+        resolved, reason = resolve_precision(precision, device)
+        self.requested: Precision = precision
+        self.precision: ResolvedPrecision = resolved
+        self.precision_reason: str = reason
+        if resolved == "bf16":
             module = _bf16_copy(module)
-            if module_device(module).type == "cpu" and not native_cpu_bf16():
+            if device.type == "cpu" and not cpu_has_native_bf16():
                 logger.warning(
-                    "precision='bf16' on a CPU without native bfloat16 (%s) is emulated and "
-                    "slower than fp32; use precision='fp32' here",
+                    "precision='bf16' on a CPU without native bfloat16 (no avx512_bf16 or AMX; "
+                    "torch sees %s) is emulated and slower than fp32; use precision='auto' or 'fp32' here",
                     torch.backends.cpu.get_cpu_capability(),
                 )
         self.module = module.eval()
-        self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._dtype = torch.bfloat16 if resolved == "bf16" else torch.float32
         self._lock = threading.Lock()
 
     @property
@@ -305,12 +328,92 @@ def load_encoder(
     return ModuleEncoder(module, precision), info, time.perf_counter() - start
 
 
-def native_cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 pays off."""
+def _cpu_flags() -> frozenset[str]:
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), so bf16 can pay off.
+
+    Reads the CPU flags (``avx512_bf16``, ``amx_bf16``) from ``/proc/cpuinfo``; where there is
+    none (not Linux), asks torch's CPU capability for AMX or BF16. An AVX-512 CPU without
+    ``avx512_bf16`` emulates bfloat16 and counts as *not* native.
+    """
+    flags = _cpu_flags()
+    if flags:
+        return bool(flags & BF16_CPU_FLAGS)
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    return "AMX" in capability or "BF16" in capability
+
+
+def cpu_bf16_ok(version: str | None = None) -> bool:
+    """Whether this torch release runs the module-cast bfloat16 LSTM on the CPU at a sane speed.
+
+    Parameters
+    ----------
+    version : str or None
+        A torch version such as ``"2.13.0+cpu"``; ``None`` for the running torch.
+    """
+    release = ".".join((version or torch.__version__).split("+")[0].split(".")[:2])
+    return release not in CPU_BF16_SLOW_TORCH
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> tuple[ResolvedPrecision, str]:
+    """The precision an encoder on ``device`` runs in, and why.
+
+    The rule for ``"auto"``: bfloat16 where the hardware runs it faster, float32 elsewhere.
+
+    * a CUDA device that supports bfloat16 (``torch.cuda.is_bf16_supported()``, Ampere and
+      later): ``"bf16"``;
+    * a CPU with native bfloat16 (:func:`cpu_has_native_bf16`: ``avx512_bf16`` or AMX), under
+      a torch whose CPU bf16 LSTM is not pathological (:func:`cpu_bf16_ok`): ``"bf16"``;
+    * anything else (AVX2 or AVX-512 CPUs without bf16, MPS, older GPUs): ``"fp32"``.
+
+    An explicit ``"bf16"`` is kept, except on a CPU under a torch release whose bf16 path is
+    known to be pathological, where it falls back to ``"fp32"`` with a warning.
+
+    Parameters
+    ----------
+    precision : {"fp32", "bf16", "auto"}
+    device : torch.device
+
+    Returns
+    -------
+    precision : {"fp32", "bf16"}
+    reason : str
+        One line for logs and reprs, e.g. ``"auto: CPU without avx512_bf16 or AMX"``.
+    """
+    if precision == "fp32":
+        return "fp32", "asked for"
+    if precision == "bf16":
+        if device.type == "cpu" and not cpu_bf16_ok():
+            logger.warning(
+                "precision='bf16' falls back to 'fp32': torch %s's CPU bfloat16 LSTM is "
+                "pathologically slow; use another torch release for bf16 on the CPU",
+                torch.__version__,
+            )
+            return "fp32", f"bf16 asked for, but torch {torch.__version__}'s CPU bf16 is slow"
+        return "bf16", "asked for"
+    if precision != "auto":
+        raise ConfigError(f"precision={precision!r} is not 'fp32', 'bf16' or 'auto'")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "auto: CUDA device with bfloat16"
+        return "fp32", "auto: CUDA device without bfloat16"
+    if device.type == "cpu":
+        if not cpu_has_native_bf16():
+            return "fp32", "auto: CPU without avx512_bf16 or AMX"
+        if not cpu_bf16_ok():
+            return "fp32", f"auto: torch {torch.__version__}'s CPU bf16 LSTM is slow"
+        return "bf16", "auto: CPU with native bfloat16"
+    return "fp32", f"auto: {device.type} device"
 
 
 def module_device(module: Any) -> torch.device:

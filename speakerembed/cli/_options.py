@@ -142,7 +142,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N or mps (default: best available)",
     )
     g.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32", help="encoder precision (default: fp32)"
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="encoder precision (default: fp32); auto picks bf16 where the hardware runs it "
+        "faster (GPUs with bf16, CPUs with avx512_bf16 or AMX) and fp32 elsewhere",
     )
     g.add_argument(
         "--threads",

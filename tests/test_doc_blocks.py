@@ -241,6 +241,8 @@ def test_readme_command_1_installs_what_the_readme_examples_use() -> None:
     installed = {_requirement_name(r) for r in project["dependencies"]}
     for extra in extras.group(1).split(","):
         installed |= {_requirement_name(r) for r in project["optional-dependencies"][extra]}
+    # Packages the command installs on their own, e.g. `pip install --no-deps "resemblyzer==0.1.4"`.
+    installed |= {_requirement_name(m) for m in re.findall(r'--no-deps "?([\w.=<>-]+)"?', command)}
 
     distributions = importlib.metadata.packages_distributions()
     for block in (b for b in BLOCKS if b.page.name == "README.md" and not b.skipped):

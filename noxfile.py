@@ -104,6 +104,7 @@ def examples(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark family (benchmarks/run.py; ``-- --only throughput`` for one): benchmarks/results/."""
     _install(session, "test", "bench")
+    session.install("-e", ".[ray]", TORCH)  # benchmarks/bench_ray.py
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 

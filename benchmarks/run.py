@@ -39,9 +39,12 @@ FAMILIES = [
 ]
 
 #: Standalone benchmark scripts run as they are (their output goes to
-#: ``benchmarks/results/<name>.txt``): (name, script, extra arguments). The slot for the corpus
-#: and Ray benchmarks, e.g. ``("corpus", "bench_corpus.py", [])``, ``("ray", "bench_ray.py", [])``.
-SCRIPTS: list[tuple[str, str, list[str]]] = []
+#: ``benchmarks/results/<name>.txt``): (name, script, extra arguments). The Ray benchmark needs
+#: ``speakerembed[ray]`` (``nox -s bench`` installs it).
+SCRIPTS: list[tuple[str, str, list[str]]] = [
+    ("corpus", "bench_corpus.py", []),
+    ("ray", "bench_ray.py", []),
+]
 
 
 def main() -> int:
@@ -74,14 +77,17 @@ def main() -> int:
     for name, script, extra in SCRIPTS:
         if name in chosen and not opts.report_only:
             print(f"  {script} ...", file=sys.stderr, flush=True)
+            path = h.ROOT / "benchmarks" / script
+            quick = ["--quick"] if opts.quick and "--quick" in path.read_text() else []
             proc = subprocess.run(
-                [sys.executable, str(h.ROOT / "benchmarks" / script), *extra],
+                [sys.executable, str(path), *extra, *quick],
                 capture_output=True,
                 text=True,
                 cwd=str(h.ROOT),
             )
             h.RESULTS.mkdir(parents=True, exist_ok=True)
             (h.RESULTS / f"{name}.txt").write_text(proc.stdout + proc.stderr)
+            print(proc.stdout, end="", flush=True)
     results = []
     for name in FAMILIES:
         path = h.RESULTS / f"{name}.json"

@@ -241,3 +241,19 @@ def test_cli_verify_usage_errors_before_any_work(
     )
     assert code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_large_lists_go_through_the_corpus_job_with_the_same_rows(
+    embedder: SpeakerEmbedder, tmp_path: Path
+) -> None:
+    from speakerembed._embed_files import embed_files
+
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio" * 50)
+    paths = [*(str(p) for p in sorted(AUDIO.glob("*_1.wav"))), str(bad), str(tmp_path / "missing.wav")]
+    chunked_rows, chunked_failed = embed_files(embedder, paths)
+    corpus_rows, corpus_failed = embed_files(embedder, paths, corpus_min_files=1)
+    assert set(corpus_rows) == set(chunked_rows) == set(paths[:3])
+    for path in chunked_rows:
+        np.testing.assert_allclose(corpus_rows[path], chunked_rows[path], atol=1e-5)
+    assert set(corpus_failed) == set(chunked_failed) == {str(bad), str(tmp_path / "missing.wav")}

@@ -13,8 +13,9 @@ the rule:
 **one torch thread per encoder process, one process per core** (capped by memory: each CPU
 worker holds torch, the weights and its batches, about :data:`WORKER_BYTES`).
 
-This module is internal; the corpus job (``speakerembed corpus``) uses :func:`plan_workers`
-for its defaults.
+This module is internal. The corpus job's Ray engine plans its CPU actors by the same rule (one
+1-thread actor per CPU, :mod:`speakerembed.corpus.ray_engine`); the local engine runs one encoder
+process and decodes on the cores torch leaves free.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def tests_chatterbox(session: nox.Session) -> None:
     chatterbox-tts pins torch 2.6, the oldest torch speakerembed supports, so this session also
     runs a core subset of the tests (stages, precision rule, embeddings) under it.
     """
-    session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4")
+    # chatterbox-tts pins NumPy 1.x; pyarrow 26+ needs NumPy 2 (the [chatterbox] extra says so too).
+    session.install(CHATTERBOX, "resampy>=0.4", "resemblyzer>=0.1.4", "pyarrow>=14,<26")
     session.install("-e", ".", "--group", "test")
     session.run("pytest", "-m", "chatterbox", "-p", "no:cacheprovider", *session.posargs)
     session.run("python", "-c", "import torch; print('core tests under torch', torch.__version__)")

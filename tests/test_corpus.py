@@ -515,3 +515,20 @@ def test_progress_bar_on_a_terminal_and_log_lines_elsewhere(
     quiet = io.StringIO()
     embed_corpus(corpus / "bad", tmp_path / "b", embedder=embedder, progress="off", progress_stream=quiet)
     assert quiet.getvalue() == ""
+
+
+def test_a_pyarrow_that_cannot_be_imported_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # E.g. pyarrow 26+ beside the NumPy 1.x that chatterbox-tts pins: installed, but not importable.
+    import importlib.util
+    import sys
+
+    from speakerembed import BackendUnavailableError
+    from speakerembed.corpus.api import require_corpus_packages
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: object())  # "installed"
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ImportError
+    with pytest.raises(BackendUnavailableError) as info:
+        require_corpus_packages("speakerembed corpus")
+    message = str(info.value)
+    assert message.startswith("speakerembed corpus needs pyarrow, which is installed but cannot be imported")
+    assert "pip install 'pyarrow<26'" in message

@@ -204,6 +204,17 @@ def require_corpus_packages(feature: str, *, bar: bool = False) -> None:
     for package in ("pyarrow", "tqdm") if bar else ("pyarrow",):
         if importlib.util.find_spec(package) is None:
             raise missing_backend(package, "corpus", feature)
+    try:
+        import pyarrow  # noqa: F401 - installed is not enough: it must import
+    except ImportError as exc:
+        from ..errors import BackendUnavailableError
+
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackendUnavailableError(
+            f"{feature} needs pyarrow, which is installed but cannot be imported ({why}); "
+            "pyarrow 26 and later need NumPy 2: where NumPy 1.x is pinned (chatterbox-tts pins "
+            "it), pip install 'pyarrow<26', or upgrade NumPy"
+        ) from exc
 
 
 def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> None:

@@ -322,6 +322,22 @@ def _umask() -> int:
     return mask
 
 
+#: Picture formats that ``--plot`` writes (matplotlib's own, by suffix).
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_output(path: str | None) -> Path | None:
+    """Check ``--plot FILE`` before any work: a picture suffix, a writable folder, and matplotlib."""
+    if not path:
+        return None
+    out = check_output(path, PLOT_SUFFIXES, "--plot")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed to ``path`` atomically.

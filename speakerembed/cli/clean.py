@@ -16,7 +16,6 @@ __all__ = ["add_parser", "run"]
 
 NAME = "clean"
 SUFFIXES = (".parquet", ".csv")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def _cosine(text: str) -> float:
@@ -110,12 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
-    plot_path = opt.check_output(args.plot, PLOT_SUFFIXES, "--plot") if args.plot else None
-    if plot_path is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
+    plot_path = opt.check_plot_output(args.plot)
     if not Path(args.input).is_dir():
         raise opt.usage_error(
             f"INPUT {args.input} is not a folder; pass a corpus output or a folder of speaker folders"

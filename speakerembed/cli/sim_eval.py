@@ -57,12 +57,7 @@ def summary_path(scores: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run ``sim-eval``."""
     out = opt.check_output(args.output, (".jsonl",)) if args.output else None
-    plot_path = opt.check_output(args.plot, (".png", ".svg", ".pdf"), "--plot") if args.plot else None
-    if plot_path is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
+    plot_path = opt.check_plot_output(args.plot)
     if Path(args.meta).suffix.lower() != ".csv" and args.gen_dir is None:
         raise opt.usage_error(f"{args.meta} is a meta.lst: pass GEN_DIR, the folder of generated <utt>.wav")
     if Path(args.meta).suffix.lower() == ".csv" and args.gen_dir is not None:

@@ -12,7 +12,6 @@ from . import _options as opt
 __all__ = ["add_parser", "run"]
 
 NAME = "verify"
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -72,16 +71,11 @@ def run(args: argparse.Namespace) -> int:
     scores_path = (
         opt.check_output(args.scores, (".txt", ".tsv", ".scores", ""), "--scores") if args.scores else None
     )
-    plot_path = opt.check_output(args.plot, PLOT_SUFFIXES, "--plot") if args.plot else None
+    plot_path = opt.check_plot_output(args.plot)
     if args.top_n < 2:
         raise opt.usage_error(f"--top-n must be at least 2, got {args.top_n}")
     if args.root is not None and not Path(args.root).is_dir():
         raise opt.usage_error(f"--root {args.root} is not a folder")
-    if plot_path is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
     from ..verify import read_trials, verify_trials
 
     trials = read_trials(args.trials)  # a malformed list fails before the model loads

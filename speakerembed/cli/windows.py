@@ -15,7 +15,6 @@ __all__ = ["add_parser", "run", "windows_table"]
 
 NAME = "windows"
 SUFFIXES = (".parquet",)
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -72,12 +71,7 @@ def windows_table(result: WindowedEmbeddings) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run ``windows``."""
     out_path = opt.check_output(args.output, SUFFIXES) if args.output else None
-    plot_path = opt.check_output(args.plot, PLOT_SUFFIXES, "--plot") if args.plot else None
-    if plot_path is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise opt.usage_error("--plot needs matplotlib: pip install 'speakerembed[plot]'")
+    plot_path = opt.check_plot_output(args.plot)
     if out_path is not None:
         try:
             import pyarrow.parquet as pq

@@ -125,8 +125,12 @@ def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
     elif dtype.kind == "f":
         # Check the values in their own dtype: a float64 sample beyond float32's range would
         # overflow (with a RuntimeWarning) in the cast.
-        finite = np.isfinite(array)
-        if not finite.all():
+        # Two reductions, no temporary: the minimum and maximum are NaN or infinite exactly
+        # when some sample is, and they give the peak.
+        low = float(np.min(array)) if array.size else 0.0
+        high = float(np.max(array)) if array.size else 0.0
+        if not (np.isfinite(low) and np.isfinite(high)):
+            finite = np.isfinite(array)
             bad = int(array.size - np.count_nonzero(finite))
             first = int(np.argmin(finite.reshape(-1)))
             raise AudioError(
@@ -135,7 +139,7 @@ def to_float32(array: npt.NDArray[Any], source: str) -> npt.NDArray[np.float32]:
                 source=source,
                 stage="load",
             )
-        peak = float(np.max(np.abs(array))) if array.size else 0.0
+        peak = max(-low, high)
         if peak > MAX_FLOAT_PEAK:
             raise AudioError(
                 f"float samples peak at {peak:.4g}, outside [-1, 1]; this looks like integer PCM "

@@ -65,6 +65,23 @@ def test_frame_power_tensor_matches_numpy(short_utterances: list[Path]) -> None:
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-15)
 
 
+@pytest.mark.parametrize("n", [1, 300, 511, 512, 513, 2047, 2048, 2049, 16_000, 16_001])
+@pytest.mark.parametrize(("frame", "hop"), [(2048, 512), (5645, 1411), (8, 4), (6, 2)])
+def test_frame_power_equals_explicit_frames(n: int, frame: int, hop: int) -> None:
+    """Both frame_power paths (whole hops, cumulative sums) against framing done by hand."""
+    wav = (np.random.default_rng(n).standard_normal(n) * 0.3).astype(np.float32)
+    wav[: n // 3] *= 1e-4  # a quiet stretch next to loud audio
+    half = frame // 2
+    padded = np.pad(wav.astype(np.float64), (half, half))
+    n_frames = 1 + (n + 2 * half - frame) // hop
+    ref = np.array([np.mean(padded[i * hop : i * hop + frame] ** 2) for i in range(n_frames)])
+    ours = frame_power(wav, frame, hop)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, rtol=1e-7, atol=1e-13)
+    tensor = frame_power_tensor(torch.from_numpy(wav), frame, hop).numpy()
+    np.testing.assert_allclose(tensor, ref, rtol=1e-7, atol=1e-13)
+
+
 def test_bf16_close_to_fp32_on_real_speech(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
     bf16 = SpeakerEmbedder(encoder=embedder.encoder.module, precision="bf16")
     a = embedder.embed_utterances(short_utterances)

@@ -1,21 +1,30 @@
-"""Run a generator ahead of its consumer in a thread, with a bounded queue.
+"""Preparing utterances (decode, resample, trim, mel) beside the encoder, in two ways.
 
-The embedder prepares the next utterances (decode, resample, trim, mel: NumPy, libsoxr and
-torch, all of which release the GIL) while the encoder runs on the current batch. The queue
-is bounded, so memory stays bounded; items arrive in order, so results do not depend on
-timing.
+NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in parallel.
+
+* :func:`prefetch`: when torch's threads leave a core free, one thread runs the preparation
+  *ahead of* the encoder, overlapping it, through a bounded queue.
+* :func:`map_in_bursts`: when the encoder's threads use every core, overlapping would only
+  fight it (OpenMP threads spin at their barriers), so the preparation runs *between* encoder
+  batches instead: when the encoder asks for the next utterance, a burst of the following ones
+  is prepared on one thread per core, each thread with one torch thread.
+
+Both keep memory bounded and yield items in order, so results do not depend on timing.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import TypeVar
 
-__all__ = ["prefetch"]
+__all__ = ["map_in_bursts", "prefetch"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _DONE = object()
 
@@ -63,3 +72,34 @@ def prefetch(source: Iterator[T], depth: int = 2) -> Iterator[T]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
+
+
+def _one_torch_thread() -> None:
+    """Pool initializer: one intra-op thread for torch calls made from this thread.
+
+    OpenMP's thread count is per thread, so the encoder's thread keeps its own.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def map_in_bursts(fn: Callable[[T], R], items: Iterable[T], workers: int, burst: int) -> Iterator[R]:
+    """Yield ``fn(item)`` for each item, in order, computed ``burst`` at a time on ``workers`` threads.
+
+    A burst is computed only when the consumer asks for an item and none is ready, so the
+    threads never run while the consumer does. ``fn`` should not raise; if it does, the
+    exception is raised at its item's position. At most ``burst`` results are held at once.
+    """
+    it = iter(items)
+    if workers < 2:
+        yield from map(fn, it)
+        return
+    with ThreadPoolExecutor(
+        workers, thread_name_prefix="speakerembed-prepare", initializer=_one_torch_thread
+    ) as pool:
+        while True:
+            chunk = list(islice(it, burst))
+            if not chunk:
+                return
+            yield from pool.map(fn, chunk)

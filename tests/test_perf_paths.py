@@ -144,6 +144,63 @@ def test_prefetch_stops_when_the_consumer_stops() -> None:
     assert len(produced) < 10
 
 
+def test_burst_preparation_is_bitwise_deterministic(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import soxr
+
+    wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances]
+    inputs: list[object] = [*wavs, *short_utterances]  # arrays and files, as one call
+    rates = [44_100] * len(wavs) + [None] * len(short_utterances)
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 3)
+    assert embedder._preparation_plan(len(inputs)) == (0, 3)
+    threads_before = torch.get_num_threads()
+    bursts = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
+    # The preparing threads' one torch thread is theirs; the encoder's thread keeps its own.
+    assert torch.get_num_threads() == threads_before
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
+    serial = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(bursts, serial)
+
+
+def test_burst_preparation_reports_the_failing_input(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 2)
+    inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
+    with pytest.raises(AudioError, match="input 2") as info:
+        embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]
+    assert "silence" in str(info.value)
+    result = embedder.embed_utterances(inputs, sample_rate=16_000, errors="skip")  # type: ignore[arg-type]
+    assert result.indices.tolist() == [0, 1, 3]
+    assert [f.index for f in result.failures] == [2]
+    expected = embedder.embed_utterances([inputs[i] for i in (0, 1, 3)], sample_rate=16_000)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(result.embeddings, expected)
+
+
+def test_map_in_bursts_keeps_order_and_waits_for_the_consumer() -> None:
+    from speakerembed._prefetch import map_in_bursts
+
+    started: list[int] = []
+
+    def square(i: int) -> int:
+        started.append(i)
+        if i == 7:
+            raise ValueError("seven")
+        return i * i
+
+    it = map_in_bursts(square, range(20), workers=2, burst=3)
+    assert [next(it) for _ in range(4)] == [0, 1, 4, 9]
+    # Two bursts asked for, so six items computed and no more: nothing runs ahead.
+    assert sorted(started) == list(range(6))
+    assert [next(it), next(it), next(it)] == [16, 25, 36]
+    with pytest.raises(ValueError, match="seven"):
+        next(it)
+    assert sorted(started) == list(range(9))
+
+
 def test_device_path_on_cpu_matches_host_path(
     embedder: SpeakerEmbedder, short_utterances: list[Path]
 ) -> None:

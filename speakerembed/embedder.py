@@ -24,7 +24,7 @@ import numpy as np
 
 from . import chatterbox_compat as _cb
 from ._observe import NULL_RECORDER, Recorder
-from ._prefetch import map_in_bursts, prefetch
+from ._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts, prefetch
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
@@ -57,11 +57,6 @@ AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
 #: With ``Pipeline(resample_device="auto")``, utterances at least this long are resampled,
 #: trimmed and turned into mels on a CUDA device; shorter ones on the CPU.
 AUTO_DEVICE_MIN_SECONDS = 30.0
-#: Most threads that prepare utterances (decode, resample, trim, mel) in bursts.
-MAX_PREPARE_THREADS = 8
-#: Utterances prepared per thread in each burst: enough to even out their lengths, few
-#: enough that memory stays a handful of mels per thread.
-BURST_PER_THREAD = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,9 +214,7 @@ class SpeakerEmbedder:
     """
 
     #: Utterances prepared ahead of the encoder in a background thread: 0 for none, ``None``
-    #: for 2 when torch leaves a core free, else 0. On a machine where torch's threads use
-    #: every core, the benchmark measured the thread as a loss (158x against 188x real time at
-    #: 44.1 kHz on 2 cores): it competes with the encoder for the same cores.
+    #: for :func:`~speakerembed._prefetch.auto_prefetch_depth` (2 when torch leaves a core free).
     _prefetch_depth: int | None = None
     #: Threads that prepare utterances in bursts between encoder batches: ``None`` picks
     #: (see :meth:`_preparation_plan`), 1 prepares in line.
@@ -484,16 +477,10 @@ class SpeakerEmbedder:
         """
         if n_items < 2:
             return 0, 1
-        import torch
-
-        cores = _usable_cores()
-        depth = self._prefetch_depth if self._prefetch_depth is not None else _auto_prefetch_depth()
-        if self._prepare_threads is not None:
-            threads = self._prepare_threads
-        elif self.device.type != "cpu":
-            threads = min(cores, MAX_PREPARE_THREADS)
-        else:
-            threads = 1 if depth > 0 else min(cores, torch.get_num_threads(), MAX_PREPARE_THREADS)
+        depth = self._prefetch_depth if self._prefetch_depth is not None else auto_prefetch_depth()
+        threads = self._prepare_threads
+        if threads is None:
+            threads = burst_threads(self.device.type, depth)
         return depth, max(1, min(threads, n_items))
 
     def _prepare_all(
@@ -758,19 +745,6 @@ class SpeakerEmbedder:
                             flush()
             flush()
         return out
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
-def _auto_prefetch_depth() -> int:
-    import torch
-
-    return 2 if torch.get_num_threads() < _usable_cores() else 0
 
 
 def _as_library_error(exc: BaseException, source: str) -> SpeakerEmbedError:

@@ -187,8 +187,18 @@ def _pooled(
 
 
 def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
-    for index, record in enumerate(records):
-        yield prepare_one(preparer, index, record, job.pipeline)
+    """Prepared records from this process, in bursts between encoder batches.
+
+    The same as ``embed_utterances`` (:func:`speakerembed._prefetch.map_in_bursts`).
+    """
+    from .._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
+
+    threads = burst_threads(preparer.device.type, auto_prefetch_depth())
+
+    def one(pair: tuple[int, Record]) -> Outcome:
+        return prepare_one(preparer, pair[0], pair[1], job.pipeline)
+
+    return map_in_bursts(one, enumerate(records), threads, BURST_PER_THREAD * threads)
 
 
 def first_failure(table: pa.Table) -> int:

@@ -355,6 +355,55 @@ def test_worker_processes_and_streaming_give_the_same_rows(
     assert sum(r["duration_s"] >= 4.0 for r in rows) >= 1  # some were streamed
 
 
+_CRASHING_DECODER = """
+import os, signal
+if os.environ.get("SPEAKEREMBED_TEST_CRASH_ON"):
+    import soundfile
+
+    _init = soundfile.SoundFile.__init__
+
+    def _crashing_init(self, file, *args, **kwargs):
+        if os.environ["SPEAKEREMBED_TEST_CRASH_ON"] in str(file):
+            os.kill(os.getpid(), signal.SIGSEGV)  # what a decoder bug does to its process
+        _init(self, file, *args, **kwargs)
+
+    soundfile.SoundFile.__init__ = _crashing_init
+"""
+
+
+def test_a_worker_killed_by_a_file_makes_an_error_row(
+    corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from speakerembed.corpus import engine
+
+    monkeypatch.setattr(engine, "BATCH_SIZE", 2)
+    files = sorted((corpus / "alice").rglob("*.wav")) + sorted((corpus / "bob").rglob("*.wav"))
+    poison = tmp_path / "poison_take.wav"
+    poison.write_bytes(files[0].read_bytes())
+    inputs = [*files[:3], poison, *files[3:]]
+    # The worker processes (spawned, so they run sitecustomize) crash natively on "poison".
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_CRASHING_DECODER)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SPEAKEREMBED_TEST_CRASH_ON", "poison_take")
+    out = tmp_path / "out"
+    report = embed_corpus(inputs, out, embedder=embedder, workers=2, progress="off")
+    assert (report.embedded, report.failed) == (len(files), 1)
+    rows = {str(r["path"]): r for r in pq.read_table(out).to_pylist()}
+    assert len(rows) == len(inputs)
+    bad = rows[str(poison)]
+    assert bad["embedding"] is None
+    assert bad["error_type"] == "AudioError"
+    assert "crash" in bad["error"]
+    assert "re-encode" in bad["error"]
+    refs = embedder.embed_utterances([str(p) for p in files])
+    for path, ref in zip(files, refs, strict=True):
+        assert np.abs(np.asarray(rows[str(path)]["embedding"]) - ref).max() <= 1e-5
+
+
 def test_speakers_file_is_beside_the_folder(corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path) -> None:
     rows = [
         {"path": str(p), "speaker": p.name.split("_")[0]}

@@ -28,10 +28,12 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SpeakerEmbedError
+from ..errors import AudioError, SpeakerEmbedError
 from .batch import Outcome, cpu_preparer, encode_outcomes, prepare_one
 
 if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
     import pyarrow as pa
 
     from ..config import Pipeline
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from .sources import Record
 
 __all__ = ["BATCH_SIZE", "PREFETCH_PER_WORKER", "Job", "default_workers", "first_failure", "run_local"]
+
+logger = logging.getLogger("speakerembed")
 
 #: Records per call of the encoder step (and per sink write).
 BATCH_SIZE = 64
@@ -154,28 +158,58 @@ def _work(index: int, record: Record) -> tuple[int, Any]:
     return index, item
 
 
+def _new_pool(workers: int, pipeline: Pipeline) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn": forking a process whose torch thread pools are running can deadlock.
+    return ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(pipeline,)
+    )
+
+
 def _pooled(
     records: Sequence[Record], job: Job, workers: int, preparer: SpeakerEmbedder
 ) -> Iterator[Outcome]:
-    """Prepared records from worker processes, in order, with a bounded number in flight."""
-    import multiprocessing as mp
-    from concurrent.futures import Future, ProcessPoolExecutor
+    """Prepared records from worker processes, in order, with a bounded number in flight.
+
+    A worker that dies (a decoder crashing natively on a bad file, or the OOM killer) breaks
+    the pool: each file that was in flight is then prepared again alone, in a fresh worker, so
+    the one that kills its worker again becomes an error row and the others are embedded; the
+    job goes on with a new pool.
+    """
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
 
     import torch
 
-    # "spawn": forking a process whose torch thread pools are running can deadlock.
-    pool = ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(job.pipeline,)
-    )
+    pool = _new_pool(workers, job.pipeline)
     try:
         todo = iter(enumerate(records))
-        inflight: deque[Future[tuple[int, Any]]] = deque()
-        for index, record in itertools.islice(todo, PREFETCH_PER_WORKER * workers):
-            inflight.append(pool.submit(_work, index, record))
+        inflight: deque[tuple[int, Future[tuple[int, Any]]]] = deque()
+
+        def fill(n: int) -> None:
+            for index, record in itertools.islice(todo, n):
+                inflight.append((index, pool.submit(_work, index, record)))
+
+        fill(PREFETCH_PER_WORKER * workers)
         while inflight:
-            index, item = inflight.popleft().result()
-            for nxt, record in itertools.islice(todo, 1):
-                inflight.append(pool.submit(_work, nxt, record))
+            index, future = inflight.popleft()
+            try:
+                _, item = future.result()
+            except BrokenProcessPool:
+                lost = [index, *(i for i, _ in inflight)]
+                inflight.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                logger.warning(
+                    "a decoding worker died with %d file(s) in flight; preparing each alone", len(lost)
+                )
+                for i in lost:
+                    yield _alone(i, records[i], job.pipeline, preparer)
+                pool = _new_pool(workers, job.pipeline)
+                fill(PREFETCH_PER_WORKER * workers)
+                continue
+            fill(1)
             if isinstance(item, str):
                 yield prepare_one(preparer, index, records[index], job.pipeline)
                 continue
@@ -184,6 +218,31 @@ def _pooled(
             yield index, item
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _alone(index: int, record: Record, pipeline: Pipeline, preparer: SpeakerEmbedder) -> Outcome:
+    """Prepare one record in a fresh one-worker pool; a worker that dies makes it an error row."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    pool = _new_pool(1, pipeline)
+    try:
+        _, item = pool.submit(_work, index, record).result()
+    except BrokenProcessPool:
+        return index, AudioError(
+            "made the decoder crash (its worker process died while reading it); the file is "
+            "probably corrupt: re-encode it (for example with ffmpeg) or drop it from the inputs",
+            source=record.path,
+            stage="load",
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if isinstance(item, str):
+        return prepare_one(preparer, index, record, pipeline)
+    if not isinstance(item, SpeakerEmbedError):
+        item.mel = torch.from_numpy(item.mel)
+    return index, item
 
 
 def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> Iterator[Outcome]:

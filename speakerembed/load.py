@@ -392,10 +392,11 @@ def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
             source=source,
             stage="load",
         ) from exc
-    if handle.samplerate <= 0 or not MIN_SAMPLE_RATE <= handle.samplerate <= MAX_SAMPLE_RATE:
+    rate = handle.samplerate
+    if rate <= 0 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         handle.close()
         raise AudioError(
-            f"has a header that says {handle.samplerate} Hz, outside the supported "
+            f"has a header that says {rate} Hz, outside the supported "
             f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the file is corrupt or not speech: "
             "re-encode it with the right sample rate",
             source=source,

@@ -28,7 +28,7 @@ from ._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
-from .load import _is_tensor, load_audio
+from .load import _is_tensor, _OpenAudio, load_audio
 from .resample import SincResampler, resample
 from .trim import (
     check_kept,
@@ -518,11 +518,11 @@ class SpeakerEmbedder:
     def _prepare(self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder) -> _Prepared:
         import torch
 
-        if isinstance(item, (str, os.PathLike)) and pipe.stream_min_duration_s is not None:
-            streamed = self._prepare_stream(index, item, pipe, rec)
-            if streamed is not None:
-                return streamed
         t0 = time.perf_counter()
+        if isinstance(item, (str, os.PathLike)) and pipe.stream_min_duration_s is not None:
+            item = self._prepare_stream(index, item, pipe, rec)  # or the file, opened once
+            if isinstance(item, _Prepared):
+                return item
         wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=f"input {index}")
         source = f"input {index}"
         if isinstance(item, (str, os.PathLike)):
@@ -598,33 +598,22 @@ class SpeakerEmbedder:
 
     def _prepare_stream(
         self, index: int, item: str | os.PathLike[str], pipe: Pipeline, rec: Recorder
-    ) -> _Prepared | None:
-        """Pass 1 of the streaming path for a long file, or None to use the in-memory path."""
-        from pathlib import Path
-
+    ) -> _Prepared | _OpenAudio:
+        """Pass 1 of the streaming path for a long file, or the file opened for the in-memory path."""
         from . import stream
-        from .load import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, _check_duration, _check_path, check_sample_rate
+        from .load import _check_duration, _open_file
 
         assert pipe.stream_min_duration_s is not None
         source = f"input {index} ({os.fspath(item)})"
-        # Missing, unreadable, empty files and FIFOs (on which sf.info would block) fail here,
-        # with the same errors as the in-memory path.
-        _check_path(Path(item), source)
-        try:
-            import soundfile as sf
-
-            from ._cstderr import decoder_output_quiet
-
-            with decoder_output_quiet():
-                info = sf.info(os.fspath(item))
-            sr, frames = int(info.samplerate), int(info.frames)
-        except Exception:  # noqa: BLE001 - the in-memory path reports unreadable files
-            return None
-        if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE or frames / sr < pipe.stream_min_duration_s:
-            return None  # the in-memory path explains a bad header rate
-        sr = check_sample_rate(sr, source)
+        # The file's one open: it fails as the in-memory path would (missing, unreadable, not
+        # audio, a bad header rate), and its header decides; load_audio then decodes its handle.
+        opened = _open_file(item, source)
+        sr, frames = opened.sample_rate, opened.frames
+        if sr is None or frames is None or frames / sr < pipe.stream_min_duration_s:
+            return opened
         if not stream.can_stream(sr, pipe):
-            return None
+            return opened
+        opened.close()
         _check_duration(frames, sr, pipe.max_duration_s, source)
         t0 = time.perf_counter()
         plan = stream.plan_stream(item, pipe, source=source)

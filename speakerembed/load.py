@@ -30,6 +30,7 @@ from .errors import AudioError, InputTooLongError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    from soundfile import SoundFile
 
 __all__ = [
     "MAX_CHANNELS",
@@ -306,6 +307,108 @@ def _check_duration(frames: float, sample_rate: int, max_duration_s: float | Non
         )
 
 
+class _OpenAudio(os.PathLike[str]):
+    """An audio file checked and opened once: its header read, its samples not yet decoded.
+
+    It is path-like (:func:`os.fspath` gives its path), so it goes wherever a path goes, and
+    :func:`read_file` (hence :func:`load_audio`) decodes its open handle instead of opening the
+    path again. It is read once: a closed one is opened again from its path.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    source : str
+        The name used in error messages.
+    handle : soundfile.SoundFile or None
+        None when libsndfile cannot read the file and ``ffmpeg`` (at :attr:`ffmpeg`) decodes it.
+    ffmpeg : str or None
+    """
+
+    __slots__ = ("ffmpeg", "handle", "path", "source")
+
+    def __init__(self, path: Path, source: str, handle: SoundFile | None, ffmpeg: str | None) -> None:
+        self.path, self.source, self.handle, self.ffmpeg = path, source, handle, ffmpeg
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def sample_rate(self) -> int | None:
+        """The rate its header declares, in Hz; None when only ffmpeg reads it."""
+        return None if self.handle is None else int(self.handle.samplerate)
+
+    @property
+    def frames(self) -> int | None:
+        """The number of samples per channel its header declares; None when only ffmpeg reads it."""
+        return None if self.handle is None else int(self.handle.frames)
+
+    @property
+    def closed(self) -> bool:
+        return self.handle is None and self.ffmpeg is None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        self.handle = self.ffmpeg = None
+
+    def __enter__(self) -> _OpenAudio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
+    """Check ``path`` and open it with libsndfile, once, checking the rate its header declares.
+
+    Raises
+    ------
+    AudioError
+        When the file is missing, a directory, unreadable, empty, not audio (and ffmpeg is not
+        installed), or has a bad rate.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    head = _check_path(path, source)
+    declared = _wav_header_rate(head)
+    if declared is not None and declared <= 0:
+        raise AudioError(
+            f"has a WAV header that says {declared} Hz; the file is corrupt: re-encode it with "
+            "the right sample rate (for example sox, or soundfile.write(path, data, rate))",
+            source=source,
+            stage="load",
+        )
+    try:
+        with decoder_output_quiet():
+            handle = sf.SoundFile(str(path))
+    except PermissionError as exc:
+        raise _permission_error(source) from exc
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        _raise_if_unreadable(path, source, exc)
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is not None:
+            return _OpenAudio(path, source, None, ffmpeg)
+        raise AudioError(
+            f"is not audio that libsndfile can decode: {_describe_undecodable(head)}"
+            f"{_libsndfile_reason(exc)}; convert it to WAV or FLAC, or install ffmpeg for other "
+            "formats",
+            source=source,
+            stage="load",
+        ) from exc
+    rate = handle.samplerate
+    if rate <= 0 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        handle.close()
+        raise AudioError(
+            f"has a header that says {rate} Hz, outside the supported "
+            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the file is corrupt or not speech: "
+            "re-encode it with the right sample rate",
+            source=source,
+            stage="load",
+        )
+    return _OpenAudio(path, source, handle, None)
+
+
 def read_file(
     path: str | os.PathLike[str], *, max_duration_s: float | None = None, source: str | None = None
 ) -> tuple[npt.NDArray[np.float32], int]:
@@ -334,62 +437,37 @@ def read_file(
     """
     import soundfile as sf
 
-    path = Path(path)
-    source = source if source is not None else str(path)
-    head = _check_path(path, source)
-    declared = _wav_header_rate(head)
-    if declared is not None and declared <= 0:
-        raise AudioError(
-            f"has a WAV header that says {declared} Hz; the file is corrupt: re-encode it with "
-            "the right sample rate (for example sox, or soundfile.write(path, data, rate))",
-            source=source,
-            stage="load",
-        )
-    try:
-        with decoder_output_quiet():
-            info = sf.info(str(path))
-    except PermissionError as exc:
-        raise _permission_error(source) from exc
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
-        _raise_if_unreadable(path, source, exc)
-        ffmpeg = shutil.which("ffmpeg")
-        if ffmpeg is not None:
-            return _read_with_ffmpeg(ffmpeg, path, max_duration_s, source)
-        raise AudioError(
-            f"is not audio that libsndfile can decode: {_describe_undecodable(head)}"
-            f"{_libsndfile_reason(exc)}; convert it to WAV or FLAC, or install ffmpeg for other "
-            "formats",
-            source=source,
-            stage="load",
-        ) from exc
-    if info.samplerate <= 0 or not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"has a header that says {info.samplerate} Hz, outside the supported "
-            f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the file is corrupt or not speech: "
-            "re-encode it with the right sample rate",
-            source=source,
-            stage="load",
-        )
-    sample_rate = check_sample_rate(info.samplerate, source)
-    _check_duration(info.frames, sample_rate, max_duration_s, source)
-    try:
-        with decoder_output_quiet():
-            data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except PermissionError as exc:
-        raise _permission_error(source) from exc
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:
-        _raise_if_unreadable(path, source, exc)
-        raise AudioError(
-            f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: re-encode it",
-            source=source,
-            stage="load",
-        ) from exc
+    if isinstance(path, _OpenAudio):
+        # Opened by a caller that looked at its header: decode that handle.
+        opened = path if not path.closed else _open_file(path.path, path.source)
+    else:
+        opened = _open_file(path, source if source is not None else str(Path(path)))
+    with opened:
+        source = opened.source
+        if opened.handle is None:
+            assert opened.ffmpeg is not None
+            return _read_with_ffmpeg(opened.ffmpeg, opened.path, max_duration_s, source)
+        f = opened.handle
+        sample_rate = check_sample_rate(f.samplerate, source)
+        _check_duration(f.frames, sample_rate, max_duration_s, source)
+        try:
+            with decoder_output_quiet():
+                data = f.read(dtype="float32", always_2d=True)
+        except PermissionError as exc:
+            raise _permission_error(source) from exc
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:
+            _raise_if_unreadable(opened.path, source, exc)
+            raise AudioError(
+                f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: re-encode it",
+                source=source,
+                stage="load",
+            ) from exc
     if data.size == 0:
         raise AudioError(
             "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
         )
     _check_duration(data.shape[0], sample_rate, max_duration_s, source)
-    return data, int(sr)
+    return data, sample_rate
 
 
 def _raise_if_unreadable(path: Path, source: str, exc: BaseException) -> None:

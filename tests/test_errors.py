@@ -415,6 +415,7 @@ def test_max_duration_rejects_a_long_file_before_decoding(
         raise AssertionError("the file was decoded despite max_duration_s")
 
     monkeypatch.setattr(sf, "read", no_read)
+    monkeypatch.setattr(sf.SoundFile, "read", no_read)
     with pytest.raises(InputTooLongError):
         embedder.embed_utterances(files / "ten_hours.wav", pipeline=Pipeline(max_duration_s=3600))
 
@@ -477,7 +478,7 @@ def test_unreadable_file_simulated(
     assert_actionable(info.value, target, r"permission denied")
 
 
-@pytest.mark.parametrize("stage", ["info", "read"])
+@pytest.mark.parametrize("stage", ["open", "read"])
 def test_permission_error_from_soundfile_is_mapped(
     stage: str, embedder: SpeakerEmbedder, files: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -486,7 +487,10 @@ def test_permission_error_from_soundfile_is_mapped(
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sf, stage, denied)
+    if stage == "open":
+        monkeypatch.setattr(sf, "SoundFile", denied)
+    else:
+        monkeypatch.setattr(sf.SoundFile, "read", denied)
     with pytest.raises(AudioError) as info:
         embedder.embed_utterances(files / "good.wav")
     assert_actionable(info.value, str(files / "good.wav"), r"permission denied")
@@ -530,7 +534,7 @@ def test_unreadable_file_is_a_failure_in_skip_mode(
     def denied(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(sf, "info", denied)
+    monkeypatch.setattr(sf, "SoundFile", denied)
     result = embedder.embed_utterances([GOOD, files / "good.wav"], sample_rate=SR, errors="skip")
     assert result.indices.tolist() == [0]
     assert [f.index for f in result.failures] == [1]

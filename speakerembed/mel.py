@@ -79,6 +79,11 @@ def _filterbank(device: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=8)
+def _filterbank_t(device: str) -> torch.Tensor:
+    return _filterbank(device).T.contiguous()
+
+
+@functools.lru_cache(maxsize=8)
 def _window(device: str) -> torch.Tensor:
     import torch
 
@@ -110,17 +115,15 @@ def melspectrogram(waveform: torch.Tensor, *, center: bool = True) -> torch.Tens
     import torch
 
     device = str(waveform.device)
-    spec = torch.stft(
-        waveform.float(),
-        n_fft=N_FFT,
-        hop_length=MEL_HOP_LENGTH,
-        win_length=N_FFT,
-        window=_window(device),
-        center=center,
-        pad_mode="reflect",
-        return_complex=True,
-    )
-    # |z|^2 as z * conj(z), without the square root of abs(): about 5x cheaper, and within
-    # float32 rounding (1e-7 relative) of abs() ** 2.
-    power = (spec * spec.conj()).real.contiguous()
-    return torch.matmul(_filterbank(device), power).T
+    signal = waveform.float()
+    if center:
+        pad = N_FFT // 2
+        signal = torch.nn.functional.pad(signal[None, None], (pad, pad), mode="reflect")[0, 0]
+    # torch.stft's framing (reflect padding, Hann window, one-sided FFT), done frames-first:
+    # each frame's FFT, power and mel stay contiguous, without the (freq, time) transposes
+    # that cost more than the FFT itself in a thread with one torch thread.
+    frames = signal.unfold(0, N_FFT, MEL_HOP_LENGTH) * _window(device)
+    spec = torch.fft.rfft(frames, dim=1)
+    # |z|^2 as z * conj(z), without the square root of abs().
+    power = (spec * spec.conj()).real
+    return torch.matmul(power, _filterbank_t(device))

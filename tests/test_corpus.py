@@ -404,6 +404,48 @@ def test_a_worker_killed_by_a_file_makes_an_error_row(
         assert np.abs(np.asarray(rows[str(path)]["embedding"]) - ref).max() <= 1e-5
 
 
+def test_encoder_workers_need_weights_they_can_load_again(
+    corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path
+) -> None:
+    from speakerembed import ConfigError
+
+    own = SpeakerEmbedder(encoder=embedder.encoder.module)  # weights from a module: "instance"
+    with pytest.raises(ConfigError, match=r"workers=0 \(--workers 0\)"):
+        embed_corpus(corpus / "alice", tmp_path / "out", embedder=own, workers=1, progress="off")
+    # Left to pick, the job runs in line.
+    report = embed_corpus(corpus / "alice", tmp_path / "out2", embedder=own, progress="off")
+    assert report.embedded == 6
+
+
+def test_default_encoders_follow_the_job_and_the_main_script(
+    embedder: SpeakerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import types
+
+    from speakerembed._plan import plan_workers
+    from speakerembed.corpus import encoders
+    from speakerembed.corpus.engine import Job
+    from speakerembed.corpus.sources import Record
+
+    def job(n: int) -> Job:
+        records = [Record(str(i), f"{i}.wav") for i in range(n)]
+        return Job(records, None, embedder.pipeline, embedder, {}, None, None)  # type: ignore[arg-type]
+
+    guarded, bare = tmp_path / "guarded.py", tmp_path / "bare.py"
+    guarded.write_text('def main():\n    pass\n\nif __name__ == "__main__":\n    main()\n')
+    bare.write_text("from speakerembed import embed_corpus\nembed_corpus('x', 'y')\n")
+    for path, ok in ((guarded, True), (bare, False)):
+        fake = types.ModuleType("__main__")
+        fake.__file__ = str(path)
+        monkeypatch.setitem(sys.modules, "__main__", fake)
+        assert encoders.main_is_guarded() is ok
+        expected = max(0, plan_workers(device="cpu").workers - 1) if ok else 0
+        assert encoders.default_encoders(job(encoders.MIN_RECORDS)) == expected
+        assert encoders.default_encoders(job(encoders.MIN_RECORDS - 1)) == 0
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # python -c, a REPL
+    assert encoders.main_is_guarded()
+
+
 def test_speakers_file_is_beside_the_folder(corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path) -> None:
     rows = [
         {"path": str(p), "speaker": p.name.split("_")[0]}

@@ -63,8 +63,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         type=opt.non_negative_int,
         default=None,
         metavar="N",
-        help="processes that decode, resample, trim and compute mels; 0 in line "
-        "(default: picked for the device); with --engine ray, the number of actors",
+        help="worker processes: on a CPU, encoders beside this one (each decodes its own "
+        "files, with --threads torch threads, default 1); on a GPU, decoders feeding it; 0 runs "
+        "in line (default: one encoder per core for 256+ files on a CPU); with --engine ray, "
+        "the number of actors",
     )
     g.add_argument(
         "--shard-size",

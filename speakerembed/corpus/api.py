@@ -275,9 +275,14 @@ def embed_corpus(
     embedder : SpeakerEmbedder or None
         An embedder already loaded.
     workers : int or None
-        Processes that decode, resample, trim and compute mels; 0 does it in line. ``None``
-        picks from the device (:func:`speakerembed.corpus.engine.default_workers`). For the
-        Ray engine, the number of actors.
+        Worker processes; 0 runs everything in line. On a CPU, encoder processes beside this
+        one, each decoding its own files with ``threads`` torch threads (default 1)
+        (:mod:`speakerembed.corpus.encoders`); ``None`` picks one per core for jobs of 256 or
+        more files (:func:`speakerembed.corpus.encoders.default_encoders`). On a GPU, processes
+        that decode, resample, trim and compute mels for its encoder; ``None`` picks
+        (:func:`speakerembed.corpus.engine.default_workers`). For the Ray engine, the number of
+        actors. Worker processes start with "spawn", which runs the main script again in each:
+        guard a script's work with ``if __name__ == "__main__":``.
     threads : int or None
         Torch threads for the encoder.
     shard_size : int

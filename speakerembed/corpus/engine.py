@@ -8,10 +8,12 @@ in the output), writes each batch's rows with ``job.sink.write(table)``, counts 
 :func:`~speakerembed.corpus.batch.embed_batch` (or its two halves), so every engine writes the
 same rows.
 
-The local engine (:func:`run_local`) decodes, resamples, trims and computes the mel spectrogram
-of each file either in line, in the encoder's process (``workers=0``), or in ``workers`` worker
-processes that feed the encoder through a bounded window of at most ``PREFETCH_PER_WORKER *
-workers`` prepared files, so memory does not grow with the corpus. Files long enough for the
+The local engine (:func:`run_local`) on a CPU runs ``workers`` encoder processes beside this one,
+each preparing its own files (:mod:`speakerembed.corpus.encoders`). On a GPU, it decodes,
+resamples, trims and computes the mel spectrogram of each file in ``workers`` worker processes
+that feed the encoder through a bounded window of at most ``PREFETCH_PER_WORKER * workers``
+prepared files, so memory does not grow with the corpus. With ``workers=0``, all of it runs in
+line, in bursts between encoder batches. Files long enough for the
 streaming path (:attr:`Pipeline.stream_min_duration_s <speakerembed.Pipeline.stream_min_duration_s>`)
 stream in the encoder's process, block by block.
 
@@ -99,14 +101,12 @@ class Job:
 
 
 def default_workers(device_type: str) -> int:
-    """Decoding workers when ``workers`` is not given, from what the benchmark measured.
+    """Decoding workers beside a GPU encoder when ``workers`` is not given.
 
-    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8). On
-    a CPU, workers can only use the cores that torch's threads leave free, so with the encoder on
-    every core (torch's default) the rule gives 0: decoding in line, between encoder batches,
-    as the library's own ``embed_utterances`` does. ``benchmarks/bench_corpus.py`` measures 0, 1
-    and 2 workers against ``embed_utterances`` in memory: on the 2-core development machine, 0
-    workers gave 178x real time, 1 worker 142x and 2 workers 157x (docs/corpus.rst).
+    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8).
+    (On a CPU, ``workers`` are encoder processes instead:
+    :func:`speakerembed.corpus.encoders.default_encoders`; this function, asked about a CPU,
+    gives the cores that torch's threads leave free.)
     """
     import torch
 
@@ -266,21 +266,40 @@ def first_failure(table: pa.Table) -> int:
 
 
 def run_local(job: Job) -> bool:
-    """The local engine: decoding in line or in worker processes, the encoder in this process.
+    """The local engine: the encoder in this process, and worker processes.
+
+    On a CPU, ``workers`` are encoder processes beside this one, each preparing its own files
+    (:mod:`speakerembed.corpus.encoders`); on a GPU, they decode, resample, trim and compute
+    mels for the one encoder here. With none, everything runs in line.
 
     Returns
     -------
     bool
         True when it stopped early (``fail_fast`` and a failed row).
     """
+    from . import encoders
+
+    records = job.records
+    if not records:
+        return False
+    if job.embedder.device.type == "cpu":
+        workers = job.workers if job.workers is not None else encoders.default_encoders(job)
+        if workers > 0:
+            return _write(job, encoders.encoder_tables(job, workers))
+    elif job.workers is None:
+        workers = default_workers(job.embedder.device.type)
+    else:
+        workers = job.workers
     if job.threads is not None:
         import torch
 
         torch.set_num_threads(job.threads)
-    workers = job.workers if job.workers is not None else default_workers(job.embedder.device.type)
+    return _write(job, _batches(job, workers))
+
+
+def _batches(job: Job, workers: int) -> Iterator[pa.Table]:
+    """Batches encoded here, prepared in line or by ``workers`` decode processes."""
     records = job.records
-    if not records:
-        return False
     stream = (
         _pooled(records, job, workers, job.embedder) if workers > 0 else _inline(records, job, job.embedder)
     )
@@ -288,7 +307,17 @@ def run_local(job: Job) -> bool:
         for start in range(0, len(records), job.batch_size):
             batch = records[start : start + job.batch_size]
             outcomes = ((i - start, item) for i, item in itertools.islice(stream, len(batch)))
-            table = encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+            yield encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+def _write(job: Job, tables: Iterator[pa.Table]) -> bool:
+    """Write each table of rows and count it; stop after the first failure with ``fail_fast``."""
+    try:
+        for table in tables:
             stop = job.fail_fast and table.column("error").null_count < table.num_rows
             if stop:
                 table = table.slice(0, first_failure(table) + 1)
@@ -298,6 +327,6 @@ def run_local(job: Job) -> bool:
                 return True
         return False
     finally:
-        close = getattr(stream, "close", None)
+        close = getattr(tables, "close", None)
         if close is not None:
             close()

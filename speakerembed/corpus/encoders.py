@@ -1,0 +1,266 @@
+"""The local engine on a CPU: one small encoder per core, in worker processes and this one.
+
+An LSTM gains little from intra-op threads, and threads that share a process wait for each
+other at every step's OpenMP barrier; separate one-thread processes do not (docs/performance.rst,
+"Scaling with cores"). So on a CPU, ``workers=N`` runs N encoder processes beside this one, each
+with ``threads`` torch threads (default 1) and its own in-line preparation (decode, resample,
+trim, mel): while one process decodes, the others encode, and decoding hides behind the encoder
+instead of taking turns with it. This process encodes too (it already holds the weights, so it
+starts at once, while the workers load theirs), and writes every batch's rows in input order.
+
+Each worker loads the same weights (a preset name or a file; an encoder module passed in cannot
+travel, so such a job runs in line) and returns a batch's rows as a pyarrow table built by the
+same :func:`~speakerembed.corpus.batch.encode_outcomes` as everywhere else, so the rows are the
+ones the in-line engine writes.
+
+A worker that dies (a decoder crashing natively on a bad file, or the OOM killer) breaks the
+pool: the batches it had in flight go through the decode-worker path, which isolates the file
+that kills its worker and makes it an error row; then a new pool starts. If a new pool breaks
+before finishing a batch, the rest of the job runs in line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor
+
+    import pyarrow as pa
+
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
+    from .engine import Job
+    from .sources import Record
+
+__all__ = ["MIN_RECORDS", "default_encoders", "encoder_tables", "shippable_weights"]
+
+logger = logging.getLogger("speakerembed")
+
+#: Fewest pending inputs for which the default starts encoder processes: each takes a few
+#: seconds to import torch and load the weights, which a smaller job would not win back.
+MIN_RECORDS = 256
+#: Batches queued per worker, so none waits for the next while this process hands it out.
+QUEUED_PER_WORKER = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    """What a worker needs to build its embedder: plain, picklable values."""
+
+    weights: str
+    encoder: str
+    precision: str
+    pipeline: Pipeline
+    schema: pa.Schema
+    threads: int
+
+
+def shippable_weights(embedder: SpeakerEmbedder) -> str | None:
+    """The ``weights`` another process passes to load this embedder's weights, or None."""
+    info = embedder.weights_info
+    if info.name == "file":
+        return info.path
+    if info.name == "instance":
+        return None
+    return info.name
+
+
+def default_encoders(job: Job) -> int:
+    """Encoder processes beside this one when ``workers`` is not given, on a CPU.
+
+    One 1-thread encoder per core (:func:`speakerembed._plan.plan_workers`, capped by memory),
+    this process being one of them; none for a job of fewer than :data:`MIN_RECORDS` inputs,
+    on one core, when the weights cannot be loaded again in another process, or when the main
+    script could not start workers safely (:func:`main_is_guarded`).
+    """
+    from .._plan import plan_workers
+
+    if len(job.records) < MIN_RECORDS or shippable_weights(job.embedder) is None or not main_is_guarded():
+        return 0
+    plan = plan_workers(device="cpu", threads_per_worker=job.threads or 1)
+    return max(0, plan.workers - 1)
+
+
+def main_is_guarded() -> bool:
+    """Whether worker processes may start: "spawn" runs the main script again in each of them.
+
+    True for an interactive session, ``python -c``, a notebook or ``python -m speakerembed``
+    (nothing to run again), and for a main script that guards its work with
+    ``if __name__ == "__main__":`` (the ``speakerembed`` command does). A script without the
+    guard would start the job again in every worker, so the default leaves workers out there.
+    """
+    import re
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name.split(".")[0] == "speakerembed":
+        return True
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1_000_000)
+    except OSError:
+        return False
+    return re.search(r"""__name__\s*==\s*['"]__main__['"]""", text) is not None
+
+
+# -- in the workers ------------------------------------------------------------------------------
+
+_EMBEDDER: SpeakerEmbedder | None = None
+_SPEC: _Spec | None = None
+
+
+def _init(spec: _Spec) -> None:
+    global _EMBEDDER, _SPEC
+    import signal
+
+    import torch
+
+    from ..embedder import SpeakerEmbedder
+
+    # Ctrl-C goes to the whole process group: this job's process handles it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(spec.threads)
+    log = logging.getLogger("speakerembed")
+    log.addHandler(logging.NullHandler())
+    log.propagate = False
+    _SPEC = spec
+    _EMBEDDER = SpeakerEmbedder(
+        spec.weights,
+        encoder=spec.encoder,  # type: ignore[arg-type]
+        device="cpu",
+        precision=spec.precision,  # type: ignore[arg-type]
+        pipeline=spec.pipeline,
+    )
+
+
+def _embed(records: list[Record]) -> pa.Table:
+    from .batch import encode_outcomes, prepare_records
+
+    assert _EMBEDDER is not None
+    assert _SPEC is not None
+    outcomes = prepare_records(records, _EMBEDDER, _SPEC.pipeline)
+    return encode_outcomes(records, outcomes, _EMBEDDER, _SPEC.pipeline, _SPEC.schema)
+
+
+# -- in this process -----------------------------------------------------------------------------
+
+
+def _new_pool(workers: int, spec: _Spec) -> ProcessPoolExecutor:
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    # "spawn": forking a process whose torch thread pools are running can deadlock.
+    return ProcessPoolExecutor(
+        workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(spec,)
+    )
+
+
+def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
+    """The rows of ``job.records``, batch by batch in input order.
+
+    They come from ``workers`` encoder processes and this one.
+
+    Raises
+    ------
+    ConfigError
+        When the embedder's weights cannot be loaded in another process (a module passed in).
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    import torch
+
+    from .batch import encode_outcomes
+    from .engine import _inline, _pooled
+
+    weights = shippable_weights(job.embedder)
+    if weights is None:
+        raise ConfigError(
+            "workers on a CPU are encoder processes that load the weights again, so they need a "
+            "preset name or a weights file, not an encoder module passed in; pass weights= "
+            "(--weights), or workers=0 (--workers 0)"
+        )
+    threads = job.threads or 1
+    spec = _Spec(
+        weights,
+        str(job.embedder_options.get("encoder", "builtin")),
+        job.embedder.precision,
+        job.pipeline,
+        job.schema,
+        threads,
+    )
+    size = job.batch_size
+    batches = [job.records[i : i + size] for i in range(0, len(job.records), size)]
+    queued = QUEUED_PER_WORKER * workers
+    ahead = 2 * queued + 8  # finished batches held for the ones before them, at most
+
+    def here(batch: Sequence[Record]) -> pa.Table:
+        outcomes = _inline(batch, job, job.embedder)
+        return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+
+    def isolating(batch: Sequence[Record]) -> pa.Table:
+        # One decode worker: a file that kills it again is found and becomes an error row.
+        outcomes = _pooled(batch, job, 1, job.embedder)
+        return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)  # this process is one of the small encoders
+    pool: ProcessPoolExecutor | None = _new_pool(workers, spec)
+    inflight: dict[int, Future[pa.Table]] = {}
+    ready: dict[int, pa.Table] = {}
+    next_batch = emitted = 0
+    fruitless = 0  # pools in a row that broke before finishing a batch
+    try:
+        while emitted < len(batches):
+            while pool is not None and next_batch < len(batches) and len(inflight) < queued:
+                inflight[next_batch] = pool.submit(_embed, batches[next_batch])
+                next_batch += 1
+            broken = False
+            for i in [i for i, f in inflight.items() if f.done()]:
+                try:
+                    ready[i] = inflight[i].result()
+                    del inflight[i]
+                    fruitless = 0
+                except BrokenProcessPool:
+                    broken = True
+            if broken:
+                assert pool is not None
+                pool.shutdown(wait=True, cancel_futures=True)
+                lost = sorted(inflight)  # every batch the pool still held, the broken ones too
+                inflight.clear()
+                logger.warning(
+                    "an encoder worker died; its %d batch(es) are prepared one file at a time", len(lost)
+                )
+                for i in lost:
+                    ready[i] = isolating(batches[i])
+                fruitless += 1
+                pool = _new_pool(workers, spec) if fruitless < 2 else None
+                if pool is None:
+                    logger.warning("the encoder workers keep dying; the rest of the job runs in this process")
+            while emitted in ready:
+                yield ready.pop(emitted)
+                emitted += 1
+            if emitted >= len(batches):
+                break
+            if next_batch < len(batches) and len(ready) < ahead:
+                # Every worker has its queue full: this process encodes the next batch itself.
+                ready[next_batch] = here(batches[next_batch])
+                next_batch += 1
+            else:
+                # Nothing for this process to do: every batch not yet written is in the pool.
+                assert inflight, "a batch was lost between the pool and the output"
+                wait(list(inflight.values()), return_when=FIRST_COMPLETED)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(saved)

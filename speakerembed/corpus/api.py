@@ -277,7 +277,7 @@ def embed_corpus(
     workers : int or None
         Worker processes; 0 runs everything in line. On a CPU, encoder processes beside this
         one, each decoding its own files with ``threads`` torch threads (default 1)
-        (:mod:`speakerembed.corpus.encoders`); ``None`` picks one per core for jobs of 256 or
+        (:mod:`speakerembed.corpus.encoders`); ``None`` picks one per core for jobs of 2,000 or
         more files (:func:`speakerembed.corpus.encoders.default_encoders`). On a GPU, processes
         that decode, resample, trim and compute mels for its encoder; ``None`` picks
         (:func:`speakerembed.corpus.engine.default_workers`). For the Ray engine, the number of

@@ -7,8 +7,10 @@ References are :meth:`SpeakerEmbedder.embed_utterances` on each file, and soundf
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -415,6 +417,33 @@ def test_encoder_workers_need_weights_they_can_load_again(
     # Left to pick, the job runs in line.
     report = embed_corpus(corpus / "alice", tmp_path / "out2", embedder=own, progress="off")
     assert report.embedded == 6
+
+
+def test_an_encoder_worker_with_other_weights_refuses_to_embed(
+    embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run in this process what a worker runs: its weights must be the job's, byte for byte."""
+    import torch
+
+    from speakerembed import WeightsError
+    from speakerembed.corpus import encoders
+    from speakerembed.corpus.schema import corpus_schema
+    from speakerembed.corpus.sources import Record
+
+    threads = torch.get_num_threads()
+    for name in ("_EMBEDDER", "_SPEC", "_MISMATCH"):
+        monkeypatch.setattr(encoders, name, None)
+    monkeypatch.setattr("signal.signal", lambda *_: None)
+    monkeypatch.setattr("logging.Logger.addHandler", lambda *_: None)
+    # _init makes the library's logger quiet, as a worker's should be; undone after the test.
+    monkeypatch.setattr(logging.getLogger("speakerembed"), "propagate", True)
+    weights = embedder.weights_info.name
+    good = encoders._Spec(weights, "builtin", "fp32", embedder.pipeline, corpus_schema(), threads)
+    encoders._init(dataclasses.replace(good, weights_sha256=embedder.weights_info.sha256))
+    assert encoders._MISMATCH is None
+    encoders._init(dataclasses.replace(good, weights_sha256="0" * 64))
+    with pytest.raises(WeightsError, match="sha256"):
+        encoders._embed([Record("a", "a.wav")])
 
 
 def test_default_encoders_follow_the_job_and_the_main_script(

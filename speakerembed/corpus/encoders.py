@@ -62,6 +62,7 @@ class _Spec:
     pipeline: Pipeline
     schema: pa.Schema
     threads: int
+    weights_sha256: str | None = None
 
 
 def shippable_weights(embedder: SpeakerEmbedder) -> str | None:
@@ -120,10 +121,11 @@ def main_is_guarded() -> bool:
 
 _EMBEDDER: SpeakerEmbedder | None = None
 _SPEC: _Spec | None = None
+_MISMATCH: str | None = None
 
 
 def _init(spec: _Spec) -> None:
-    global _EMBEDDER, _SPEC
+    global _EMBEDDER, _SPEC, _MISMATCH
     import signal
 
     import torch
@@ -144,13 +146,24 @@ def _init(spec: _Spec) -> None:
         precision=spec.precision,  # type: ignore[arg-type]
         pipeline=spec.pipeline,
     )
+    got = _EMBEDDER.weights_info.sha256
+    if spec.weights_sha256 is not None and got != spec.weights_sha256:
+        # Raised by the first batch (an error in the initializer would only break the pool).
+        _MISMATCH = (
+            f"the weights {spec.weights!r} loaded by an encoder worker have sha256 {got}, but the "
+            f"job's are {spec.weights_sha256} (did the file change during the job?); run the job "
+            "again, or with workers=0 (--workers 0)"
+        )
 
 
 def _embed(records: list[Record]) -> pa.Table:
+    from ..errors import WeightsError
     from .batch import encode_outcomes, prepare_records
 
     assert _EMBEDDER is not None
     assert _SPEC is not None
+    if _MISMATCH is not None:
+        raise WeightsError(_MISMATCH)
     outcomes = prepare_records(records, _EMBEDDER, _SPEC.pipeline)
     return encode_outcomes(records, outcomes, _EMBEDDER, _SPEC.pipeline, _SPEC.schema)
 
@@ -201,6 +214,7 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
         job.pipeline,
         job.schema,
         threads,
+        job.embedder.weights_info.sha256,
     )
     size = job.batch_size
     batches = [job.records[i : i + size] for i in range(0, len(job.records), size)]

@@ -110,10 +110,16 @@ def test_prefetch_is_bitwise_deterministic(embedder: SpeakerEmbedder, short_utte
     np.testing.assert_array_equal(first, serial)
 
 
-def test_prefetch_reports_the_failing_input(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("depth", "threads"), [(2, 1), (0, 2)], ids=["prefetch", "bursts"])
+def test_overlapped_preparation_reports_the_failing_input(
+    embedder: SpeakerEmbedder,
+    short_utterances: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
+    depth: int,
+    threads: int,
 ) -> None:
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 2)
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", depth)
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", threads)
     inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
     with pytest.raises(AudioError, match="input 2") as info:
         embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]
@@ -121,6 +127,8 @@ def test_prefetch_reports_the_failing_input(
     result = embedder.embed_utterances(inputs, sample_rate=16_000, errors="skip")  # type: ignore[arg-type]
     assert result.indices.tolist() == [0, 1, 3]
     assert [f.index for f in result.failures] == [2]
+    expected = embedder.embed_utterances([inputs[i] for i in (0, 1, 3)], sample_rate=16_000)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(result.embeddings, expected)
 
 
 def test_prefetch_stops_when_the_consumer_stops() -> None:
@@ -162,22 +170,6 @@ def test_burst_preparation_is_bitwise_deterministic(
     monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
     serial = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
     np.testing.assert_array_equal(bursts, serial)
-
-
-def test_burst_preparation_reports_the_failing_input(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 2)
-    inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
-    with pytest.raises(AudioError, match="input 2") as info:
-        embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]
-    assert "silence" in str(info.value)
-    result = embedder.embed_utterances(inputs, sample_rate=16_000, errors="skip")  # type: ignore[arg-type]
-    assert result.indices.tolist() == [0, 1, 3]
-    assert [f.index for f in result.failures] == [2]
-    expected = embedder.embed_utterances([inputs[i] for i in (0, 1, 3)], sample_rate=16_000)  # type: ignore[arg-type]
-    np.testing.assert_array_equal(result.embeddings, expected)
 
 
 def test_map_in_bursts_keeps_order_and_waits_for_the_consumer() -> None:

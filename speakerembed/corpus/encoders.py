@@ -172,13 +172,9 @@ def _embed(records: list[Record]) -> pa.Table:
 
 
 def _new_pool(workers: int, spec: _Spec) -> ProcessPoolExecutor:
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from .engine import _spawn_pool
 
-    # "spawn": forking a process whose torch thread pools are running can deadlock.
-    return ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init, initargs=(spec,)
-    )
+    return _spawn_pool(workers, _init, spec)
 
 
 def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:

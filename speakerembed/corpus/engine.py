@@ -27,7 +27,7 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AudioError, SpeakerEmbedError
@@ -158,14 +158,19 @@ def _work(index: int, record: Record) -> tuple[int, Any]:
     return index, item
 
 
-def _new_pool(workers: int, pipeline: Pipeline) -> ProcessPoolExecutor:
+def _spawn_pool(workers: int, initializer: Callable[..., None], arg: object) -> ProcessPoolExecutor:
+    """A process pool of ``workers`` started with "spawn", each running ``initializer(arg)``."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     # "spawn": forking a process whose torch thread pools are running can deadlock.
     return ProcessPoolExecutor(
-        workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(pipeline,)
+        workers, mp_context=mp.get_context("spawn"), initializer=initializer, initargs=(arg,)
     )
+
+
+def _new_pool(workers: int, pipeline: Pipeline) -> ProcessPoolExecutor:
+    return _spawn_pool(workers, _init_worker, pipeline)
 
 
 def _pooled(

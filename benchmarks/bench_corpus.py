@@ -11,10 +11,11 @@ real LibriSpeech, ARCTIC, VCTK (48 kHz) and LJ Speech files, written as WAV 16 k
 each configuration in its own subprocess (so that its peak RSS is its own):
 
 - ``embed_corpus`` with 0 workers (in line, torch on 2 threads), 1 and 2 workers (on a CPU,
-  one-thread encoder processes beside the job's own one-thread encoder), and the default
-  (``workers=None``): seconds of audio per wall second, from the first file to the last shard
-  written (the workers' start-up included); peak RSS of the job's process and of its largest
-  worker;
+  one-thread encoder processes beside the job's own one-thread encoder; with ``--device cuda``,
+  decode processes feeding the one GPU encoder), and the default (``workers=None``); other
+  worker counts with ``--workers 0,4,8,default``: seconds of audio per wall second, from the
+  first file to the last shard written (the workers' start-up included); peak RSS of the job's
+  process and of its largest worker;
 - ``embed_utterances`` on the same audio already decoded in memory (only the embedding timed):
   the figure the corpus job should come close to;
 - the peak RSS (``ru_maxrss`` of the process, ``workers=0``) of ``embed_corpus`` at 250 files and
@@ -101,7 +102,7 @@ def worker_corpus(cfg: dict[str, Any]) -> dict[str, Any]:
     from speakerembed import SpeakerEmbedder, embed_corpus
 
     torch.set_num_threads(cfg["threads"])
-    embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    embedder = SpeakerEmbedder("resemblyzer", device=cfg.get("device", "cpu"))
     inputs: Any = cfg["corpus"]
     files_from = None
     if cfg.get("limit"):
@@ -135,7 +136,7 @@ def worker_inmemory(cfg: dict[str, Any]) -> dict[str, Any]:
     from speakerembed import SpeakerEmbedder
 
     torch.set_num_threads(cfg["threads"])
-    embedder = SpeakerEmbedder("resemblyzer", device="cpu")
+    embedder = SpeakerEmbedder("resemblyzer", device=cfg.get("device", "cpu"))
     files = sorted(p for p in Path(cfg["corpus"]).rglob("utt*"))
     wavs, rates = [], []
     for f in files:
@@ -173,7 +174,13 @@ def _check(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def run(quick: bool = False, threads: int = 2, files: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    threads: int = 2,
+    files: int | None = None,
+    device: str = "cpu",
+    workers: tuple[int | None, ...] = (0, 1, 2, None),
+) -> dict[str, Any]:
     """Build the corpus, run every configuration, print the figures; returns them."""
     n = files if files is not None else (60 if quick else 1000)
     small = max(1, n // 4)
@@ -185,11 +192,17 @@ def run(quick: bool = False, threads: int = 2, files: int | None = None) -> dict
             f"corpus: {n} files, {audio:.0f} s of audio, built in {time.perf_counter() - t0:.0f} s",
             flush=True,
         )
-        res: dict[str, Any] = {"files": n, "audio_s": audio, "threads": threads, "cpu_count": os.cpu_count()}
-        base = {"corpus": str(corpus), "threads": threads}
+        res: dict[str, Any] = {
+            "files": n,
+            "audio_s": audio,
+            "threads": threads,
+            "cpu_count": os.cpu_count(),
+            "device": device,
+        }
+        base = {"corpus": str(corpus), "threads": threads, "device": device}
         res["inmemory"] = _run({**base, "kind": "inmemory"})
         print(f"embed_utterances in memory: {res['inmemory']['realtime']:.0f}x real time", flush=True)
-        for w in (0, 1, 2, None):
+        for w in workers:
             r = _run({**base, "kind": "corpus", "workers": w, "out": f"{tmp}/out-w{w}"})
             res[f"corpus_w{w}"] = r
             ratio = r["realtime"] / res["inmemory"]["realtime"]
@@ -212,7 +225,7 @@ def run(quick: bool = False, threads: int = 2, files: int | None = None) -> dict
             f"{ratio:.2f}x (target <= {TARGET_RSS_RATIO:.2f}x) {_check(ratio <= TARGET_RSS_RATIO)}",
             flush=True,
         )
-        best = max(res[f"corpus_w{w}"]["realtime"] for w in (0, 1, 2, None))
+        best = max(res[f"corpus_w{w}"]["realtime"] for w in workers)
         res["best_ratio"] = best / res["inmemory"]["realtime"]
     return res
 
@@ -223,16 +236,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 files: a smoke test")
     parser.add_argument("--files", type=int, default=None, help="corpus size (default 1000, 60 with --quick)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the encoder (default 2)")
+    parser.add_argument(
+        "--device", default="cpu", help="the embedder's device: cpu (default), or cuda (workers decode)"
+    )
+    parser.add_argument(
+        "--workers",
+        default="0,1,2,default",
+        help="comma-separated worker counts to run, 'default' for workers=None (default 0,1,2,default)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/corpus.json")
     args = parser.parse_args(argv)
     if args.worker:
         cfg = json.loads(args.worker)
         print(json.dumps(WORKERS[cfg["kind"]](cfg)))
         return 0
-    res = run(args.quick, args.threads, args.files)
+    try:
+        workers = tuple(None if w.strip() == "default" else int(w) for w in args.workers.split(","))
+    except ValueError:
+        parser.error(f"--workers {args.workers!r}: pass counts such as 0,2,4,default")
+    res = run(args.quick, args.threads, args.files, args.device, workers)
     if not args.quick and not args.no_save:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "corpus.json").write_text(json.dumps(res, indent=2) + "\n")
+        name = "corpus.json" if args.device == "cpu" else f"corpus_{args.device}.json"
+        (RESULTS / name).write_text(json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -3,8 +3,9 @@
 Usage: ``python -m benchmarks.gpu [--runs 5]``. Skipped, with the reason, where torch sees no
 CUDA device.
 
-* **Full GPU path** at 44.1 kHz, ``Pipeline(resampler="torchaudio")`` with each
-  ``resample_device`` (``"cpu"``, ``"device"``, ``"auto"``), in x real time, against the encoder
+* **Full GPU path** at 44.1 kHz, the default ``Pipeline()`` (libsoxr on the CPU) and
+  ``Pipeline(resampler="torchaudio")`` with each ``resample_device`` (``"cpu"``, ``"device"``,
+  ``"auto"``), in x real time, against the encoder
   alone on the same windows on the same GPU (alternating, one process).
 * **Resampling**: one utterance of 2.5, 10, 30, 60 and 120 s on the CPU (libsoxr HQ) against the
   GPU (windowed sinc, copy in and out included): where the ``"auto"`` rule's 30 s threshold
@@ -14,7 +15,7 @@ CUDA device.
   half-precision copy of the module, for the record), with the worst cosine to fp32.
 
 The corpus job with decode workers feeding the GPU belongs to the corpus benchmark
-(``benchmarks/bench_corpus.py``), run with ``--device cuda``.
+(``benchmarks/bench_corpus.py``), run with ``--device cuda`` (and ``--workers 0,2,4,8,default``).
 """
 
 from __future__ import annotations
@@ -59,10 +60,19 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     wavs = h.load_set(h.eval_files(), 44_100)
     audio_s = sum(w.shape[0] for w in wavs) / 44_100
     full: dict[str, Any] = {}
+    real: Any = None  # the real speech windows the first setup sent to the encoder
+    setups: dict[str, tuple[Any, str]] = {
+        "default (soxr_hq on the CPU)": (Pipeline(), "fp32"),
+        "default, max_windows_per_batch=512": (Pipeline(max_windows_per_batch=512), "fp32"),
+        "default, precision='auto'": (Pipeline(), "auto"),
+    }
     for rule in ("cpu", "device", "auto"):
-        emb = SpeakerEmbedder(
-            "resemblyzer", device="cuda", pipeline=Pipeline(resampler="torchaudio", resample_device=rule)
-        )
+        pipe = Pipeline(resampler="torchaudio", resample_device=rule)
+        setups[f"torchaudio, resample_device={rule!r}"] = (pipe, "fp32")
+    for label, (pipe, precision) in setups.items():
+        emb = SpeakerEmbedder("resemblyzer", device="cuda", pipeline=pipe, precision=cast(Any, precision))
+        if precision == "auto":
+            out["auto_precision"] = f"{emb.encoder.precision} ({emb.encoder.precision_reason})"
 
         def pipeline(e: Any = emb) -> None:
             e.embed_utterances(wavs, sample_rate=44_100)
@@ -76,7 +86,8 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
             torch.cuda.synchronize()
 
         times = h.rotate({"pipeline": pipeline, "encoder": encoder}, runs)
-        full[rule] = {k: audio_s / statistics.median(v) for k, v in times.items()}
+        full[label] = {k: audio_s / statistics.median(v) for k, v in times.items()}
+        real = real if real is not None else torch.cat(batches)
     out["full_path_xrt"] = full
     resampling: dict[str, Any] = {}
     long = np.concatenate(wavs)
@@ -95,15 +106,17 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     out["resampling"] = resampling
     emb = SpeakerEmbedder("resemblyzer", device="cuda")
     batch_sizes: dict[str, float] = {}
+    # Real windows (repeated to fill the largest batch): random data would not be speech.
+    pool = real.repeat(1 + 1024 // real.shape[0], 1, 1)
     for b in (16, 64, 256, 1024):
-        windows = torch.randn(b, 160, 40, device="cuda")
+        windows = pool[:b].contiguous()
 
         def encode(w: Any = windows) -> None:
             emb.encoder(w)
 
         batch_sizes[str(b)] = b * 1.6 / sync_time(encode)
     out["encoder_xrt_by_batch"] = batch_sizes
-    probe = torch.randn(256, 160, 40, device="cuda")
+    probe = pool[:256].contiguous()
     ref = emb.encoder(probe)
     precisions: dict[str, Any] = {}
     for name in ("fp32", "bf16", "fp16"):
@@ -141,7 +154,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     for rule, v in r["full_path_xrt"].items():
         figures.append(
             h.Figure(
-                f"{r['device']}: full GPU path, 44.1 kHz, resample_device={rule!r}",
+                f"{r['device']}: full GPU path, 44.1 kHz, {rule}",
                 f"{v['pipeline']:.0f}x real time ({100 * v['pipeline'] / v['encoder']:.0f} % of the limit)",
                 f"encoder alone on the GPU: {v['encoder']:.0f}x real time",
                 value=v["pipeline"] / v["encoder"],

@@ -5,7 +5,8 @@ Usage: ``python -m benchmarks.scaling [--runs 3] [--rounds 2] [--quick]``.
 Splits the throughput set (44.1 kHz) between P worker processes of T torch threads each and
 measures the total throughput: all audio embedded, over the wall time from a common start
 (a file barrier, after every worker has loaded and warmed up) to the last worker's end. The
-configurations -- 1 x 1, 1 x ``cores``, and ``cores`` x 1 -- alternate, ``--rounds`` times.
+configurations -- 1 x 1, 1 x ``cores``, and ``cores`` x 1, or those ``--configs`` names --
+alternate, ``--rounds`` times.
 The rule that follows is :func:`speakerembed._plan.plan_workers`.
 """
 
@@ -50,7 +51,7 @@ def worker_share(cfg: dict[str, Any]) -> dict[str, Any]:
 def _launch(procs: int, threads: int, runs: int, max_files: int | None) -> dict[str, Any]:
     env = {
         **os.environ,
-        "PYTHONPATH": str(h.ROOT),
+        "PYTHONPATH": str(h.ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "OMP_NUM_THREADS": str(threads),
         "PYTHONWARNINGS": "ignore",
     }
@@ -102,12 +103,31 @@ def _launch(procs: int, threads: int, runs: int, max_files: int | None) -> dict[
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    """--rounds."""
+    """--rounds, --configs."""
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the configurations")
+    parser.add_argument(
+        "--configs",
+        default=None,
+        help="processes x threads to run, such as 1x1,1x16,4x4,16x1 (default 1x1, 1 x cores, cores x 1)",
+    )
+
+
+def _configs(spec: str | None, cores: int) -> list[tuple[int, int]]:
+    if not spec:
+        return [(1, 1), (1, cores), (cores, 1)]
+    configs = []
+    for part in spec.split(","):
+        procs, _, threads = part.strip().partition("x")
+        if not (procs.isdigit() and threads.isdigit() and int(procs) > 0 and int(threads) > 0):
+            raise SystemExit(f"--configs {spec!r}: write each as PROCESSESxTHREADS, such as 4x4")
+        configs.append((int(procs), int(threads)))
+    if (1, 1) not in configs:
+        configs.insert(0, (1, 1))  # every figure is read against one process x one thread
+    return configs
 
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:
-    """Measure 1 x 1, 1 x cores and cores x 1."""
+    """Measure 1 x 1, 1 x cores and cores x 1 (or the --configs)."""
     import statistics
 
     cores = os.cpu_count() or 1
@@ -115,7 +135,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     max_files = 20 if opts.quick else None
     rounds = getattr(opts, "rounds", 2)
     machine = h.machine_info(opts.threads)
-    configs = [(1, 1), (1, cores), (cores, 1)]
+    configs = _configs(getattr(opts, "configs", None), cores)
     raw: dict[str, list[dict[str, Any]]] = {f"{p}x{t}": [] for p, t in configs}
     for _ in range(rounds):
         for p, t in configs:

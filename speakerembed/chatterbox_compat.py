@@ -164,7 +164,7 @@ def chatterbox_pipeline(
         raise ConfigError(f"{function}: {message}") from None
 
 
-def _batch_size(function: str, batch_size: object, default: int) -> int:
+def _batch_size(function: str, batch_size: object, default: int | None) -> int | None:
     if batch_size is None:
         return default
     try:

@@ -644,9 +644,9 @@ class SpeakerEmbedder:
         from .consolidate import mean_embedding
         from .windows import partial_windows
 
-        cap = pipe.max_windows_per_batch
-        step = pipe.frame_step
         device = self.device
+        cap = pipe.windows_per_batch(device.type)
+        step = pipe.frame_step
         parts: dict[int, list[torch.Tensor]] = {}
         remaining: dict[int, int] = {}
         info: dict[int, _Prepared] = {}

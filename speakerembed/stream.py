@@ -319,11 +319,12 @@ def _mel_blocks(samples: Iterator[npt.NDArray[np.float32]]) -> Iterator[torch.Te
 def stream_windows(plan: StreamPlan, pipeline: Pipeline) -> Iterator[torch.Tensor]:
     """Pass 2: yield partial windows, shape (k, partial_frames, 40).
 
-    At most ``pipeline.max_windows_per_batch`` at a time, ``plan.n_windows`` in all.
+    At most ``pipeline.windows_per_batch("cpu")`` at a time (the encoder joins them into its
+    own batches), ``plan.n_windows`` in all.
     """
     import torch
 
-    step, width, cap = pipeline.frame_step, pipeline.partial_frames, pipeline.max_windows_per_batch
+    step, width, cap = pipeline.frame_step, pipeline.partial_frames, pipeline.windows_per_batch("cpu")
     _, target = num_windows(plan.n_frames, step, pipeline.min_coverage, width)
     mel: torch.Tensor | None = None  # frames from index `first` on
     first = 0
@@ -383,7 +384,7 @@ def stream_file(
     -------
     plan : StreamPlan
     windows : iterator of torch.Tensor, each shape (k, partial_frames, 40), float32
-        ``plan.n_windows`` windows in all, ``k <= pipeline.max_windows_per_batch``.
+        ``plan.n_windows`` windows in all, ``k <= pipeline.windows_per_batch("cpu")``.
 
     Examples
     --------

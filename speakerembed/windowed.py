@@ -222,7 +222,7 @@ def embed_windows(
         raise err from (None if err is exc else exc)
     import torch
 
-    cap = pipe.max_windows_per_batch
+    cap = pipe.windows_per_batch(embedder.device.type)
     if prepared.mel is not None:
         whole = partial_windows(prepared.mel, pipe.frame_step, pipe.min_coverage, pipe.partial_frames)
         chunks: Iterator[torch.Tensor] = _batches(whole, cap)

@@ -74,8 +74,9 @@ def test_defaults_are_chatterboxs() -> None:
         ({"trim_top_db": None}, "top_db", None),
         ({"trim_top_db": 0}, "top_db", None),  # Chatterbox's `if trim_top_db:`
         ({"batch_size": 3}, "max_windows_per_batch", 3),
-        ({"batch_size": None}, "max_windows_per_batch", 64),  # one pass in Chatterbox: same rows
-        ({"batch_size": 0}, "max_windows_per_batch", 64),
+        # One pass in Chatterbox; the embedder's own batching (by device) here: same rows.
+        ({"batch_size": None}, "max_windows_per_batch", None),
+        ({"batch_size": 0}, "max_windows_per_batch", None),
     ],
 )
 def test_each_argument_sets_its_field(kwargs: dict[str, object], field: str, value: object) -> None:

@@ -22,8 +22,20 @@ def test_defaults_are_chatterboxs() -> None:
     assert p.partial_frames == 160
     assert p.rate == 1.3
     assert p.min_coverage == 0.8
-    assert p.max_windows_per_batch >= 1
+    assert p.max_windows_per_batch is None  # picked by the encoder's device
     assert p.max_duration_s is None
+
+
+def test_windows_per_batch_by_device() -> None:
+    from speakerembed.config import DEFAULT_WINDOWS_PER_BATCH
+
+    p = Pipeline()
+    assert p.windows_per_batch("cpu") == DEFAULT_WINDOWS_PER_BATCH["cpu"]
+    assert p.windows_per_batch("cuda") == p.windows_per_batch("mps") == DEFAULT_WINDOWS_PER_BATCH["gpu"]
+    assert DEFAULT_WINDOWS_PER_BATCH["gpu"] > DEFAULT_WINDOWS_PER_BATCH["cpu"]
+    # A value set by the caller wins on every device.
+    assert Pipeline(max_windows_per_batch=7).windows_per_batch("cuda") == 7
+    assert Pipeline(max_windows_per_batch=7).windows_per_batch("cpu") == 7
 
 
 def test_model_constants() -> None:

@@ -295,6 +295,20 @@ def test_refuses_to_mix_settings(corpus: Path, embedder: SpeakerEmbedder, tmp_pa
     assert meta["pipeline"]["top_db"] == 30
 
 
+def test_resumes_with_another_batch_size(corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path) -> None:
+    """The batch size never changes the embeddings, so a job resumes across it (another device)."""
+    out = tmp_path / "out"
+    files = sorted(str(p) for p in (corpus / "carol" / "a").iterdir())
+    embed_corpus(
+        files[:1], out, embedder=embedder, pipeline=Pipeline(max_windows_per_batch=2), progress="off"
+    )
+    report = embed_corpus(files, out, embedder=embedder, progress="off")
+    assert (report.embedded, report.skipped) == (len(files) - 1, 1)
+    # Anything else that changes the embeddings still refuses.
+    with pytest.raises(ValueError, match="other settings"):
+        embed_corpus(files, out, embedder=embedder, pipeline=Pipeline(rate=2.0), progress="off")
+
+
 def test_sigkill_mid_run_then_rerun(
     corpus: Path, embedder: SpeakerEmbedder, references: dict[str, np.ndarray], tmp_path: Path
 ) -> None:

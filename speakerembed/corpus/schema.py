@@ -114,6 +114,14 @@ def job_metadata(embedder: SpeakerEmbedder, pipeline: Pipeline, command: str | N
     }
 
 
+#: Pipeline fields that change how the work is batched, never the embeddings: a job may be
+#: resumed with other values (on another device, say).
+BATCHING_FIELDS = ("max_windows_per_batch",)
+
+
 def settings_key(metadata: dict[str, Any]) -> dict[str, Any]:
     """The part of the metadata that decides whether two jobs' embeddings may be mixed."""
-    return {k: metadata.get(k) for k in SETTINGS_FIELDS}
+    key = {k: metadata.get(k) for k in SETTINGS_FIELDS}
+    if isinstance(key["pipeline"], dict):
+        key["pipeline"] = {k: v for k, v in key["pipeline"].items() if k not in BATCHING_FIELDS}
+    return key

@@ -391,7 +391,9 @@ def test_errors_carry_the_input_and_the_stage(embedder: SpeakerEmbedder, files: 
 def test_fail_fast_stops_at_the_first_bad_input(
     embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default mode does not prepare the inputs after the bad one."""
+    """The default mode prepares no input after the bad one beyond the burst it was in."""
+    from speakerembed._prefetch import BURST_PER_THREAD
+
     seen: list[object] = []
     real = speakerembed.embedder.load_audio
 
@@ -400,9 +402,19 @@ def test_fail_fast_stops_at_the_first_bad_input(
         return real(item, *args, **kwargs)
 
     monkeypatch.setattr(speakerembed.embedder, "load_audio", spy)
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
+    inputs = [GOOD, np.zeros(0, np.float32), *[GOOD] * 20]
+    # In line: nothing after the bad input.
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
     with pytest.raises(AudioError, match="input 1"):
-        embedder.embed_utterances([GOOD, np.zeros(0, np.float32), GOOD, GOOD], sample_rate=SR)
+        embedder.embed_utterances(inputs, sample_rate=SR)
     assert seen == ["input 0", "input 1"]
+    # In bursts on two threads: the rest of the first burst at most, never the next burst.
+    seen.clear()
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 2)
+    with pytest.raises(AudioError, match="input 1"):
+        embedder.embed_utterances(inputs, sample_rate=SR)
+    assert {"input 0", "input 1"} <= set(seen) <= {f"input {i}" for i in range(2 * BURST_PER_THREAD)}
 
 
 # -- bounded work: the cap acts before any decoding or allocation -------------------------------

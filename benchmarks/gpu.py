@@ -7,12 +7,15 @@ CUDA device.
   ``Pipeline(resampler="torchaudio")`` with each ``resample_device`` (``"cpu"``, ``"device"``,
   ``"auto"``), in x real time, against the encoder
   alone on the same windows on the same GPU (alternating, one process).
-* **Resampling**: one utterance of 2.5, 10, 30, 60 and 120 s on the CPU (libsoxr HQ) against the
-  GPU (windowed sinc, copy in and out included): where the ``"auto"`` rule's 30 s threshold
+* **Resampling**: one utterance of 1 to 120 s on the CPU (libsoxr HQ) against the GPU
+  (windowed sinc, copy in and out included), and one utterance of 2.5, 10 and 60 s end to end
+  each way: where the ``"auto"`` rule's threshold
   (``speakerembed.embedder.AUTO_DEVICE_MIN_SECONDS``) should lie.
-* **Batch sizes**: the encoder alone at 16 to 1024 windows per batch.
+* **Batch sizes**: the encoder alone at 16 to 4096 windows per batch, and the full path at 64,
+  the default (1024) and 4096; the default with 15 preparing threads instead of 8.
 * **Precision**: the encoder alone in fp32, bf16 (speakerembed's module cast) and fp16 (a
-  half-precision copy of the module, for the record), with the worst cosine to fp32.
+  half-precision copy of the module, for the record) at 256, 1024 and 4096 windows, with the
+  worst cosine to fp32; what ``precision="auto"`` picks.
 
 The corpus job with decode workers feeding the GPU belongs to the corpus benchmark
 (``benchmarks/bench_corpus.py``), run with ``--device cuda`` (and ``--workers 0,2,4,8,default``).
@@ -61,16 +64,20 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     audio_s = sum(w.shape[0] for w in wavs) / 44_100
     full: dict[str, Any] = {}
     real: Any = None  # the real speech windows the first setup sent to the encoder
-    setups: dict[str, tuple[Any, str]] = {
-        "default (soxr_hq on the CPU)": (Pipeline(), "fp32"),
-        "default, max_windows_per_batch=512": (Pipeline(max_windows_per_batch=512), "fp32"),
-        "default, precision='auto'": (Pipeline(), "auto"),
+    # label: (pipeline, precision, threads preparing utterances; None for the default).
+    setups: dict[str, tuple[Any, str, int | None]] = {
+        "default (soxr_hq on the CPU, 1024-window batches)": (Pipeline(), "fp32", None),
+        "default, max_windows_per_batch=64": (Pipeline(max_windows_per_batch=64), "fp32", None),
+        "default, max_windows_per_batch=4096": (Pipeline(max_windows_per_batch=4096), "fp32", None),
+        "default, 15 preparing threads": (Pipeline(), "fp32", 15),
+        "default, precision='auto'": (Pipeline(), "auto", None),
     }
     for rule in ("cpu", "device", "auto"):
         pipe = Pipeline(resampler="torchaudio", resample_device=rule)
-        setups[f"torchaudio, resample_device={rule!r}"] = (pipe, "fp32")
-    for label, (pipe, precision) in setups.items():
+        setups[f"torchaudio, resample_device={rule!r}"] = (pipe, "fp32", None)
+    for label, (pipe, precision, threads) in setups.items():
         emb = SpeakerEmbedder("resemblyzer", device="cuda", pipeline=pipe, precision=cast(Any, precision))
+        emb._prepare_threads = threads  # instance attribute: this embedder only
         if precision == "auto":
             out["auto_precision"] = f"{emb.encoder.precision} ({emb.encoder.precision_reason})"
 
@@ -91,7 +98,7 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     out["full_path_xrt"] = full
     resampling: dict[str, Any] = {}
     long = np.concatenate(wavs)
-    for seconds in (2.5, 10, 30, 60, 120):
+    for seconds in (1, 2.5, 5, 10, 30, 60, 120):
         part = np.ascontiguousarray(long[: int(seconds * 44_100)])
         res = SincResampler.get(44_100, 16_000, torch.device("cuda"))
 
@@ -104,11 +111,28 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
         cpu = h.median_time(on_cpu, runs, 1)[0]
         resampling[str(seconds)] = {"cpu_ms": 1000 * cpu, "gpu_ms": 1000 * sync_time(on_gpu)}
     out["resampling"] = resampling
+    # One utterance end to end (latency): libsoxr on the CPU against the sinc on the GPU.
+    latency: dict[str, Any] = {}
+    for seconds in (2.5, 10, 60):
+        part = np.ascontiguousarray(long[: int(seconds * 44_100)])
+        row = {}
+        for name, pipe in (
+            ("soxr_hq", Pipeline()),
+            ("torchaudio_device", Pipeline(resampler="torchaudio", resample_device="device")),
+        ):
+            e1 = SpeakerEmbedder("resemblyzer", device="cuda", pipeline=pipe)
+
+            def one(e: Any = e1, a: Any = part) -> None:
+                e.embed_utterances([a], sample_rate=44_100)
+
+            row[name] = 1000 * h.median_time(one, max(runs, 9), 2)[0]
+        latency[str(seconds)] = row
+    out["latency_ms"] = latency
     emb = SpeakerEmbedder("resemblyzer", device="cuda")
     batch_sizes: dict[str, float] = {}
     # Real windows (repeated to fill the largest batch): random data would not be speech.
-    pool = real.repeat(1 + 1024 // real.shape[0], 1, 1)
-    for b in (16, 64, 256, 1024):
+    pool = real.repeat(1 + 4096 // real.shape[0], 1, 1)
+    for b in (16, 64, 256, 1024, 4096):
         windows = pool[:b].contiguous()
 
         def encode(w: Any = windows) -> None:
@@ -119,7 +143,9 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     probe = pool[:256].contiguous()
     ref = emb.encoder(probe)
     precisions: dict[str, Any] = {}
-    for name in ("fp32", "bf16", "fp16"):
+    for name, size in [(n, b) for b in (256, 1024, 4096) for n in ("fp32", "bf16", "fp16")]:
+        probe = pool[:size].contiguous()
+        ref = emb.encoder(probe)
         enc: Any
         if name == "fp16":
             half = copy.deepcopy(emb.encoder.module).half()
@@ -132,12 +158,12 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
         else:
             enc = SpeakerEmbedder("resemblyzer", device="cuda", precision=cast(Any, name)).encoder
 
-        def timed(e: Any = enc) -> None:
-            e(probe)
+        def timed(e: Any = enc, w: Any = probe) -> None:
+            e(w)
 
         t = sync_time(timed)
         cos = float((enc(probe) * ref).sum(dim=1).min())
-        precisions[name] = {"xrt": 256 * 1.6 / t, "min_cosine": cos}
+        precisions[f"{name}, {size} windows"] = {"xrt": size * 1.6 / t, "min_cosine": cos}
     out["precision"] = precisions
     return out
 
@@ -169,14 +195,23 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
         )
     figures.append(
         h.Figure(
-            "encoder alone by batch size (16 / 64 / 256 / 1024 windows)",
+            "encoder alone by batch size (" + " / ".join(r["encoder_xrt_by_batch"]) + " windows)",
             " / ".join(f"{v:.0f}x" for v in r["encoder_xrt_by_batch"].values()) + " real time",
         )
     )
+    for seconds, v in r.get("latency_ms", {}).items():
+        figures.append(
+            h.Figure(
+                f"one {seconds} s utterance at 44.1 kHz, end to end: soxr_hq on the CPU / sinc on the GPU",
+                f"{v['soxr_hq']:.1f} / {v['torchaudio_device']:.1f} ms",
+            )
+        )
+    if "auto_precision" in r:
+        figures.append(h.Figure("precision='auto' on this GPU picks", r["auto_precision"]))
     for name, v in r["precision"].items():
         figures.append(
             h.Figure(
-                f"encoder alone, {name}, 256 windows",
+                f"encoder alone, {name}",
                 f"{v['xrt']:.0f}x real time, worst cosine to fp32 {v['min_cosine']:.5f}",
             )
         )

@@ -24,7 +24,15 @@ import numpy as np
 
 from . import chatterbox_compat as _cb
 from ._observe import NULL_RECORDER, Recorder
-from ._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts, prefetch
+from ._prefetch import (
+    BURST_PER_THREAD,
+    auto_prefetch_depth,
+    burst_threads,
+    many_core_split,
+    map_in_bursts,
+    prefetch,
+    torch_threads,
+)
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
@@ -55,8 +63,12 @@ AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
 """One utterance: a file path, a NumPy array or a torch tensor."""
 
 #: With ``Pipeline(resample_device="auto")``, utterances at least this long are resampled,
-#: trimmed and turned into mels on a CUDA device; shorter ones on the CPU.
-AUTO_DEVICE_MIN_SECONDS = 30.0
+#: trimmed and turned into mels on a CUDA device; shorter ones on the CPU. On an H200 the GPU
+#: resampled faster at every length measured (1 s: 0.2 ms against libsoxr's 0.5 ms), one
+#: utterance end to end took 8.3 ms against 12.5 ms at 2.5 s (6.6 against 9.1 at 10 s, 8.9
+#: against 26.6 at 60 s), and a corpus of 2-20 s utterances ran as fast either way; 2.5 s is the
+#: shortest length measured end to end (docs/performance.rst, "GPU").
+AUTO_DEVICE_MIN_SECONDS = 2.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -437,13 +449,14 @@ class SpeakerEmbedder:
             items = _describe_inputs(inputs)
             rates = _rates(sample_rate, len(items))
             failures: list[Failure] = []
-            depth, threads = self._preparation_plan(len(items))
+            depth, threads, encoder_threads = self._preparation_plan(len(items))
             prepared = self._prepare_all(items, rates, pipe, errors == "skip", failures, rec, threads)
             if depth > 0:
                 # Prepare the next utterances while the encoder runs (see _prefetch.py).
                 prepared = prefetch(prepared, depth)
             kept: dict[int, float] = {}
-            embeds = self._encode(prepared, pipe, errors == "skip", failures, rec, kept)
+            with torch_threads(encoder_threads):
+                embeds = self._encode(prepared, pipe, errors == "skip", failures, rec, kept)
             failures.sort(key=lambda f: f.index)
             if operation == "embed_speaker":
                 rows = np.stack([embeds[i] for i in sorted(embeds)])
@@ -468,20 +481,28 @@ class SpeakerEmbedder:
             rec.in_progress(operation, -1)
             rec.call(operation, time.perf_counter() - start, ok)
 
-    def _preparation_plan(self, n_items: int) -> tuple[int, int]:
-        """``(prefetch depth, preparation threads)`` for a call with ``n_items`` inputs.
+    def _preparation_plan(self, n_items: int) -> tuple[int, int, int | None]:
+        """``(prefetch depth, preparation threads, encoder threads)`` for ``n_items`` inputs.
 
         See :mod:`speakerembed._prefetch`: a prefetch thread when the encoder leaves a core
         free (a GPU, or fewer torch threads than cores), and bursts on one thread per core
-        otherwise (on 2 cores, preparation takes about half the time it takes in line).
+        otherwise (on 2 cores, preparation takes about half the time it takes in line); on a
+        CPU of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder runs on
+        three quarters of them for the call and the rest prepare beside it. Encoder threads
+        ``None`` leave torch's count as it is.
         """
         if n_items < 2:
-            return 0, 1
+            return 0, 1, None
+        if self._prefetch_depth is None and self._prepare_threads is None:
+            split = many_core_split(self.device.type)
+            if split is not None:
+                encoder_threads, prepare = split
+                return 2 * prepare, min(prepare, n_items), encoder_threads
         depth = self._prefetch_depth if self._prefetch_depth is not None else auto_prefetch_depth()
         threads = self._prepare_threads
         if threads is None:
             threads = burst_threads(self.device.type, depth)
-        return depth, max(1, min(threads, n_items))
+        return depth, max(1, min(threads, n_items)), None
 
     def _prepare_all(
         self,
@@ -585,10 +606,8 @@ class SpeakerEmbedder:
         """Whether resampling, trimming and the mel run on the embedder's device.
 
         Only the ``"torchaudio"`` resampler can run there. ``resample_device="auto"`` picks the
-        device when it is a GPU and the utterance lasts at least :data:`AUTO_DEVICE_MIN_SECONDS`:
-        libsoxr resamples a 10 s clip in about 3 ms on one CPU core, which is less than the
-        copy, the kernel launches and the synchronisation cost on a GPU for a short clip (see
-        docs/performance.rst).
+        device when it is a GPU and the utterance lasts at least :data:`AUTO_DEVICE_MIN_SECONDS`
+        (measured on an H200; below it, the copy and the kernel launches are most of the work).
         """
         if pipe.resampler != "torchaudio" or pipe.resample_device == "cpu":
             return False

@@ -162,7 +162,7 @@ def test_burst_preparation_is_bitwise_deterministic(
     rates = [44_100] * len(wavs) + [None] * len(short_utterances)
     monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
     monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 3)
-    assert embedder._preparation_plan(len(inputs)) == (0, 3)
+    assert embedder._preparation_plan(len(inputs)) == (0, 3, None)
     threads_before = torch.get_num_threads()
     bursts = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
     # The preparing threads' one torch thread is theirs; the encoder's thread keeps its own.
@@ -170,6 +170,58 @@ def test_burst_preparation_is_bitwise_deterministic(
     monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
     serial = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
     np.testing.assert_array_equal(bursts, serial)
+
+
+def test_many_core_split_leaves_a_quarter_to_preparation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speakerembed import _prefetch
+
+    before = torch.get_num_threads()
+    try:
+        for cores, threads, expected in [
+            (2, 2, None),  # bursts: measured better on 2 cores
+            (8, 8, None),  # below MANY_CORES: not measured, bursts stay
+            (16, 16, (12, 4)),
+            (16, 8, None),  # the caller left cores free: a prefetch thread already overlaps
+            (64, 64, (56, 8)),  # at most MAX_PREPARE_THREADS preparing
+        ]:
+            monkeypatch.setattr(_prefetch, "usable_cores", lambda c=cores: c)
+            torch.set_num_threads(threads)
+            assert _prefetch.many_core_split("cpu") == expected, (cores, threads)
+            assert _prefetch.many_core_split("cuda") is None
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_many_core_plan_runs_the_encoder_on_fewer_threads_for_the_call(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same embeddings; the encoder sees the split's threads; the caller's count comes back."""
+    from speakerembed import _prefetch
+
+    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", None)
+    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", None)
+    expected = embedder.embed_utterances(short_utterances)
+    monkeypatch.setattr("speakerembed.embedder.many_core_split", lambda device: (1, 2))
+    assert embedder._preparation_plan(len(short_utterances)) == (4, 2, 1)
+    seen: list[int] = []
+    real = embedder._encoder
+
+    class _Spy:
+        device = real.device
+
+        def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.get_num_threads())
+            return real(windows)
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(embedder, "_encoder", _Spy())
+    got = embedder.embed_utterances(short_utterances)
+    assert seen
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    with _prefetch.torch_threads(None):
+        assert torch.get_num_threads() == before
 
 
 def test_map_in_bursts_keeps_order_and_waits_for_the_consumer() -> None:

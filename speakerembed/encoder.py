@@ -279,8 +279,20 @@ def _bf16_copy(module: nn.Module) -> nn.Module:
         and lstm.bias
     ):
         device = next(module.parameters()).device
-        return _MixedBF16Encoder(module).to(device)
-    return copy.deepcopy(module).to(torch.bfloat16)
+        return _flattened(_MixedBF16Encoder(module).to(device))
+    return _flattened(copy.deepcopy(module).to(torch.bfloat16))
+
+
+def _flattened(module: nn.Module) -> nn.Module:
+    """``module`` with each RNN's weights in one contiguous block again.
+
+    A cast or a move leaves cuDNN's RNN weights apart; cuDNN then compacts them on every call
+    (with a UserWarning), so each RNN is flattened once here. A no-op on the CPU.
+    """
+    for sub in module.modules():
+        if isinstance(sub, nn.RNNBase):
+            sub.flatten_parameters()
+    return module
 
 
 def _chatterbox_class() -> type[nn.Module]:

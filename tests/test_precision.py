@@ -179,3 +179,35 @@ def test_cli_accepts_precision_auto(tmp_path: Path) -> None:
     code = main([*args, "--precision", "auto", "-o", str(out)])
     assert code == 0
     assert out.exists()
+
+
+def test_bf16_layers_do_not_leak_cudnns_compaction_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuDNN warns on every call that bf16 LSTM weights are compacted (torch cannot flatten
+    them); the mixed encoder silences that one warning, and only that one."""
+    import warnings
+
+    module = SpeakerEmbedder("resemblyzer", device="cpu", precision="fp32").encoder.module
+    mixed = encoder._MixedBF16Encoder(module)
+    first = mixed.layers[0]
+    assert next(first.parameters()).dtype == torch.bfloat16
+    real_forward = first.forward
+
+    def warns(x: torch.Tensor, *args: object) -> object:
+        warnings.warn(encoder._CUDNN_COMPACT_WARNING + ". This means ...", UserWarning, stacklevel=1)
+        return real_forward(x)
+
+    monkeypatch.setattr(first, "forward", warns)
+    windows = torch.rand(2, 160, 40)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = mixed(windows)
+    assert not [w for w in caught if encoder._CUDNN_COMPACT_WARNING in str(w.message)]
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-4)
+
+    def other(x: torch.Tensor, *args: object) -> object:
+        warnings.warn("something else", UserWarning, stacklevel=1)
+        return real_forward(x)
+
+    monkeypatch.setattr(first, "forward", other)
+    with pytest.warns(UserWarning, match="something else"):
+        mixed(windows)

@@ -489,6 +489,17 @@ def test_default_encoders_follow_the_job_and_the_main_script(
     assert encoders.main_is_guarded()
 
 
+def test_gpu_default_workers_run_small_or_unguarded_jobs_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from speakerembed.corpus import encoders
+    from speakerembed.corpus.engine import default_workers, gpu_default_workers
+
+    monkeypatch.setattr(encoders, "main_is_guarded", lambda: True)
+    assert gpu_default_workers(encoders.MIN_RECORDS - 1) == 0
+    assert gpu_default_workers(encoders.MIN_RECORDS) == default_workers("cuda") >= 1
+    monkeypatch.setattr(encoders, "main_is_guarded", lambda: False)
+    assert gpu_default_workers(10 * encoders.MIN_RECORDS) == 0
+
+
 def test_speakers_file_is_beside_the_folder(corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path) -> None:
     rows = [
         {"path": str(p), "speaker": p.name.split("_")[0]}

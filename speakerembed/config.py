@@ -126,8 +126,9 @@ class Pipeline:
         In [1, 65536]. Most partial windows per encoder forward pass; bounds memory. ``None``
         (the default) picks by the encoder's device (:meth:`windows_per_batch`): 64 on a CPU,
         1024 on a GPU, where the LSTM's 160 steps run one after another whatever the batch, so
-        its throughput grows with the batch (see :data:`DEFAULT_WINDOWS_PER_BATCH`). The batch
-        does not change the embeddings.
+        its throughput grows with the batch (see
+        ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``). The batch does not change the
+        embeddings.
     min_duration_s : float
         In [0, 1e7]. Shortest audio accepted after trimming, in seconds. The encoder reads 1.6 s
         windows, and below 0.25 s a window is more than 84 % zero padding, so its embedding says
@@ -296,7 +297,8 @@ class Pipeline:
     def windows_per_batch(self, device_type: str = "cpu") -> int:
         """Most windows per encoder batch for an encoder on ``device_type`` (``"cpu"``, ``"cuda"``...).
 
-        ``max_windows_per_batch`` when it is set, else :data:`DEFAULT_WINDOWS_PER_BATCH`.
+        ``max_windows_per_batch`` when it is set, else
+        ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``.
 
         Examples
         --------

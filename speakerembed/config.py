@@ -57,8 +57,9 @@ MIN_RATE, MAX_RATE = 0.05, 100.0
 #: ``"cpu"``, and ``"gpu"`` for any other. On a CPU the LSTM's time per window is flat from
 #: about 24 windows on, and larger batches only take more memory; on a GPU the 160 steps of
 #: the LSTM run one after another whatever the batch, so throughput grows with it: on an H200
-#: the encoder alone ran 11,700x real time at 64 windows, 42,600x at 256 and 128,000x at 1,024
-#: (docs/performance.rst, "GPU").
+#: the encoder alone ran 18,895x real time at 64 windows, 66,659x at 256, 194,865x at 1,024 and
+#: 394,495x at 4,096, and the whole pipeline 4,584x, 6,038x (1,024) and 5,911x (4,096), bound by
+#: the CPU from 1,024 on (docs/performance.rst, "GPU").
 DEFAULT_WINDOWS_PER_BATCH = {"cpu": 64, "gpu": 1024}
 #: Largest ``max_windows_per_batch``.
 MAX_WINDOWS_PER_BATCH = 2**16

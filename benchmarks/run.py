@@ -32,6 +32,7 @@ FAMILIES = [
     "latency",
     "memory",
     "scaling",
+    "prepare_overlap",
     "torch_versions",
     "order",
     "metrics_overhead",

@@ -66,8 +66,8 @@ AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
 #: trimmed and turned into mels on a CUDA device; shorter ones on the CPU. On an H200 the GPU
 #: resampled faster at every length measured (1 s: 0.2 ms against libsoxr's 0.5 ms), one
 #: utterance end to end took 8.3 ms against 12.5 ms at 2.5 s (6.6 against 9.1 at 10 s, 8.9
-#: against 26.6 at 60 s), and a corpus of 2-20 s utterances ran as fast either way; 2.5 s is the
-#: shortest length measured end to end (docs/performance.rst, "GPU").
+#: against 26.6 at 60 s), and the 86-utterance throughput set ran as fast either way; 2.5 s is
+#: the shortest length measured end to end (docs/performance.rst, "GPU").
 AUTO_DEVICE_MIN_SECONDS = 2.5
 
 

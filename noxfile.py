@@ -2,11 +2,19 @@
 
 torch is pinned by ``SPEAKEREMBED_TORCH`` (default ``torch==2.13.0``, a CPU wheel on the CI
 machines); set it to another requirement to test against another torch.
+
+The CI sessions' environments add up to about 15 GB (chatterbox-tts's alone is 6.4 GB), more than
+some CI disks have free. With ``SPEAKEREMBED_NOX_PRUNE=1`` (``.ci/run`` sets it) each session
+removes its environment when it ends, so the disk holds one at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+from collections.abc import Callable
+from typing import Any
 
 import nox
 
@@ -17,6 +25,23 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs", "examples"]
 PYTHON = "3.11"
 TORCH = os.environ.get("SPEAKEREMBED_TORCH", "torch==2.13.0")
 CHATTERBOX = "chatterbox-tts==0.1.7"
+PRUNE = os.environ.get("SPEAKEREMBED_NOX_PRUNE", "") not in ("", "0")
+
+
+def _pruned(func: Callable[[nox.Session], None]) -> Callable[[nox.Session], None]:
+    """Run the session, then remove its environment when ``SPEAKEREMBED_NOX_PRUNE`` is set."""
+
+    @functools.wraps(func)
+    def run(session: nox.Session) -> None:
+        try:
+            func(session)
+        finally:
+            location: Any = getattr(session.virtualenv, "location", None)
+            if PRUNE and location and os.path.isdir(location):
+                session.log(f"SPEAKEREMBED_NOX_PRUNE: removing {location}")
+                shutil.rmtree(location, ignore_errors=True)
+
+    return run
 
 
 def _install(
@@ -32,6 +57,7 @@ def _install(
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@_pruned
 def tests(session: nox.Session) -> None:
     """Unit and integration tests on the CPU, with the Resemblyzer weights (no network)."""
     _install(session, "test")
@@ -39,6 +65,7 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
+@_pruned
 def tests_chatterbox(session: nox.Session) -> None:
     """Parity with chatterbox-tts's own VoiceEncoder (installs chatterbox-tts, torch 2.6, ~6 GB).
 
@@ -64,6 +91,7 @@ def tests_chatterbox(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"], default=False)
+@_pruned
 def tests_ray(session: nox.Session) -> None:
     """The Ray Data engine (``corpus --engine ray``) on a local Ray: installs ray[data]."""
     _install(session, "test", extras="ray,corpus,resemblyzer")
@@ -71,6 +99,7 @@ def tests_ray(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@_pruned
 def lint(session: nox.Session) -> None:
     """ruff: lint and format check."""
     session.install("--group", "lint")
@@ -78,6 +107,7 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@_pruned
 def typecheck(session: nox.Session) -> None:
     """Run mypy --strict on the package and on tests/typing (the public API as users call it)."""
     _install(session, "typing")
@@ -85,6 +115,7 @@ def typecheck(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@_pruned
 def docs(session: nox.Session) -> None:
     """Build the Sphinx docs with -n -W (nitpicky, warnings are errors) and run their doctests."""
     _install(session, "docs")
@@ -93,6 +124,7 @@ def docs(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, tags=["ci"])
+@_pruned
 def examples(session: nox.Session) -> None:
     """Run every example program (the tests run them too, this shows their output)."""
     _install(session)

@@ -8,6 +8,9 @@ NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in 
   fight it (OpenMP threads spin at their barriers), so the preparation runs *between* encoder
   batches instead: when the encoder asks for the next utterance, a burst of the following ones
   is prepared on one thread per core, each thread with one torch thread.
+* Below :data:`MANY_CORES`, a CPU encoder that can be called from several threads runs as
+  one-thread streams instead (:mod:`speakerembed._streams`), and preparation runs in line
+  beside them.
 * :func:`many_core_split`: from :data:`MANY_CORES` usable cores on, the LSTM no longer gains
   from every core, so an encoder that would take them all runs on three quarters of them
   (:func:`torch_threads`, for the call only) while bursts on the other quarter prepare beside
@@ -188,8 +191,10 @@ def _one_torch_thread() -> None:
 def map_in_bursts(fn: Callable[[T], R], items: Iterable[T], workers: int, burst: int) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in order, computed ``burst`` at a time on ``workers`` threads.
 
-    A burst is computed only when the consumer asks for an item and none is ready, so the
-    threads never run while the consumer does. ``fn`` should not raise; if it does, the
+    A burst is computed only when the consumer asks for an item and none is ready, so nothing
+    runs ahead of the consumer; each result is handed over as soon as it and those before it
+    are done, so a burst's last items may still run while the consumer takes its first ones.
+    ``fn`` should not raise; if it does, the
     exception is raised at its item's position. At most ``burst`` results are held at once.
     """
     it = iter(items)

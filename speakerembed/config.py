@@ -59,8 +59,11 @@ MIN_RATE, MAX_RATE = 0.05, 100.0
 #: the LSTM run one after another whatever the batch, so throughput grows with it: on an H200
 #: the encoder alone ran 18,895x real time at 64 windows, 66,659x at 256, 194,865x at 1,024 and
 #: 394,495x at 4,096, and the whole pipeline 4,584x, 6,038x (1,024) and 5,911x (4,096), bound by
-#: the CPU from 1,024 on (docs/performance.rst, "GPU").
-DEFAULT_WINDOWS_PER_BATCH = {"cpu": 64, "gpu": 1024}
+#: the CPU from 1,024 on (docs/performance.rst, "GPU"). ``"cpu_stream"`` is for each call of a
+#: CPU encoder run as one-thread streams (speakerembed._streams): on the 2-core dev host, 32
+#: windows per call ran the pipeline at 44.1 and 16 kHz in about 4 % less time than 16 or 64
+#: (medians of five alternating rounds; 8 was slower still).
+DEFAULT_WINDOWS_PER_BATCH = {"cpu": 64, "cpu_stream": 32, "gpu": 1024}
 #: Largest ``max_windows_per_batch``.
 MAX_WINDOWS_PER_BATCH = 2**16
 #: Largest ``min_duration_s``, ``max_duration_s`` and ``stream_min_duration_s``, in seconds (about
@@ -125,7 +128,8 @@ class Pipeline:
         In (0, 1]. The last window is kept when at least this fraction of it holds audio.
     max_windows_per_batch : int or None
         In [1, 65536]. Most partial windows per encoder forward pass; bounds memory. ``None``
-        (the default) picks by the encoder's device (:meth:`windows_per_batch`): 64 on a CPU,
+        (the default) picks by the encoder's device (:meth:`windows_per_batch`): 64 on a CPU
+        (32 per call where the encoder runs as one-thread streams, the default below 16 cores),
         1024 on a GPU, where the LSTM's 160 steps run one after another whatever the batch, so
         its throughput grows with the batch (see
         ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``). The batch does not change the
@@ -295,22 +299,28 @@ class Pipeline:
         hop = max(1, round(self.trim_hop_length * scale))
         return frame, hop
 
-    def windows_per_batch(self, device_type: str = "cpu") -> int:
+    def windows_per_batch(self, device_type: str = "cpu", streams: int = 1) -> int:
         """Most windows per encoder batch for an encoder on ``device_type`` (``"cpu"``, ``"cuda"``...).
 
         ``max_windows_per_batch`` when it is set, else
-        ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``.
+        ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``: ``"cpu_stream"`` for a CPU encoder
+        laid out for ``streams`` one-thread streams (2 or more: the default below 16 cores; see
+        ``speakerembed._streams``).
 
         Examples
         --------
         >>> Pipeline().windows_per_batch("cpu"), Pipeline().windows_per_batch("cuda")
         (64, 1024)
+        >>> Pipeline().windows_per_batch("cpu", streams=2)
+        32
         >>> Pipeline(max_windows_per_batch=16).windows_per_batch("cuda")
         16
         """
         if self.max_windows_per_batch is not None:
             return self.max_windows_per_batch
-        return DEFAULT_WINDOWS_PER_BATCH["cpu" if device_type == "cpu" else "gpu"]
+        if device_type != "cpu":
+            return DEFAULT_WINDOWS_PER_BATCH["gpu"]
+        return DEFAULT_WINDOWS_PER_BATCH["cpu_stream" if streams > 1 else "cpu"]
 
     def replace(self, **changes: object) -> Pipeline:
         """Return a copy with some fields changed, validated again."""

@@ -33,6 +33,7 @@ from ._prefetch import (
     prefetch,
     torch_threads,
 )
+from ._streams import batch_layout, encode_in_order, encoder_streams, split_rows
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
@@ -231,6 +232,9 @@ class SpeakerEmbedder:
     #: Threads that prepare utterances in bursts between encoder batches: ``None`` picks
     #: (see :meth:`_preparation_plan`), 1 prepares in line.
     _prepare_threads: int | None = None
+    #: One-thread encoder streams on the CPU: ``None`` picks
+    #: (:func:`~speakerembed._streams.encoder_streams`), 1 runs one call on torch's threads.
+    _encoder_streams: int | None = None
 
     def __init__(
         self,
@@ -449,14 +453,17 @@ class SpeakerEmbedder:
             items = _describe_inputs(inputs)
             rates = _rates(sample_rate, len(items))
             failures: list[Failure] = []
-            depth, threads, encoder_threads = self._preparation_plan(len(items))
+            # One utterance stays one call on torch's threads: for a 10 s clip, starting the
+            # streams cost more than they saved (65 against 57 ms at 44.1 kHz on 2 cores).
+            streams = self._streams_for(self._encoder) if len(items) > 1 else 1
+            depth, threads, encoder_threads = self._preparation_plan(len(items), streams)
             prepared = self._prepare_all(items, rates, pipe, errors == "skip", failures, rec, threads)
             if depth > 0:
                 # Prepare the next utterances while the encoder runs (see _prefetch.py).
                 prepared = prefetch(prepared, depth)
             kept: dict[int, float] = {}
             with torch_threads(encoder_threads):
-                embeds = self._encode(prepared, pipe, errors == "skip", failures, rec, kept)
+                embeds = self._encode(prepared, pipe, errors == "skip", failures, rec, kept, streams)
             failures.sort(key=lambda f: f.index)
             if operation == "embed_speaker":
                 rows = np.stack([embeds[i] for i in sorted(embeds)])
@@ -481,19 +488,24 @@ class SpeakerEmbedder:
             rec.in_progress(operation, -1)
             rec.call(operation, time.perf_counter() - start, ok)
 
-    def _preparation_plan(self, n_items: int) -> tuple[int, int, int | None]:
-        """``(prefetch depth, preparation threads, encoder threads)`` for ``n_items`` inputs.
+    def _preparation_plan(self, n_items: int, streams: int = 1) -> tuple[int, int, int | None]:
+        """``(prefetch depth, preparation threads, torch threads)`` for ``n_items`` inputs.
 
-        See :mod:`speakerembed._prefetch`: a prefetch thread when the encoder leaves a core
-        free (a GPU, or fewer torch threads than cores), and bursts on one thread per core
-        otherwise (on 2 cores, preparation takes about half the time it takes in line); on a
-        CPU of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder runs on
-        three quarters of them for the call and the rest prepare beside it. Encoder threads
-        ``None`` leave torch's count as it is.
+        See :mod:`speakerembed._prefetch`: in line, on one torch thread, when the encoder runs
+        as one-thread streams (:mod:`speakerembed._streams`, the rule on a CPU below 16 cores);
+        a prefetch thread when the encoder leaves a core free (a GPU, or fewer torch threads
+        than cores); bursts on one thread per core between the encoder's batches otherwise;
+        and on a CPU of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder
+        on three quarters of them for the call with the rest preparing beside it. The torch
+        threads are the calling thread's for the call; ``None`` leaves its count as it is.
         """
         if n_items < 2:
             return 0, 1, None
         if self._prefetch_depth is None and self._prepare_threads is None:
+            if streams > 1:
+                # Encoder streams have no barrier to stall: this thread prepares in line while
+                # they run (speakerembed._streams), on one torch thread, as each of them does.
+                return 0, 1, 1
             split = many_core_split(self.device.type)
             if split is not None:
                 encoder_threads, prepare = split
@@ -503,6 +515,12 @@ class SpeakerEmbedder:
         if threads is None:
             threads = burst_threads(self.device.type, depth)
         return depth, max(1, min(threads, n_items)), None
+
+    def _streams_for(self, encoder: object) -> int:
+        """How many one-thread streams run ``encoder`` (:mod:`speakerembed._streams`)."""
+        if self._encoder_streams is None:
+            return encoder_streams(encoder, self.device.type)
+        return self._encoder_streams if callable(getattr(encoder, "embed_concurrently", None)) else 1
 
     def _prepare_all(
         self,
@@ -657,21 +675,24 @@ class SpeakerEmbedder:
         failures: list[Failure],
         rec: Recorder,
         kept: dict[int, float] | None = None,
+        streams: int | None = None,
     ) -> dict[int, npt.NDArray[np.float32]]:
+        """Encode the prepared utterances' windows; ``streams`` as :meth:`_streams_for` picks.
+
+        Pass ``streams`` when this runs with the caller's torch threads changed (the streams
+        follow torch's count outside the call).
+        """
         import torch
 
         from .consolidate import mean_embedding
         from .windows import partial_windows
 
         device = self.device
-        cap = pipe.windows_per_batch(device.type)
         step = pipe.frame_step
         parts: dict[int, list[torch.Tensor]] = {}
         remaining: dict[int, int] = {}
         info: dict[int, _Prepared] = {}
         out: dict[int, npt.NDArray[np.float32]] = {}
-        pending: list[tuple[int, torch.Tensor]] = []
-        n_pending = 0
 
         def finish(idx: int) -> None:
             p = info.pop(idx)
@@ -701,36 +722,39 @@ class SpeakerEmbedder:
             if kept is not None:
                 kept[idx] = p.kept_seconds
 
-        def flush() -> None:
-            nonlocal pending, n_pending
-            if not pending:
-                return
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                batch = torch.cat([w for _, w in pending]).to(device, non_blocking=False)
-                try:
-                    emb = self._encoder(batch)
-                except Exception as exc:
-                    err = SpeakerEmbedError(
-                        f"the encoder failed on a batch of {batch.shape[0]} windows ({exc}); "
-                        "check the device and the encoder module",
-                        stage="encode",
-                    )
-                    rec.error("encode", err)
-                    raise err from exc
-            rec.stage("encode", device.type, time.perf_counter() - t0)
-            rec.batch(int(batch.shape[0]), device.type)
-            offset = 0
-            for idx, w in pending:
-                n = w.shape[0]
-                parts[idx].append(emb[offset : offset + n])
-                offset += n
-                remaining[idx] -= n
-                if remaining[idx] == 0:
-                    finish(idx)
-            pending, n_pending = [], 0
+        encoder = self._encoder
+        if streams is None:
+            streams = self._streams_for(encoder)
+        layout = batch_layout(device.type)
+        cap = pipe.windows_per_batch(device.type, layout)
+        # One call on torch's threads, or several at once, each on one thread (_streams.py).
+        call_encoder = encoder.embed_concurrently if streams > 1 else encoder
 
-        with torch.inference_mode():
+        def encode(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+            t0 = time.perf_counter()
+            try:
+                emb = call_encoder(batch)
+            except Exception as exc:
+                err = SpeakerEmbedError(
+                    f"the encoder failed on a batch of {batch.shape[0]} windows ({exc}); "
+                    "check the device and the encoder module",
+                    stage="encode",
+                )
+                rec.error("encode", err)
+                raise err from exc
+            return emb, time.perf_counter() - t0
+
+        def batch_of(pieces: list[tuple[int, torch.Tensor]]) -> tuple[list[tuple[int, int]], torch.Tensor]:
+            owners = [(idx, int(w.shape[0])) for idx, w in pieces]
+            return owners, torch.cat([w for _, w in pieces]).to(device, non_blocking=False)
+
+        def batches() -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
+            pending: list[tuple[int, torch.Tensor]] = []
+            n_pending = 0
+            # Laid out for streams, each full batch is held until the next one fills, so that
+            # the last two can be shared out between the streams and none of them is left to
+            # finish alone. The layout is the same however many streams run (_streams.py).
+            held: list[tuple[int, torch.Tensor]] = []
             for p in prepared:
                 if p.mel is not None:
                     whole = partial_windows(p.mel, step, pipe.min_coverage, pipe.partial_frames)
@@ -750,8 +774,30 @@ class SpeakerEmbedder:
                         n_pending += take
                         start += take
                         if n_pending >= cap:
-                            flush()
-            flush()
+                            if layout < 2:
+                                yield batch_of(pending)
+                            else:
+                                if held:
+                                    yield batch_of(held)
+                                held = pending
+                            pending, n_pending = [], 0
+            rest = held + pending
+            if rest:
+                n_rest = sum(int(w.shape[0]) for _, w in rest)
+                for piece in split_rows(rest, max(layout, -(-n_rest // cap))):
+                    yield batch_of(piece)
+
+        with torch.inference_mode():
+            for owners, emb, seconds in encode_in_order(encode, batches(), streams):
+                rec.stage("encode", device.type, seconds)
+                rec.batch(int(emb.shape[0]), device.type)
+                offset = 0
+                for idx, n in owners:
+                    parts[idx].append(emb[offset : offset + n])
+                    offset += n
+                    remaining[idx] -= n
+                    if remaining[idx] == 0:
+                        finish(idx)
         return out
 
 

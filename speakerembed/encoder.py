@@ -184,7 +184,8 @@ class ModuleEncoder:
     """Adapt a ``torch.nn.Module`` (windows in, unit vectors out) to :class:`Encoder`.
 
     The module is used in eval mode on its own device. Calls are serialised by a lock, so one
-    instance is safe to share between threads and each call sees the whole CPU.
+    instance is safe to share between threads and each call sees the whole CPU;
+    :meth:`embed_concurrently` skips the lock for callers that run calls side by side.
 
     Parameters
     ----------
@@ -228,7 +229,16 @@ class ModuleEncoder:
 
     def __call__(self, windows: torch.Tensor) -> torch.Tensor:
         """Embed windows of shape (B, T, 40); returns float32 (B, E) unit rows."""
-        with self._lock, torch.inference_mode():
+        with self._lock:
+            return self.embed_concurrently(windows)
+
+    def embed_concurrently(self, windows: torch.Tensor) -> torch.Tensor:
+        """Embed windows as :meth:`__call__` does, without taking the instance's lock.
+
+        For callers that run several calls at once, each on its own torch thread (the
+        embedder's encoder streams, :mod:`speakerembed._streams`): the module is only read.
+        """
+        with torch.inference_mode():
             out = self.module(windows.to(self._dtype)).float()
         if self._dtype != torch.float32:
             out = out / torch.linalg.norm(out, dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
@@ -238,6 +248,8 @@ class ModuleEncoder:
 
 #: The start of the warning cuDNN gives for an RNN whose weights are not one block.
 _CUDNN_COMPACT_WARNING = "RNN module weights are not part of single contiguous chunk of memory"
+#: Devices whose LSTM is cuDNN's, where that warning comes.
+_CUDNN_DEVICES = frozenset({"cuda"})
 
 
 class _MixedBF16Encoder(nn.Module):
@@ -264,11 +276,13 @@ class _MixedBF16Encoder(nn.Module):
         hidden = x
         for layer in self.layers:
             dtype = next(layer.parameters()).dtype
-            if dtype == torch.bfloat16:
+            if dtype == torch.bfloat16 and x.device.type in _CUDNN_DEVICES:
                 # cuDNN runs bfloat16 LSTMs, but torch cannot flatten their weights (bfloat16 is
                 # not in torch.backends.cudnn's accepted dtypes), so every call would warn that
                 # they are compacted again. They are: the cost is in the measured bf16 figures
-                # (docs/performance.rst, "GPU"), and the warning says nothing actionable.
+                # (docs/performance.rst, "GPU"), and the warning says nothing actionable. Only
+                # there: warnings' filters are process-wide, and the CPU encoder streams
+                # (speakerembed._streams) call this from several threads at once.
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=_CUDNN_COMPACT_WARNING, category=UserWarning)
                     x, (h, _) = layer(x.to(dtype))

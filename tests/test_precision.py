@@ -188,6 +188,8 @@ def test_bf16_layers_do_not_leak_cudnns_compaction_warning(monkeypatch: pytest.M
 
     module = SpeakerEmbedder("resemblyzer", device="cpu", precision="fp32").encoder.module
     mixed = encoder._MixedBF16Encoder(module)
+    # The warning comes from cuDNN; here a CPU layer stands in for it.
+    monkeypatch.setattr(encoder, "_CUDNN_DEVICES", frozenset({"cuda", "cpu"}))
     first = mixed.layers[0]
     assert next(first.parameters()).dtype == torch.bfloat16
     real_forward = first.forward
@@ -211,3 +213,23 @@ def test_bf16_layers_do_not_leak_cudnns_compaction_warning(monkeypatch: pytest.M
     monkeypatch.setattr(first, "forward", other)
     with pytest.warns(UserWarning, match="something else"):
         mixed(windows)
+
+
+def test_bf16_layers_leave_the_warning_filters_alone_off_cudnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Warning filters are process-wide and the CPU encoder streams call the encoder from
+    several threads at once, so off cuDNN the mixed encoder does not touch them."""
+    import warnings
+
+    module = SpeakerEmbedder("resemblyzer", device="cpu", precision="fp32").encoder.module
+    mixed = encoder._MixedBF16Encoder(module)
+    touched: list[object] = []
+    real_catch = warnings.catch_warnings
+
+    def spy(*args: object, **kwargs: object) -> object:
+        touched.append(args)
+        return real_catch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(warnings, "catch_warnings", spy)
+    out = mixed(torch.rand(2, 160, 40))
+    assert touched == []
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-4)

@@ -1,0 +1,124 @@
+"""Running a CPU encoder as several one-thread streams instead of one call on every thread.
+
+An LSTM gains little from intra-op threads: each of its time steps is a small matrix product
+followed by a barrier, and OpenMP's threads spin at every barrier. On the 2-core dev host, two
+Python threads each calling the encoder on one torch thread (torch releases the GIL inside the
+LSTM) embedded 9-12 % more windows per second than one call on two threads, with 14 % less CPU
+time (``benchmarks/throughput.py`` measures both limits).
+
+Streams also leave no barrier for preparation (decode, resample, trim, mel) to stall: the
+caller's thread prepares the next batch while the streams encode, and the OS shares the cores
+between them.
+
+:func:`encode_in_order` keeps at most ``streams + 1`` batches in flight and yields the results
+in the order the batches came, so embeddings do not depend on timing.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from ._prefetch import MANY_CORES, _one_torch_thread, usable_cores
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["batch_layout", "encode_in_order", "encoder_streams", "split_rows"]
+
+T = TypeVar("T")
+
+
+def encoder_streams(encoder: object, device_type: str) -> int:
+    """How many one-thread streams to run ``encoder`` on (1: one call on torch's threads).
+
+    One stream per torch thread when the encoder is on the CPU, can be called from several
+    threads at once (it has ``embed_concurrently``, as :class:`~speakerembed.ModuleEncoder`
+    does), torch has two threads or more, and the machine has fewer than
+    :data:`~speakerembed._prefetch.MANY_CORES` usable cores (from there the measured many-core
+    rule applies: :func:`~speakerembed._prefetch.many_core_split`).
+    """
+    import torch
+
+    if device_type != "cpu" or not callable(getattr(encoder, "embed_concurrently", None)):
+        return 1
+    cores = usable_cores()
+    if cores >= MANY_CORES:
+        return 1
+    return max(1, min(torch.get_num_threads(), cores))
+
+
+def batch_layout(device_type: str) -> int:
+    """How many streams the encoder's batches are laid out for.
+
+    The layout is the batches' size and how the last ones are shared out
+    (:meth:`~speakerembed.Pipeline.windows_per_batch`, :func:`split_rows`): laid out for the
+    usable cores on a CPU below :data:`~speakerembed._prefetch.MANY_CORES`, else for 1. It
+    depends on the machine only, not on how many streams run (torch's thread count, which may
+    change between calls or differ between threads), so that the embeddings are the same bits
+    however many threads run them: the LSTM's results depend on the batch, not on the threads.
+    """
+    if device_type != "cpu":
+        return 1
+    cores = usable_cores()
+    return cores if 2 <= cores < MANY_CORES else 1
+
+
+def split_rows(pending: list[tuple[T, torch.Tensor]], parts: int) -> list[list[tuple[T, torch.Tensor]]]:
+    """Split ``(owner, rows)`` pieces into at most ``parts`` lists with row counts within one.
+
+    Pieces are cut where needed and stay in order, so concatenating the lists gives back the
+    rows in their order.
+    """
+    total = sum(int(rows.shape[0]) for _, rows in pending)
+    parts = max(1, min(parts, total))
+    sizes = [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+    out: list[list[tuple[T, torch.Tensor]]] = [[] for _ in sizes]
+    part, room = 0, sizes[0]
+    for owner, rows in pending:
+        start = 0
+        while start < rows.shape[0]:
+            if room == 0:
+                part += 1
+                room = sizes[part]
+            take = min(room, int(rows.shape[0]) - start)
+            out[part].append((owner, rows[start : start + take]))
+            start += take
+            room -= take
+    return [p for p in out if p]
+
+
+def encode_in_order(
+    call: Callable[[torch.Tensor], tuple[torch.Tensor, float]],
+    batches: Iterable[tuple[T, torch.Tensor]],
+    streams: int,
+) -> Iterator[tuple[T, torch.Tensor, float]]:
+    """Yield ``(owner, *call(batch))`` for each ``(owner, batch)``, in order.
+
+    With ``streams`` of 2 or more, ``call`` runs on that many threads, each with one torch
+    thread, and this thread pulls the next batch (preparing it) while they run; at most
+    ``streams + 1`` batches are in flight. An exception raised by ``call`` is raised here at
+    its batch's position; batches not started are then dropped.
+    """
+    if streams < 2:
+        for owner, batch in batches:
+            yield (owner, *call(batch))
+        return
+    inflight: deque[tuple[T, Future[tuple[torch.Tensor, float]]]] = deque()
+    with ThreadPoolExecutor(
+        streams, thread_name_prefix="speakerembed-encode", initializer=_one_torch_thread
+    ) as pool:
+        try:
+            for owner, batch in batches:
+                inflight.append((owner, pool.submit(call, batch)))
+                while len(inflight) > streams:
+                    done, future = inflight.popleft()
+                    yield (done, *future.result())
+            while inflight:
+                done, future = inflight.popleft()
+                yield (done, *future.result())
+        finally:
+            for _, future in inflight:
+                future.cancel()

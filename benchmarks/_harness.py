@@ -59,8 +59,10 @@ __all__ = [
     "check_ratio",
     "clip_10s",
     "cpu_flags",
+    "encoder_alone",
     "eval_files",
     "family_main",
+    "limit_of",
     "load_set",
     "machine_info",
     "median_time",
@@ -182,12 +184,47 @@ def capture_batches(embedder: Any, fn: Callable[[], object]) -> list[Any]:
             batches.append(windows.clone())
             return real(windows)
 
+        def embed_concurrently(self, windows: Any) -> Any:  # the encoder streams' call
+            batches.append(windows.clone())  # list.append is atomic
+            return real.embed_concurrently(windows)
+
     embedder._encoder = _Spy()
     try:
         fn()
     finally:
         embedder._encoder = real
     return batches
+
+
+def encoder_alone(embedder: Any, batches: Sequence[Any]) -> dict[str, Callable[[], object]]:
+    """The two ways to run the encoder alone on ``batches``; the faster is the limit.
+
+    ``"encoder"``: one call per batch on all of torch's threads. ``"encoder_streams"``: the
+    batches shared between one-thread streams, one per torch thread
+    (:mod:`speakerembed._streams`), where the embedder would run them so (a CPU below 16
+    cores); on 2 cores the LSTM runs faster so than on two threads at once.
+    """
+    from speakerembed._streams import encode_in_order, encoder_streams
+
+    enc = embedder.encoder
+    fns: dict[str, Callable[[], object]] = {"encoder": lambda: [enc(b) for b in batches]}
+    streams = encoder_streams(enc, enc.device.type)
+    if streams > 1:
+
+        def streamed() -> None:
+            for _ in encode_in_order(
+                lambda b: (enc.embed_concurrently(b), 0.0), ((0, b) for b in batches), streams
+            ):
+                pass
+
+        fns["encoder_streams"] = streamed
+    return fns
+
+
+def limit_of(median_s: dict[str, float], prefix: str = "encoder") -> tuple[str, float]:
+    """The fastest way to run the encoder alone: ``(name, median seconds)``."""
+    name = min((k for k in median_s if k.startswith(prefix)), key=lambda k: median_s[k])
+    return name, median_s[name]
 
 
 # --------------------------------------------------------------------------------------------

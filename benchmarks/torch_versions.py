@@ -105,8 +105,8 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
             h.Figure(
                 f"torch {version}: fp32 pipeline, 44.1 kHz",
                 f"{x['pipeline_fp32']:.0f}x real time "
-                f"({100 * x['pipeline_fp32'] / x['encoder_fp32']:.0f} % of the limit)",
-                f"encoder alone: {x['encoder_fp32']:.0f}x real time",
+                f"({100 * x['pipeline_fp32'] / x.get('limit_fp32', x['encoder_fp32']):.0f} % of the limit)",
+                f"encoder alone: {x.get('limit_fp32', x['encoder_fp32']):.0f}x real time",
                 value=x["pipeline_fp32"],
             )
         )

@@ -233,10 +233,10 @@ class ModuleEncoder:
             return self.embed_concurrently(windows)
 
     def embed_concurrently(self, windows: torch.Tensor) -> torch.Tensor:
-        """Embed windows as :meth:`__call__` does, without taking the instance's lock.
+        """Embed windows as calling the instance does, without taking the instance's lock.
 
         For callers that run several calls at once, each on its own torch thread (the
-        embedder's encoder streams, :mod:`speakerembed._streams`): the module is only read.
+        embedder's encoder streams, ``speakerembed._streams``): the module is only read.
         """
         with torch.inference_mode():
             out = self.module(windows.to(self._dtype)).float()

@@ -179,6 +179,7 @@ def capture_batches(embedder: Any, fn: Callable[[], object]) -> list[Any]:
 
     class _Spy:
         device = real.device
+        concurrent_calls = getattr(real, "concurrent_calls", False)
 
         def __call__(self, windows: Any) -> Any:
             batches.append(windows.clone())

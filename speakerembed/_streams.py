@@ -35,14 +35,15 @@ def encoder_streams(encoder: object, device_type: str) -> int:
     """How many one-thread streams to run ``encoder`` on (1: one call on torch's threads).
 
     One stream per torch thread when the encoder is on the CPU, can be called from several
-    threads at once (it has ``embed_concurrently``, as :class:`~speakerembed.ModuleEncoder`
-    does), torch has two threads or more, and the machine has fewer than
+    threads at once (its ``concurrent_calls`` is true, as :class:`~speakerembed.encoder.ModuleEncoder`'s
+    is around speakerembed's or chatterbox's voice encoder: then ``embed_concurrently`` runs a
+    call without the lock), torch has two threads or more, and the machine has fewer than
     :data:`~speakerembed._prefetch.MANY_CORES` usable cores (from there the measured many-core
     rule applies: :func:`~speakerembed._prefetch.many_core_split`).
     """
     import torch
 
-    if device_type != "cpu" or not callable(getattr(encoder, "embed_concurrently", None)):
+    if device_type != "cpu" or not getattr(encoder, "concurrent_calls", False):
         return 1
     cores = usable_cores()
     if cores >= MANY_CORES:

@@ -520,7 +520,7 @@ class SpeakerEmbedder:
         """How many one-thread streams run ``encoder`` (:mod:`speakerembed._streams`)."""
         if self._encoder_streams is None:
             return encoder_streams(encoder, self.device.type)
-        return self._encoder_streams if callable(getattr(encoder, "embed_concurrently", None)) else 1
+        return self._encoder_streams if getattr(encoder, "concurrent_calls", False) else 1
 
     def _prepare_all(
         self,

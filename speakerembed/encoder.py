@@ -210,6 +210,12 @@ class ModuleEncoder:
         self.requested: Precision = precision
         self.precision: ResolvedPrecision = resolved
         self.precision_reason: str = reason
+        #: Whether calls may run side by side (:meth:`embed_concurrently`): for the voice
+        #: encoders whose forward only reads the module (speakerembed's and chatterbox's), not
+        #: for a module of the caller's own, which may keep state between calls.
+        self.concurrent_calls: bool = isinstance(module, VoiceEncoder) or type(module).__module__.startswith(
+            "chatterbox."
+        )
         if resolved == "bf16":
             module = _bf16_copy(module)
             if device.type == "cpu" and not cpu_has_native_bf16():

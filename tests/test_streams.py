@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError, _streams
+from speakerembed.encoder import ModuleEncoder
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.integers(1, 6))
@@ -101,6 +102,20 @@ def test_one_stream_runs_in_the_callers_thread() -> None:
     assert seen == [threading.current_thread().name] * 3
 
 
+class _Own(torch.nn.Module):
+    """A module of the caller's own: it keeps state between calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(40, 8)
+        self.calls = 0
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out: torch.Tensor = torch.nn.functional.normalize(self.proj(mels.mean(dim=1)), dim=1)
+        return out
+
+
 def test_streams_follow_torch_threads_on_a_cpu_only(
     embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -114,6 +129,7 @@ def test_streams_follow_torch_threads_on_a_cpu_only(
             assert _streams.encoder_streams(encoder, "cuda") == 1
             # An encoder of the caller's own may not be safe to call from several threads.
             assert _streams.encoder_streams(lambda w: w, "cpu") == 1
+            assert _streams.encoder_streams(ModuleEncoder(_Own()), "cpu") == 1
     finally:
         torch.set_num_threads(before)
 

@@ -160,9 +160,8 @@ def test_streams_give_the_embeddings_of_one_call(
     np.testing.assert_array_equal(streamed, again)
 
 
-def test_streams_split_the_last_windows_between_them(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _two_streams_recording_batches(embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run ``embedder`` on two streams; the returned list fills with each call's batch size."""
     sizes: list[int] = []
     real = embedder.encoder.embed_concurrently
 
@@ -172,6 +171,13 @@ def test_streams_split_the_last_windows_between_them(
 
     monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    return sizes
+
+
+def test_streams_split_the_last_windows_between_them(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _two_streams_recording_batches(embedder, monkeypatch)
     embedder.embed_utterances(short_utterances[:2], pipeline=Pipeline(max_windows_per_batch=1000))
     # Fewer windows than one batch: shared out between the two streams.
     assert len(sizes) == 2
@@ -182,15 +188,7 @@ def test_streams_share_out_the_last_two_batches(
     embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Full batches, then the last full one and the rest split evenly: no stream ends alone."""
-    sizes: list[int] = []
-    real = embedder.encoder.embed_concurrently
-
-    def spy(windows: torch.Tensor) -> torch.Tensor:
-        sizes.append(int(windows.shape[0]))
-        return real(windows)
-
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
-    monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    sizes = _two_streams_recording_batches(embedder, monkeypatch)
     pipe = Pipeline(max_windows_per_batch=3)
     got = embedder.embed_utterances(short_utterances, pipeline=pipe)
     monkeypatch.undo()

@@ -194,8 +194,8 @@ def map_in_bursts(fn: Callable[[T], R], items: Iterable[T], workers: int, burst:
     A burst is computed only when the consumer asks for an item and none is ready, so nothing
     runs ahead of the consumer; each result is handed over as soon as it and those before it
     are done, so a burst's last items may still run while the consumer takes its first ones.
-    ``fn`` should not raise; if it does, the
-    exception is raised at its item's position. At most ``burst`` results are held at once.
+    ``fn`` should not raise; if it does, the exception is raised at its item's position. At
+    most ``burst`` results are held at once.
     """
     it = iter(items)
     if workers < 2:

@@ -43,12 +43,10 @@ def encoder_streams(encoder: object, device_type: str) -> int:
     """
     import torch
 
-    if device_type != "cpu" or not getattr(encoder, "concurrent_calls", False):
+    layout = batch_layout(device_type)
+    if layout < 2 or not getattr(encoder, "concurrent_calls", False):
         return 1
-    cores = usable_cores()
-    if cores >= MANY_CORES:
-        return 1
-    return max(1, min(torch.get_num_threads(), cores))
+    return max(1, min(torch.get_num_threads(), layout))
 
 
 def batch_layout(device_type: str) -> int:

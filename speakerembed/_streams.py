@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from ._prefetch import MANY_CORES, _one_torch_thread, usable_cores
+from ._prefetch import MANY_CORES, MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["batch_layout", "encode_in_order", "encoder_streams", "split_rows"]
+__all__ = ["batch_layout", "encode_in_order", "encoder_streams", "preparing_threads", "split_rows"]
 
 T = TypeVar("T")
 
@@ -37,9 +37,7 @@ def encoder_streams(encoder: object, device_type: str) -> int:
     One stream per torch thread when the encoder is on the CPU, can be called from several
     threads at once (its ``concurrent_calls`` is true, as :class:`~speakerembed.encoder.ModuleEncoder`'s
     is around speakerembed's or chatterbox's voice encoder: then ``embed_concurrently`` runs a
-    call without the lock), torch has two threads or more, and the machine has fewer than
-    :data:`~speakerembed._prefetch.MANY_CORES` usable cores (from there the measured many-core
-    rule applies: :func:`~speakerembed._prefetch.many_core_split`).
+    call without the lock), and torch and the machine have two threads or more.
     """
     import torch
 
@@ -54,7 +52,7 @@ def batch_layout(device_type: str) -> int:
 
     The layout is the batches' size and how the last ones are shared out
     (:meth:`~speakerembed.Pipeline.windows_per_batch`, :func:`split_rows`): laid out for the
-    usable cores on a CPU below :data:`~speakerembed._prefetch.MANY_CORES`, else for 1. It
+    usable cores on a CPU of two cores or more, else for 1. It
     depends on the machine only, not on how many streams run (torch's thread count, which may
     change between calls or differ between threads), so that the embeddings are the same bits
     however many threads run them: the LSTM's results depend on the batch, not on the threads.
@@ -62,7 +60,20 @@ def batch_layout(device_type: str) -> int:
     if device_type != "cpu":
         return 1
     cores = usable_cores()
-    return cores if 2 <= cores < MANY_CORES else 1
+    return cores if cores >= 2 else 1
+
+
+def preparing_threads() -> int:
+    """Threads that prepare inputs beside CPU encoder streams.
+
+    1 below :data:`~speakerembed._prefetch.MANY_CORES` usable cores: the caller's thread, in
+    line, between handing batches to the streams. From there, one thread cannot keep up with a
+    stream per core, so a quarter of the cores (at most
+    :data:`~speakerembed._prefetch.MAX_PREPARE_THREADS`) prepare in bursts, driven by a
+    prefetch thread; they share the cores with the streams, and wait when they are ahead.
+    """
+    cores = usable_cores()
+    return 1 if cores < MANY_CORES else max(1, min(cores // 4, MAX_PREPARE_THREADS))
 
 
 def split_rows(pending: list[tuple[T, torch.Tensor]], parts: int) -> list[list[tuple[T, torch.Tensor]]]:

@@ -33,7 +33,7 @@ from ._prefetch import (
     prefetch,
     torch_threads,
 )
-from ._streams import batch_layout, encode_in_order, encoder_streams, split_rows
+from ._streams import batch_layout, encode_in_order, encoder_streams, preparing_threads, split_rows
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
@@ -491,21 +491,33 @@ class SpeakerEmbedder:
     def _preparation_plan(self, n_items: int, streams: int = 1) -> tuple[int, int, int | None]:
         """``(prefetch depth, preparation threads, torch threads)`` for ``n_items`` inputs.
 
-        See :mod:`speakerembed._prefetch`: in line, on one torch thread, when the encoder runs
-        as one-thread streams (:mod:`speakerembed._streams`, the rule on a CPU below 16 cores);
-        a prefetch thread when the encoder leaves a core free (a GPU, or fewer torch threads
-        than cores); bursts on one thread per core between the encoder's batches otherwise;
-        and on a CPU of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder
-        on three quarters of them for the call with the rest preparing beside it. The torch
-        threads are the calling thread's for the call; ``None`` leaves its count as it is.
+        See :mod:`speakerembed._prefetch`. When the encoder runs as one-thread streams
+        (:mod:`speakerembed._streams`, the rule on a CPU), in line on one torch thread, or from
+        :data:`~speakerembed._prefetch.MANY_CORES` cores on, in bursts on a quarter of them
+        beside the streams (:func:`~speakerembed._streams.preparing_threads`). Otherwise: a
+        prefetch thread when the encoder leaves a core free (a GPU, or fewer torch threads
+        than cores); bursts on one thread per core between the encoder's batches; and on a CPU
+        of ``MANY_CORES`` cores or more, the encoder on three quarters of them for the call
+        with the rest preparing beside it. The torch threads are the calling thread's for the
+        call; ``None`` leaves its count as it is.
         """
         if n_items < 2:
             return 0, 1, None
+        if streams > 1:
+            # Encoder streams have no barrier to stall: this thread prepares in line while they
+            # run (speakerembed._streams), or on many cores bursts on a quarter of them prepare
+            # beside. This thread only hands the streams their batches, on one torch thread as
+            # each of them runs: more would spin against them.
+            prepare = self._prepare_threads if self._prepare_threads is not None else preparing_threads()
+            depth = (
+                self._prefetch_depth
+                if self._prefetch_depth is not None
+                else 2 * prepare
+                if prepare > 1
+                else 0
+            )
+            return depth, max(1, min(prepare, n_items)), 1
         if self._prefetch_depth is None and self._prepare_threads is None:
-            if streams > 1:
-                # Encoder streams have no barrier to stall: this thread prepares in line while
-                # they run (speakerembed._streams), on one torch thread, as each of them does.
-                return 0, 1, 1
             split = many_core_split(self.device.type)
             if split is not None:
                 encoder_threads, prepare = split

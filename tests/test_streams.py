@@ -122,7 +122,15 @@ def test_streams_follow_torch_threads_on_a_cpu_only(
     before = torch.get_num_threads()
     encoder = embedder.encoder
     try:
-        for cores, threads, expected in [(2, 2, 2), (2, 1, 1), (8, 8, 8), (8, 4, 4), (4, 8, 4), (16, 16, 1)]:
+        for cores, threads, expected in [
+            (2, 2, 2),
+            (2, 1, 1),
+            (8, 8, 8),
+            (8, 4, 4),
+            (4, 8, 4),
+            (16, 16, 16),
+            (64, 32, 32),
+        ]:
             monkeypatch.setattr(_streams, "usable_cores", lambda c=cores: c)
             torch.set_num_threads(threads)
             assert _streams.encoder_streams(encoder, "cpu") == expected, (cores, threads)
@@ -171,6 +179,8 @@ def _two_streams_recording_batches(embedder: SpeakerEmbedder, monkeypatch: pytes
 
     monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    # Batches are laid out for the machine's cores: two here, whatever the host has.
+    monkeypatch.setattr(_streams, "usable_cores", lambda: 2)
     return sizes
 
 
@@ -193,6 +203,7 @@ def test_streams_share_out_the_last_two_batches(
     got = embedder.embed_utterances(short_utterances, pipeline=pipe)
     monkeypatch.undo()
     monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
+    monkeypatch.setattr(_streams, "usable_cores", lambda: 2)
     one = embedder.embed_utterances(short_utterances, pipeline=pipe)
     np.testing.assert_allclose(got, one, atol=2e-6)
     assert len(sizes) >= 4, sizes
@@ -213,3 +224,37 @@ def test_a_failing_stream_raises_the_library_error(
         embedder.embed_utterances(short_utterances)
     assert info.value.stage == "encode"
     assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_on_many_cores_a_quarter_prepares_beside_the_streams(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for cores, expected in [(1, 1), (2, 1), (15, 1), (16, 4), (24, 6), (64, 8), (256, 8)]:
+        monkeypatch.setattr(_streams, "usable_cores", lambda c=cores: c)
+        assert _streams.preparing_threads() == expected, cores
+    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
+    one = embedder.embed_utterances(short_utterances)
+    monkeypatch.undo()
+    monkeypatch.setattr(_streams, "usable_cores", lambda: 16)
+    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
+    # A prefetch thread two bursts deep, bursts on four threads, the caller on one torch thread.
+    assert embedder._preparation_plan(len(short_utterances), streams=2) == (
+        8,
+        min(4, len(short_utterances)),
+        1,
+    )
+    preparing: set[str] = set()
+    real = embedder._prepare
+
+    def spy(*args: object, **kwargs: object) -> object:
+        preparing.add(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embedder, "_prepare", spy)
+    before = torch.get_num_threads()
+    streamed = embedder.embed_utterances(short_utterances)
+    assert torch.get_num_threads() == before
+    assert preparing
+    assert all(name.startswith("speakerembed-prepare") for name in preparing), preparing
+    # Laid out for 16 cores instead of 2: other batches, so the LSTM rounds differently.
+    np.testing.assert_allclose(streamed, one, atol=1e-5)

@@ -1,20 +1,21 @@
 """Where preparation should run beside a CPU encoder on a many-core machine.
 
-Usage: ``python -m benchmarks.prepare_overlap [--runs 3] [--rates 44100,16000]``.
+Usage: ``python -m benchmarks.prepare_overlap [--runs 3] [--rates 44100,16000] [--precisions fp32,bf16]``.
 
-On two cores the encoder's threads fill the machine and preparation (decode, resample, trim,
-mel) runs in bursts between its batches (:mod:`speakerembed._prefetch`). With many cores the
-LSTM no longer scales with its threads, so cores could prepare *beside* it instead. Each
-configuration runs ``embed_utterances`` on the throughput set in its own process, alternating
-with the encoder alone on the same windows (the limit at that thread count), and is also read
-against the encoder alone with every core (the machine's limit):
+On two cores the encoder runs as two one-thread streams and the caller's thread prepares
+(decode, resample, trim, mel) in line beside them (:mod:`speakerembed._streams`). With many
+cores one preparing thread cannot keep up with a stream per core. Each configuration runs
+``embed_utterances`` on the throughput set in its own process with a torch thread per core,
+alternating with the encoder alone on the same windows, run the faster of two ways (one call
+on every thread, or one-thread streams: the machine's limit):
 
-* torch threads = cores, the default rule (:func:`speakerembed._prefetch.many_core_split`: from
-  16 cores, the encoder on three quarters of them for the call, the rest preparing beside it);
-* torch threads = cores, bursts on up to 8 threads between encoder batches (the rule on 2 cores);
-* cores - cores / 4 torch threads, a prefetch thread driving bursts of cores / 4 threads beside
-  the encoder (what the default rule does, set by hand);
-* torch threads = cores, bursts on every core.
+* the default rule: a stream per core, and from 16 cores a quarter of the cores preparing in
+  bursts beside them (:func:`speakerembed._streams.preparing_threads`);
+* the many-core rule before streams: one call on three quarters of the cores, the other quarter
+  preparing beside it (:func:`speakerembed._prefetch.many_core_split`);
+* three quarters of the cores as streams, a quarter preparing beside (no core shared);
+* a stream per core, an eighth of the cores preparing beside;
+* a stream per core, the caller preparing in line (the rule below 16 cores).
 """
 
 from __future__ import annotations
@@ -40,21 +41,19 @@ def worker_overlap(cfg: dict[str, Any]) -> dict[str, Any]:
     rate = int(cfg["rate"])
     wavs = h.load_set(h.eval_files(cfg.get("max_files")), rate)
     audio_s = sum(w.shape[0] for w in wavs) / rate
-    emb = SpeakerEmbedder("resemblyzer", device="cpu")
+    emb = SpeakerEmbedder("resemblyzer", device="cpu", precision=cfg.get("precision", "fp32"))
     emb._prefetch_depth = cfg["depth"]
     emb._prepare_threads = cfg["prepare"]
+    emb._encoder_streams = cfg["streams"]
 
     def pipeline() -> None:
         emb.embed_utterances(wavs, sample_rate=rate)
 
     batches = h.capture_batches(emb, pipeline)
-
-    def encoder() -> None:
-        for b in batches:
-            emb.encoder(b)
-
-    times = h.rotate({"pipeline": pipeline, "encoder": encoder}, int(cfg["runs"]))
-    return {"xrt": {k: audio_s / statistics.median(v) for k, v in times.items()}, "times": times}
+    times = h.rotate({"pipeline": pipeline, **h.encoder_alone(emb, batches)}, int(cfg["runs"]))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    way, med["limit"] = h.limit_of(med)
+    return {"xrt": {k: audio_s / v for k, v in med.items()}, "limit_way": way, "times": times}
 
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:
@@ -64,37 +63,58 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     max_files = 20 if opts.quick else None
     machine = h.machine_info(cores)
     quarter = max(1, cores // 4)
+    eighth = max(1, cores // 8)
+    # (label, torch threads, prefetch depth, preparing threads, streams); None picks the default.
     configs = [
-        (f"{cores} torch threads, the default rule", cores, None, None),
-        (f"{cores} torch threads, bursts on {min(cores, 8)} threads (the 2-core rule)", cores, 0, None),
+        (f"{cores} torch threads, the default rule", cores, None, None, None),
         (
-            f"{cores - quarter} torch threads, prefetch of {quarter} threads beside",
-            cores - quarter,
+            "one call on torch's threads (the rule before streams)",
+            cores,
+            None,
+            None,
+            1,
+        ),
+        (
+            f"{cores - quarter} streams, {quarter} preparing beside",
+            cores,
             2 * quarter,
             quarter,
+            cores - quarter,
         ),
-        (f"{cores} torch threads, bursts on {cores} threads", cores, 0, cores),
+        (f"{cores} streams, {eighth} preparing beside", cores, 2 * eighth, eighth, cores),
+        (f"{cores} streams, {2 * quarter} preparing beside", cores, 4 * quarter, 2 * quarter, cores),
+        (f"{cores} streams, preparing in line", cores, 0, 1, cores),
     ]
     figures: list[h.Figure] = []
     data: dict[str, Any] = {}
-    for rate in [int(r) for r in opts.rates.split(",")]:
-        limit = None
-        for label, threads, depth, prepare in configs:
-            cfg = {"rate": rate, "runs": runs, "max_files": max_files, "depth": depth, "prepare": prepare}
+    for precision, rate in [(p, int(r)) for p in opts.precisions.split(",") for r in opts.rates.split(",")]:
+        for label, threads, depth, prepare, streams in configs:
+            cfg = {
+                "rate": rate,
+                "runs": runs,
+                "max_files": max_files,
+                "depth": depth,
+                "prepare": prepare,
+                "streams": streams,
+                "precision": precision,
+            }
             r = h.run_worker("benchmarks.prepare_overlap:worker_overlap", cfg, threads=threads)
-            data[f"{rate} {label}"] = r
+            name = f"{precision} {rate / 1000:g} kHz, {label}"
+            data[name] = r
             if "error" in r:
-                figures.append(h.Figure(f"{rate / 1000:g} kHz, {label}", "error", verdict=r["error"][:120]))
+                figures.append(h.Figure(name, "error", verdict=r["error"][:120]))
                 continue
             x = r["xrt"]
-            limit = limit or x["encoder"]  # the first configuration uses every core
+            ways = f"one call {x['encoder']:.0f}x" + (
+                f", {cores} streams {x['encoder_streams']:.0f}x" if "encoder_streams" in x else ""
+            )
             figures.append(
                 h.Figure(
-                    f"{rate / 1000:g} kHz, {label}",
-                    f"{x['pipeline']:.0f}x real time ({100 * x['pipeline'] / limit:.0f} % of the "
-                    f"{cores}-thread encoder alone)",
-                    f"encoder alone at these threads: {x['encoder']:.0f}x; at {cores}: {limit:.0f}x",
-                    value=x["pipeline"] / limit,
+                    name,
+                    f"{x['pipeline']:.0f}x real time ({100 * x['pipeline'] / x['limit']:.0f} % of the "
+                    "encoder alone)",
+                    f"encoder alone, the faster of: {ways}",
+                    value=x["pipeline"] / x["limit"],
                 )
             )
     return h.FamilyResult("prepare_overlap", figures, data, machine)
@@ -103,6 +123,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
 def add_args(parser: argparse.ArgumentParser) -> None:
     """--rates."""
     parser.add_argument("--rates", default="44100,16000", help="comma-separated input rates")
+    parser.add_argument("--precisions", default="fp32", help="comma-separated: fp32, bf16")
 
 
 if __name__ == "__main__":

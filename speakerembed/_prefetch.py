@@ -8,13 +8,15 @@ NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in 
   fight it (OpenMP threads spin at their barriers), so the preparation runs *between* encoder
   batches instead: when the encoder asks for the next utterance, a burst of the following ones
   is prepared on one thread per core, each thread with one torch thread.
-* Below :data:`MANY_CORES`, a CPU encoder that can be called from several threads runs as
-  one-thread streams instead (:mod:`speakerembed._streams`), and preparation runs in line
-  beside them.
-* :func:`many_core_split`: from :data:`MANY_CORES` usable cores on, the LSTM no longer gains
-  from every core, so an encoder that would take them all runs on three quarters of them
-  (:func:`torch_threads`, for the call only) while bursts on the other quarter prepare beside
-  it, driven by a prefetch thread.
+* A CPU encoder that can be called from several threads runs as one-thread streams instead
+  (:mod:`speakerembed._streams`); preparation runs in line beside them, or from
+  :data:`MANY_CORES` usable cores on, in bursts on a quarter of the cores, driven by a
+  prefetch thread.
+* :func:`many_core_split`: for an encoder that cannot stream (a module of the caller's own),
+  from :data:`MANY_CORES` usable cores on, the LSTM no longer gains from every core, so an
+  encoder that would take them all runs on three quarters of them (:func:`torch_threads`, for
+  the call only) while bursts on the other quarter prepare beside it, driven by a prefetch
+  thread.
 
 Both keep memory bounded and yield items in order, so results do not depend on timing.
 """
@@ -49,12 +51,12 @@ MAX_PREPARE_THREADS = 8
 #: enough that memory stays a handful of mels per thread.
 BURST_PER_THREAD = 4
 
-#: Usable cores from which a CPU encoder leaves a quarter of them to preparation beside it.
-#: Measured on 16 cores (Xeon with AMX, torch 2.11, 86 utterances at 44.1 kHz): 12 encoder
-#: threads beside 4 preparing ran 1,428x real time against 894x for 16 threads and bursts, the
-#: same as the 16-thread encoder alone (1,427x); at 16 kHz, where preparation is lighter, both
-#: ran 74 % of it (docs/performance.rst). On 2 cores bursts win (a thread beside the encoder
-#: fights it); between 3 and 15 cores nothing was measured, and bursts stay.
+#: Usable cores from which a quarter of them prepare beside a CPU encoder. Measured on 16 cores
+#: (Xeon with AMX, torch 2.11, 86 utterances at 44.1 kHz): a stream per core with 4 threads
+#: preparing beside ran 1,939x real time against 1,492x with the caller preparing in line (the
+#: rule on 2 cores, where one thread keeps up) and 1,650-1,710x with 12 streams or 2 preparing
+#: threads (docs/performance.rst); for an encoder that cannot stream, 12 threads beside 4
+#: preparing ran 1,428x against 894x for 16 threads and bursts.
 MANY_CORES = 16
 
 T = TypeVar("T")

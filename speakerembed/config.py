@@ -129,7 +129,8 @@ class Pipeline:
     max_windows_per_batch : int or None
         In [1, 65536]. Most partial windows per encoder forward pass; bounds memory. ``None``
         (the default) picks by the encoder's device (:meth:`windows_per_batch`): 64 on a CPU
-        (32 per call where the encoder runs as one-thread streams, the default below 16 cores),
+        (32 per call where the encoder runs as one-thread streams, the default on a CPU of two
+        cores or more),
         1024 on a GPU, where the LSTM's 160 steps run one after another whatever the batch, so
         its throughput grows with the batch (see
         ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``). The batch does not change the
@@ -304,7 +305,7 @@ class Pipeline:
 
         ``max_windows_per_batch`` when it is set, else
         ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``: ``"cpu_stream"`` for a CPU encoder
-        laid out for ``streams`` one-thread streams (2 or more: the default below 16 cores; see
+        laid out for ``streams`` one-thread streams (2 or more: the default on two cores or more; see
         ``speakerembed._streams``).
 
         Examples

@@ -222,6 +222,35 @@ def encoder_alone(embedder: Any, batches: Sequence[Any]) -> dict[str, Callable[[
     return fns
 
 
+def preparation_alone(embedder: Any, wavs: Sequence[Any], rate: int) -> Callable[[], object]:
+    """The pipeline's work in front of the encoder (load, resample, trim, mel) on one thread.
+
+    What every input costs before its windows reach the encoder, on one core and one torch
+    thread: with :func:`ceiling_share`, how close to the encoder's limit a pipeline on the same
+    cores can get at all.
+    """
+    from speakerembed._prefetch import torch_threads
+
+    pipe, rec = embedder.pipeline, embedder._recorder
+
+    def prepare() -> None:
+        with torch_threads(1):
+            for i, w in enumerate(wavs):
+                embedder._prepare(i, w, rate, pipe, rec)
+
+    return prepare
+
+
+def ceiling_share(limit_s: float, prepare_s: float, cores: int) -> float:
+    """The most of the encoder's limit a pipeline can reach when both share ``cores`` cores.
+
+    The limit keeps every core busy for ``limit_s``; preparation needs ``prepare_s`` of CPU
+    time on top (:func:`preparation_alone`), which at best spreads over every core. The
+    pipeline then takes at least ``limit_s + prepare_s / cores``.
+    """
+    return limit_s / (limit_s + prepare_s / max(1, cores))
+
+
 def limit_of(median_s: dict[str, float], prefix: str = "encoder") -> tuple[str, float]:
     """The fastest way to run the encoder alone: ``(name, median seconds)``."""
     name = min((k for k in median_s if k.startswith(prefix)), key=lambda k: median_s[k])

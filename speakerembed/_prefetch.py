@@ -9,9 +9,8 @@ NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in 
   batches instead: when the encoder asks for the next utterance, a burst of the following ones
   is prepared on one thread per core, each thread with one torch thread.
 * A CPU encoder that can be called from several threads runs as one-thread streams instead
-  (:mod:`speakerembed._streams`); preparation runs in line beside them, or from
-  :data:`MANY_CORES` usable cores on, in bursts on a quarter of the cores, driven by a
-  prefetch thread.
+  (:mod:`speakerembed._streams`); preparation runs in line beside them, or from 8 usable
+  cores on, in bursts on a quarter of the cores, driven by a prefetch thread.
 * :func:`many_core_split`: for an encoder that cannot stream (a module of the caller's own),
   from :data:`MANY_CORES` usable cores on, the LSTM no longer gains from every core, so an
   encoder that would take them all runs on three quarters of them (:func:`torch_threads`, for
@@ -51,12 +50,11 @@ MAX_PREPARE_THREADS = 8
 #: enough that memory stays a handful of mels per thread.
 BURST_PER_THREAD = 4
 
-#: Usable cores from which a quarter of them prepare beside a CPU encoder. Measured on 16 cores
-#: (Xeon with AMX, torch 2.11, 86 utterances at 44.1 kHz): a stream per core with 4 threads
-#: preparing beside ran 1,939x real time against 1,492x with the caller preparing in line (the
-#: rule on 2 cores, where one thread keeps up) and 1,650-1,710x with 12 streams or 2 preparing
-#: threads (docs/performance.rst); for an encoder that cannot stream, 12 threads beside 4
-#: preparing ran 1,428x against 894x for 16 threads and bursts.
+#: Usable cores from which a CPU encoder that cannot stream (:func:`many_core_split`) runs on
+#: three quarters of them, a quarter preparing beside it. Measured on 16 cores (Xeon with AMX,
+#: torch 2.11, 86 utterances at 44.1 kHz): 12 encoder threads beside 4 preparing ran 1,428x
+#: real time against 894x for 16 threads and bursts (docs/performance.rst). Encoder streams
+#: have their own threshold (:data:`speakerembed._streams.PREPARE_BESIDE_FROM`).
 MANY_CORES = 16
 
 T = TypeVar("T")

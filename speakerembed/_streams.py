@@ -11,7 +11,7 @@ On a 16-core Xeon, a stream per core ran the encoder alone 1.5-2.4x faster than 
 
 Streams also leave no barrier for preparation (decode, resample, trim, mel) to stall: the
 caller's thread prepares the next batch while the streams encode (from
-:data:`~speakerembed._prefetch.MANY_CORES` cores, a quarter of the cores do, in bursts:
+:data:`PREPARE_BESIDE_FROM` cores, a quarter of the cores do, in bursts:
 :func:`preparing_threads`), and the OS shares the cores between them.
 
 :func:`encode_in_order` keeps at most ``streams + 1`` batches in flight and yields the results
@@ -25,12 +25,27 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from ._prefetch import MANY_CORES, MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
+from ._prefetch import MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["batch_layout", "encode_in_order", "encoder_streams", "preparing_threads", "split_rows"]
+__all__ = [
+    "PREPARE_BESIDE_FROM",
+    "batch_layout",
+    "encode_in_order",
+    "encoder_streams",
+    "preparing_threads",
+    "split_rows",
+]
+
+#: Usable cores from which a quarter of them prepare inputs beside the streams, instead of the
+#: caller's thread in line. Measured at 44.1 kHz on a Xeon with AMX (torch 2.11,
+#: ``benchmarks/prepare_overlap.py``): on 16 cores, 4 threads beside 16 streams ran 1,939x real
+#: time in fp32 against 1,492x in line; on 8 of them (``taskset``), 2 or 4 threads beside 8
+#: streams ran 1,466-1,652x in bf16 against 1,158-1,487x in line, and in fp32 1,113-1,215x
+#: against 1,044-1,161x. On 2 cores one thread keeps up (in line and one thread beside ran alike).
+PREPARE_BESIDE_FROM = 8
 
 T = TypeVar("T")
 
@@ -70,14 +85,14 @@ def batch_layout(device_type: str) -> int:
 def preparing_threads() -> int:
     """Threads that prepare inputs beside CPU encoder streams.
 
-    1 below :data:`~speakerembed._prefetch.MANY_CORES` usable cores: the caller's thread, in
-    line, between handing batches to the streams. From there, one thread cannot keep up with a
-    stream per core, so a quarter of the cores (at most
+    1 below :data:`PREPARE_BESIDE_FROM` usable cores: the caller's thread, in line, between
+    handing batches to the streams. From there, one thread cannot keep up with a stream per
+    core (least of all in bf16, where the encoder is faster), so a quarter of the cores (at most
     :data:`~speakerembed._prefetch.MAX_PREPARE_THREADS`) prepare in bursts, driven by a
     prefetch thread; they share the cores with the streams, and wait when they are ahead.
     """
     cores = usable_cores()
-    return 1 if cores < MANY_CORES else max(1, min(cores // 4, MAX_PREPARE_THREADS))
+    return 1 if cores < PREPARE_BESIDE_FROM else max(1, min(cores // 4, MAX_PREPARE_THREADS))
 
 
 def split_rows(pending: list[tuple[T, torch.Tensor]], parts: int) -> list[list[tuple[T, torch.Tensor]]]:

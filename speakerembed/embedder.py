@@ -493,13 +493,13 @@ class SpeakerEmbedder:
 
         See :mod:`speakerembed._prefetch`. When the encoder runs as one-thread streams
         (:mod:`speakerembed._streams`, the rule on a CPU), in line on one torch thread, or from
-        :data:`~speakerembed._prefetch.MANY_CORES` cores on, in bursts on a quarter of them
-        beside the streams (:func:`~speakerembed._streams.preparing_threads`). Otherwise: a
+        :data:`~speakerembed._streams.PREPARE_BESIDE_FROM` cores on, in bursts on a quarter of
+        them beside the streams (:func:`~speakerembed._streams.preparing_threads`). Otherwise: a
         prefetch thread when the encoder leaves a core free (a GPU, or fewer torch threads
         than cores); bursts on one thread per core between the encoder's batches; and on a CPU
-        of ``MANY_CORES`` cores or more, the encoder on three quarters of them for the call
-        with the rest preparing beside it. The torch threads are the calling thread's for the
-        call; ``None`` leaves its count as it is.
+        of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder on three
+        quarters of them for the call with the rest preparing beside it. The torch threads are
+        the calling thread's for the call; ``None`` leaves its count as it is.
         """
         if n_items < 2:
             return 0, 1, None

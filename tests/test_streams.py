@@ -229,7 +229,7 @@ def test_a_failing_stream_raises_the_library_error(
 def test_on_many_cores_a_quarter_prepares_beside_the_streams(
     embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for cores, expected in [(1, 1), (2, 1), (15, 1), (16, 4), (24, 6), (64, 8), (256, 8)]:
+    for cores, expected in [(1, 1), (2, 1), (7, 1), (8, 2), (15, 3), (16, 4), (24, 6), (64, 8), (256, 8)]:
         monkeypatch.setattr(_streams, "usable_cores", lambda c=cores: c)
         assert _streams.preparing_threads() == expected, cores
     monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)

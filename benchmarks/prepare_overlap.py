@@ -12,16 +12,20 @@ on every thread, or one-thread streams: the machine's limit):
 * the default rule: a stream per core, and from 16 cores a quarter of the cores preparing in
   bursts beside them (:func:`speakerembed._streams.preparing_threads`);
 * the many-core rule before streams: one call on three quarters of the cores, the other quarter
-  preparing beside it (:func:`speakerembed._prefetch.many_core_split`);
+  preparing beside it (:func:`speakerembed._prefetch.many_core_split`; below 16 cores, one call
+  on every core with bursts between);
+* a stream per core, a quarter of the cores preparing beside (the rule from 16 cores, set by
+  hand at any count);
 * three quarters of the cores as streams, a quarter preparing beside (no core shared);
-* a stream per core, an eighth of the cores preparing beside;
+* a stream per core, an eighth, and half, of the cores preparing beside;
 * a stream per core, the caller preparing in line (the rule below 16 cores).
+
+Run it under ``taskset`` to measure fewer cores than the machine has.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -58,22 +62,21 @@ def worker_overlap(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:
     """Measure each configuration at each rate."""
-    cores = os.cpu_count() or 1
+    from speakerembed._prefetch import usable_cores
+
+    cores = usable_cores()  # under taskset, the cores it leaves
     runs = opts.runs or (2 if opts.quick else 3)
     max_files = 20 if opts.quick else None
     machine = h.machine_info(cores)
     quarter = max(1, cores // 4)
     eighth = max(1, cores // 8)
+    half = max(1, cores // 2)
+    before = "one call on torch's threads (the rule before streams)"
     # (label, torch threads, prefetch depth, preparing threads, streams); None picks the default.
     configs = [
         (f"{cores} torch threads, the default rule", cores, None, None, None),
-        (
-            "one call on torch's threads (the rule before streams)",
-            cores,
-            None,
-            None,
-            1,
-        ),
+        (before, cores, None, None, 1),
+        (f"{cores} streams, {quarter} preparing beside", cores, 2 * quarter, quarter, cores),
         (
             f"{cores - quarter} streams, {quarter} preparing beside",
             cores,
@@ -82,7 +85,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
             cores - quarter,
         ),
         (f"{cores} streams, {eighth} preparing beside", cores, 2 * eighth, eighth, cores),
-        (f"{cores} streams, {2 * quarter} preparing beside", cores, 4 * quarter, 2 * quarter, cores),
+        (f"{cores} streams, {half} preparing beside", cores, 2 * half, half, cores),
         (f"{cores} streams, preparing in line", cores, 0, 1, cores),
     ]
     figures: list[h.Figure] = []

@@ -6,8 +6,9 @@ Python threads each calling the encoder on one torch thread (torch releases the 
 LSTM) embedded 9-12 % more windows per second than one call on two threads, with 14 % less CPU
 time (``benchmarks/throughput.py`` measures both limits).
 
-On a 16-core Xeon, a stream per core ran the encoder alone 1.5-2.4x faster than one call on
-16 threads, and the pipeline 1.9x faster than the one-call rule before it.
+On a 16-core Xeon, a stream per core ran the encoder alone 1.4-2.1x faster than one call on
+16 threads in fp32 (2.1-2.8x in bf16), and the pipeline 1.6-2.1x faster than the one-call
+rule before it.
 
 Streams also leave no barrier for preparation (decode, resample, trim, mel) to stall: the
 caller's thread prepares the next batch while the streams encode (from

@@ -453,9 +453,9 @@ class SpeakerEmbedder:
             items = _describe_inputs(inputs)
             rates = _rates(sample_rate, len(items))
             failures: list[Failure] = []
-            # One utterance stays one call on torch's threads: for a 10 s clip, starting the
-            # streams cost more than they saved (65 against 57 ms at 44.1 kHz on 2 cores).
-            streams = self._streams_for(self._encoder) if len(items) > 1 else 1
+            # One utterance streams too: its last windows are shared out between the streams
+            # (_streams.py), so one call would run those pieces one after another.
+            streams = self._streams_for(self._encoder)
             depth, threads, encoder_threads = self._preparation_plan(len(items), streams)
             prepared = self._prepare_all(items, rates, pipe, errors == "skip", failures, rec, threads)
             if depth > 0:
@@ -509,13 +509,9 @@ class SpeakerEmbedder:
             # beside. This thread only hands the streams their batches, on one torch thread as
             # each of them runs: more would spin against them.
             prepare = self._prepare_threads if self._prepare_threads is not None else preparing_threads()
-            depth = (
-                self._prefetch_depth
-                if self._prefetch_depth is not None
-                else 2 * prepare
-                if prepare > 1
-                else 0
-            )
+            depth = self._prefetch_depth
+            if depth is None:
+                depth = 2 * prepare if prepare > 1 else 0
             return depth, max(1, min(prepare, n_items)), 1
         if self._prefetch_depth is None and self._prepare_threads is None:
             split = many_core_split(self.device.type)

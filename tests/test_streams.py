@@ -258,3 +258,28 @@ def test_on_many_cores_a_quarter_prepares_beside_the_streams(
     assert all(name.startswith("speakerembed-prepare") for name in preparing), preparing
     # Laid out for 16 cores instead of 2: other batches, so the LSTM rounds differently.
     np.testing.assert_allclose(streamed, one, atol=1e-5)
+
+
+def test_one_input_is_shared_out_between_the_streams(
+    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single utterance's windows, laid out for four cores, run on the streams side by side."""
+    monkeypatch.setattr(_streams, "usable_cores", lambda: 4)
+    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
+    one = embedder.embed_utterances(short_utterances[0])
+    calls: list[tuple[str, int]] = []
+    real = embedder.encoder.embed_concurrently
+
+    def spy(windows: torch.Tensor) -> torch.Tensor:
+        calls.append((threading.current_thread().name, int(windows.shape[0])))
+        return real(windows)
+
+    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 4)
+    monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    streamed = embedder.embed_utterances(short_utterances[0])
+    n_windows = sum(n for _, n in calls)
+    assert n_windows >= 2, calls
+    assert len(calls) == min(4, n_windows)
+    assert len({name for name, _ in calls}) >= 2
+    assert all(name.startswith("speakerembed-encode") for name, _ in calls)
+    np.testing.assert_allclose(streamed, one, atol=2e-6)

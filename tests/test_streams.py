@@ -276,7 +276,13 @@ def test_one_input_is_shared_out_between_the_streams(
 
     monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 4)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    # The caller prepares it on one torch thread: idle OpenMP threads would spin against the
+    # streams. Without streams, its torch threads stay as they are.
+    assert embedder._preparation_plan(1, streams=4) == (0, 1, 1)
+    assert embedder._preparation_plan(1, streams=1) == (0, 1, None)
+    before = torch.get_num_threads()
     streamed = embedder.embed_utterances(short_utterances[0])
+    assert torch.get_num_threads() == before
     n_windows = sum(n for _, n in calls)
     assert n_windows >= 2, calls
     assert len(calls) == min(4, n_windows)

@@ -202,8 +202,8 @@ def encoder_alone(embedder: Any, batches: Sequence[Any]) -> dict[str, Callable[[
 
     ``"encoder"``: one call per batch on all of torch's threads. ``"encoder_streams"``: the
     batches shared between one-thread streams, one per torch thread
-    (:mod:`speakerembed._streams`), where the embedder would run them so (a CPU below 16
-    cores); on 2 cores the LSTM runs faster so than on two threads at once.
+    (:mod:`speakerembed._streams`), where the embedder would run them so (a CPU of two cores
+    or more); on 2 and 16 cores the LSTM runs faster so than as one call on every thread.
     """
     from speakerembed._streams import encode_in_order, encoder_streams
 

@@ -9,16 +9,16 @@ cores one preparing thread cannot keep up with a stream per core. Each configura
 alternating with the encoder alone on the same windows, run the faster of two ways (one call
 on every thread, or one-thread streams: the machine's limit):
 
-* the default rule: a stream per core, and from 16 cores a quarter of the cores preparing in
+* the default rule: a stream per core, and from 8 cores a quarter of the cores preparing in
   bursts beside them (:func:`speakerembed._streams.preparing_threads`);
 * the many-core rule before streams: one call on three quarters of the cores, the other quarter
   preparing beside it (:func:`speakerembed._prefetch.many_core_split`; below 16 cores, one call
   on every core with bursts between);
-* a stream per core, a quarter of the cores preparing beside (the rule from 16 cores, set by
+* a stream per core, a quarter of the cores preparing beside (the rule from 8 cores, set by
   hand at any count);
 * three quarters of the cores as streams, a quarter preparing beside (no core shared);
 * a stream per core, an eighth, and half, of the cores preparing beside;
-* a stream per core, the caller preparing in line (the rule below 16 cores).
+* a stream per core, the caller preparing in line (the rule below 8 cores).
 
 Run it under ``taskset`` to measure fewer cores than the machine has.
 """

@@ -5,7 +5,7 @@ Usage: ``python -m benchmarks.throughput [--runs 5] [--quick]``.
 The limit is the encoder alone on *the same windows* the pipeline produced (captured from one
 pipeline run and replayed through the same encoder), timed in the same process, alternating
 with the pipeline, and run the faster of two ways: one call per batch on every torch thread,
-or the batches shared between one-thread streams (what the pipeline does below 16 cores; on 2
+or the batches shared between one-thread streams (what the pipeline does on a CPU; on 2
 cores the LSTM runs faster so). Targets, all relative to that limit in the same run:
 
 * fp32: at least 95 % of the encoder-alone throughput at 16, 44.1 and 48 kHz;

@@ -207,6 +207,16 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_files_from(p: argparse.ArgumentParser) -> None:
+    """--files-from: a file of input paths, one a line (``-`` reads standard input)."""
+    p.add_argument(
+        "--files-from",
+        metavar="FILE",
+        default=None,
+        help="a file of paths, one a line; - reads standard input",
+    )
+
+
 def add_verbose(p: argparse.ArgumentParser) -> None:
     """-v/--verbose."""
     p.add_argument("-v", "--verbose", action="store_true", help="print tracebacks with errors")

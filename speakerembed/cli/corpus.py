@@ -44,12 +44,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "inputs", nargs="*", metavar="INPUT", help="audio files and folders (searched recursively)"
     )
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the output folder")
-    p.add_argument(
-        "--files-from",
-        metavar="FILE",
-        default=None,
-        help="a file of paths, one a line; - reads standard input",
-    )
+    opt.add_files_from(p)
     p.add_argument(
         "--manifest",
         metavar="FILE",

@@ -35,12 +35,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="INPUT",
         help="audio files (WAV, FLAC, Ogg, MP3, ...) and folders (searched recursively)",
     )
-    p.add_argument(
-        "--files-from",
-        metavar="FILE",
-        default=None,
-        help="a file of paths, one a line; - reads standard input",
-    )
+    opt.add_files_from(p)
     p.add_argument(
         "-o",
         "--output",

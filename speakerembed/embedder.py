@@ -798,7 +798,9 @@ class SpeakerEmbedder:
                 for piece in split_rows(rest, max(layout, -(-n_rest // cap))):
                     yield batch_of(piece)
 
-        with torch.inference_mode():
+        # With streams, this thread prepares (the batches pull the prepared inputs) and hands
+        # out batches on one torch thread: its idle OpenMP threads would spin against them.
+        with torch_threads(1 if streams > 1 else None), torch.inference_mode():
             for owners, emb, seconds in encode_in_order(encode, batches(), streams):
                 rec.stage("encode", device.type, seconds)
                 rec.batch(int(emb.shape[0]), device.type)

@@ -147,7 +147,6 @@ def encode_outcomes(
     SpeakerEmbedError
         Only if the encoder itself fails on a batch.
     """
-    from .._prefetch import torch_threads
     from ..embedder import Failure
 
     details: dict[int, _Details] = {}
@@ -165,11 +164,7 @@ def encode_outcomes(
             yield item
 
     failures: list[Failure] = []
-    # As in embed_utterances: with encoder streams, this thread prepares and hands out batches
-    # on one torch thread, so that idle OpenMP threads of its own do not spin against them.
-    streams = embedder._streams_for(embedder.encoder)
-    with torch_threads(1 if streams > 1 else None):
-        embeds = embedder._encode(tap(), pipeline, True, failures, embedder._recorder, streams=streams)
+    embeds = embedder._encode(tap(), pipeline, True, failures, embedder._recorder)
     for f in failures:
         f.error.source = records[f.index].path
         errors[f.index] = f.error

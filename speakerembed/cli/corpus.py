@@ -21,6 +21,7 @@ __all__ = ["add_parser", "run"]
 NAME = "corpus"
 _FLAGS = {
     "output": "-o",
+    "speakers": "--speakers",
     "shard_size": "--shard-size",
     "workers": "--workers",
     "threads": "--threads",
@@ -37,8 +38,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "table (one row per input: id, path, speaker, embedding, duration_s, speech_s, sample_rate, "
         "n_windows, error, error_type, and a manifest's other columns). Run the same command again "
         "to continue a job that stopped.",
-        epilog="Exit codes: 0 every input embedded, 1 could not run (weights, output), 2 bad usage, "
-        "3 finished but some inputs failed (they are rows with an error).",
+        epilog="Exit codes: 0 every input embedded, 1 could not run (weights, output: in use by "
+        "another job, damaged, full disk), 2 bad usage, 3 finished but some inputs failed (they are "
+        "rows with an error), 130 interrupted (Ctrl-C or SIGTERM: the rows already made are kept).",
     )
     p.add_argument(
         "inputs", nargs="*", metavar="INPUT", help="audio files and folders (searched recursively)"
@@ -98,8 +100,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``corpus``."""
-    from ..corpus.api import failed_query
+    from ..corpus.api import check_speakers_path, failed_query
     from ..corpus.sources import InputsError
+    from ..errors import ConfigError
 
     if not args.inputs and args.files_from is None and args.manifest is None:
         raise opt.usage_error("no inputs: pass audio files or folders, --files-from FILE or --manifest FILE")
@@ -107,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         raise opt.usage_error("--overwrite and --retry-failed contradict each other; pass one of them")
     if args.ray_address is not None and args.engine != "ray":
         raise opt.usage_error("--ray-address needs --engine ray")
+    try:  # a --speakers path that cannot be written is found before any work
+        check_speakers_path(args.speakers, args.output, flags=_FLAGS)
+    except ConfigError as exc:
+        raise opt.usage_error(str(exc)) from exc
     pipeline = opt.pipeline_from_args(args)
     try:
         report = _embed(args, pipeline)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from ..errors import ConfigError
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CorpusReport",
+    "check_speakers_path",
     "default_speakers_path",
     "embed_corpus",
     "failed_query",
@@ -62,6 +65,9 @@ class CorpusReport:
         The first failures of this run (at most 20): id and error message.
     speakers : pathlib.Path or None
         The ``speakers.parquet`` file, when it was asked for.
+    relabelled : int
+        Rows already done whose ``speaker`` or carried columns this run's manifest changed
+        (their embeddings were kept, not made again).
     """
 
     output: Path
@@ -76,6 +82,7 @@ class CorpusReport:
     stopped_early: bool = False
     failures: tuple[tuple[str, str], ...] = ()
     speakers: Path | None = None
+    relabelled: int = 0
 
     @property
     def ok(self) -> bool:
@@ -95,6 +102,11 @@ class CorpusReport:
             f"{self.audio_seconds / 3600:.2f} h of audio in {self.wall_seconds:.1f} s "
             f"({self.realtime_factor:.0f}x real time) -> {self.output}"
         ]
+        if self.relabelled:
+            lines.append(
+                f"updated the speaker and carried columns of {self.relabelled} row(s) already done "
+                "from the manifest (their embeddings were kept)"
+            )
         if self.stopped_early:
             lines.append("stopped at the first failure (fail_fast)")
         if self.failed or self.previously_failed:
@@ -106,12 +118,17 @@ class CorpusReport:
 
 
 def failed_query(output: str | os.PathLike[str]) -> str:
-    """A one-line shell command that lists the error rows of an output folder."""
+    """A one-line shell command that lists the error rows of an output folder: id, tab, error.
+
+    It needs only pyarrow (a dependency), and quotes the folder for a POSIX shell.
+    """
     out = os.fspath(output)
-    return (
-        f"{sys.executable} -c \"import pyarrow.parquet as pq; t = pq.read_table('{out}', "
-        f"filters=[('error', '!=', '')], columns=['id', 'error']); print(t.to_pandas().to_string())\""
+    code = (
+        f"import pyarrow.parquet as pq; t = pq.read_table({out!r}, columns=['id', 'error'], "
+        "filters=[('error', '!=', '')]); "
+        "print('\\n'.join(f'{i}\\t{e}' for i, e in zip(t['id'].to_pylist(), t['error'].to_pylist())))"
     )
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
 def default_speakers_path(output: str | os.PathLike[str]) -> Path:
@@ -140,7 +157,9 @@ def speaker_table(output: str | os.PathLike[str]) -> pa.Table:
     from ..consolidate import utt_to_spk_embed
     from .schema import EMBEDDING_DIM
 
-    table = pq.read_table(os.fspath(output), columns=["speaker", "embedding"])
+    table = pq.read_table(
+        os.fspath(output), columns=["speaker", "embedding"], page_checksum_verification=True
+    )
     speakers = table.column("speaker").to_pylist()
     emb = table.column("embedding")
     valid = emb.is_valid().to_numpy(zero_copy_only=False)
@@ -185,7 +204,7 @@ def _write_speakers(output: Path, path: Path) -> None:
     import pyarrow.parquet as pq
 
     table = speaker_table(output)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     try:
         pq.write_table(table, tmp)
         os.replace(tmp, path)
@@ -215,6 +234,87 @@ def require_corpus_packages(feature: str, *, bar: bool = False) -> None:
             "pyarrow 26 and later need NumPy 2: where NumPy 1.x is pinned (chatterbox-tts pins "
             "it), pip install 'pyarrow<26', or upgrade NumPy"
         ) from exc
+
+
+def _named(flag: str, value: object) -> str:
+    return f"{flag}{value}" if flag.endswith("=") else f"{flag} {value}"
+
+
+def check_speakers_path(
+    speakers: bool | str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    flags: dict[str, str] | None = None,
+) -> Path | None:
+    """Where ``speakers=`` will write, checked before any work; None when it is not asked for.
+
+    Parameters
+    ----------
+    speakers : bool or path
+        As for :func:`embed_corpus`.
+    output : path
+        The job's output folder.
+    flags : dict or None
+        How ``speakers`` and ``output`` are named in errors (the CLI passes its flags).
+
+    Returns
+    -------
+    pathlib.Path or None
+
+    Raises
+    ------
+    ConfigError
+        If the file would lie inside the output folder (which must read as one table), is a
+        folder, or its folder is missing or not writable.
+    """
+    if speakers is False:
+        return None
+    names = {"speakers": "speakers=", "output": "output=", **(flags or {})}
+    path = default_speakers_path(output) if speakers is True else Path(speakers)
+    shown = _named(names["speakers"], path)
+    out = Path(output).resolve()
+    where = path.resolve()
+    if where == out or out in where.parents:
+        raise ConfigError(
+            f"{shown} lies inside the output folder {_named(names['output'], output)}, which must read "
+            "as one table of rows; write the speakers file beside the folder (the default) or elsewhere"
+        )
+    if path.is_dir():
+        raise ConfigError(f"{shown} is a folder; pass the path of a .parquet file to write")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is a file" if parent.exists() else "does not exist"
+        raise ConfigError(f"{shown}: its folder {parent} {what}; create the folder or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{shown} cannot be written (permissions); choose another path or fix them")
+    return path
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, while a job runs in the main thread.
+
+    So ``kill PID`` (a scheduler's stop, a container's shutdown) keeps the finished rows as
+    Ctrl-C does. A handler the caller installed is left alone.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _check_int(name: str, value: object, low: int, *, none_ok: bool = False) -> None:
@@ -315,12 +415,34 @@ def embed_corpus(
     -------
     CorpusReport
 
+    Notes
+    -----
+    One job at a time per output folder: the job holds an operating-system lock on it
+    (:class:`~speakerembed.corpus.sink.OutputLock`), and another job on the same folder raises
+    :class:`~speakerembed.corpus.sink.OutputError` at once, naming the process that holds it.
+
+    Run again with a ``manifest`` for inputs already done, the rows take the manifest's
+    ``speaker`` and carried columns (their embeddings are kept, not made again;
+    :attr:`CorpusReport.relabelled` counts them). A manifest with other carried columns than the
+    output's is refused (``overwrite=True`` embeds every input again with them). A run without
+    a manifest leaves the labels already written as they are.
+
+    SIGTERM, while the job runs in the main thread and no other handler is installed, is
+    treated as Ctrl-C: the rows already made are written, and :class:`KeyboardInterrupt` is
+    raised (the CLI prints "interrupted" and exits 130). Worker processes end with their parent,
+    however it ends (a parent-death signal on Linux, and a check of the parent elsewhere).
+
+    A file name that is not valid UTF-8 is stored with its undecodable bytes escaped
+    (:func:`~speakerembed.corpus.schema.safe_text`), in ``id`` and ``path``.
+
     Raises
     ------
     ConfigError
-        For bad arguments, missing inputs, duplicate ids, or an output folder that cannot be
-        used (not writable, or written with other weights, another Pipeline or precision); all
-        before any audio is read.
+        For bad arguments, missing inputs, duplicate ids, a ``speakers`` path that cannot be
+        written, or an output folder that cannot be used (not writable, in use by another job,
+        written with other weights, another Pipeline or precision, holding a damaged or foreign
+        shard); all before any audio is read. Also, with the message "no space left writing
+        OUT/part-N...", when the disk fills during the job (the rows written before stay).
     WeightsError
         If the weights cannot be loaded.
     BackendUnavailableError
@@ -336,10 +458,10 @@ def embed_corpus(
     (9, 0)
     """
     require_corpus_packages("embed_corpus (speakerembed corpus)", bar=progress in ("auto", "bar"))
-    from .progress import Progress
 
     flags = {
         "output": "output=",
+        "speakers": "speakers=",
         "shard_size": "shard_size",
         "workers": "workers",
         "threads": "threads",
@@ -382,11 +504,80 @@ def embed_corpus(
             raise BackendUnavailableError(
                 "engine='ray' (--engine ray) is not part of this build of speakerembed; use engine='local'"
             ) from exc
-    from .schema import corpus_schema, job_metadata
-    from .sink import ParquetSink
+    from .schema import corpus_schema, safe_text
+    from .sink import OutputLock, ParquetSink
 
+    ids = [safe_text(r.id) for r in sources.records]
+    if len(set(ids)) < len(ids):
+        from collections import Counter
+
+        dup = [k for k, n in Counter(ids).items() if n > 1]
+        raise ConfigError(
+            f"{len(dup)} input id(s) are the same once their undecodable bytes are escaped "
+            f"({', '.join(repr(d) for d in dup[:3])}); give them ids of their own in a manifest"
+        )
+    speakers_path = check_speakers_path(speakers, output, flags=flags)
     # The folder is checked before the weights load, and again with the settings once they have.
     ParquetSink(output, corpus_schema(), {}, flag=flags["output"], overwrite=True).check()
+    with OutputLock(output, flag=flags["output"]), _sigterm_as_interrupt():
+        return _run(
+            sources,
+            ids,
+            output,
+            speakers_path,
+            relabel=manifest is not None,
+            weights=weights,
+            device=device,
+            precision=precision,
+            encoder=encoder,
+            pipeline=pipeline,
+            embedder=embedder,
+            workers=workers,
+            threads=threads,
+            shard_size=shard_size,
+            run_ray=run_ray,
+            ray_address=ray_address,
+            retry_failed=retry_failed,
+            overwrite=overwrite,
+            fail_fast=fail_fast,
+            progress=progress,
+            progress_stream=progress_stream,
+            command=command,
+            flags=flags,
+        )
+
+
+def _run(
+    sources: Any,
+    ids: list[str],
+    output: str | os.PathLike[str],
+    speakers_path: Path | None,
+    *,
+    relabel: bool,
+    weights: str | os.PathLike[str],
+    device: str | torch.device | None,
+    precision: Precision,
+    encoder: EncoderImpl,
+    pipeline: Pipeline | None,
+    embedder: SpeakerEmbedder | None,
+    workers: int | None,
+    threads: int | None,
+    shard_size: int,
+    run_ray: Any,
+    ray_address: str | None,
+    retry_failed: bool,
+    overwrite: bool,
+    fail_fast: bool,
+    progress: ProgressMode,
+    progress_stream: TextIO | None,
+    command: str | None,
+    flags: dict[str, str],
+) -> CorpusReport:
+    """The job, with the output folder locked."""
+    from .progress import Progress
+    from .schema import corpus_schema, job_metadata, safe_text
+    from .sink import ParquetSink
+
     if threads is not None:
         import torch
 
@@ -409,10 +600,20 @@ def embed_corpus(
         retry_failed=retry_failed,
         flag=flags["output"],
     )
-    sink.open()
-    pending = [r for r in sources.records if r.id not in sink.done]
+    labels = None
+    if relabel and not overwrite:
+        carried = [f.name for f in sources.extra_fields]
+        labels = {
+            i: {
+                "speaker": None if r.speaker is None else safe_text(r.speaker),
+                **{c: r.extra.get(c) for c in carried},
+            }
+            for i, r in zip(ids, sources.records, strict=True)
+        }
+    sink.open(relabel=labels)
+    pending = [r for i, r in zip(ids, sources.records, strict=True) if i not in sink.done]
     skipped = len(sources.records) - len(pending)
-    previously_failed = sum(1 for r in sources.records if sink.done.get(r.id))
+    previously_failed = sum(1 for i in ids if sink.done.get(i))
     show = Progress(len(pending), progress, progress_stream)
     from . import engine as engines
     from .engine import Job, run_local
@@ -441,9 +642,7 @@ def embed_corpus(
     finally:
         sink.close()  # the rows already made are complete: keep them
         show.close()
-    speakers_path: Path | None = None
-    if speakers is not False:
-        speakers_path = default_speakers_path(output) if speakers is True else Path(speakers)
+    if speakers_path is not None:
         _write_speakers(Path(output), speakers_path)
     return CorpusReport(
         output=Path(output),
@@ -458,4 +657,5 @@ def embed_corpus(
         stopped_early=bool(stopped),
         failures=tuple(show.shown_failures()),
         speakers=speakers_path,
+        relabelled=sink.relabelled,
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 from ..errors import SpeakerEmbedError
-from .schema import EMBEDDING_DIM, corpus_schema
+from .schema import EMBEDDING_DIM, corpus_schema, safe_text
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -198,16 +198,17 @@ def build_table(
             out.append(getattr(d, name) if d is not None else default)
         return out
 
-    err_msg = [(_one_line(errors[i]) if i in errors else None) for i in range(n)]
+    err_msg = [(safe_text(_one_line(errors[i])) if i in errors else None) for i in range(n)]
     err_type = [(type(errors[i]).__name__ if i in errors else None) for i in range(n)]
     for i in range(n):
         if i not in embeds and i not in errors:  # pragma: no cover - a bug in the engine
             err_msg[i] = "was prepared but not encoded; this is a bug in speakerembed, please report it"
             err_type[i] = "SpeakerEmbedError"
     columns: dict[str, Any] = {
-        "id": [r.id for r in records],
-        "path": [r.path for r in records],
-        "speaker": [r.speaker for r in records],
+        # Parquet strings are UTF-8: a name that is not is stored with its bytes escaped.
+        "id": [safe_text(r.id) for r in records],
+        "path": [safe_text(r.path) for r in records],
+        "speaker": [None if r.speaker is None else safe_text(r.speaker) for r in records],
         "embedding": embedding,
         "duration_s": col("duration_s"),
         "speech_s": col("speech_s"),

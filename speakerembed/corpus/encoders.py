@@ -128,6 +128,9 @@ def _init(spec: _Spec) -> None:
     global _EMBEDDER, _SPEC, _MISMATCH
     import signal
 
+    from .engine import die_with_parent
+
+    die_with_parent()  # first: a worker must never outlive the job
     import torch
 
     from ..embedder import SpeakerEmbedder

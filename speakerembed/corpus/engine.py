@@ -49,6 +49,7 @@ __all__ = [
     "PREFETCH_PER_WORKER",
     "Job",
     "default_workers",
+    "die_with_parent",
     "first_failure",
     "gpu_default_workers",
     "run_local",
@@ -146,10 +147,57 @@ _PREPARER: SpeakerEmbedder | None = None
 _PIPELINE: Pipeline | None = None
 
 
+def die_with_parent() -> None:
+    """In a worker process: end this process when the job's process ends, however it ends.
+
+    A job killed with SIGKILL (or SIGTERM) cannot stop its pool, and a worker blocked on the
+    pool's pipe would wait forever, holding its memory. On Linux the kernel sends this process
+    SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``, through ctypes); everywhere, a
+    daemon thread waits on the parent's sentinel (a pipe that reads end-of-file once the parent
+    is gone) and checks the parent's pid, and ends the process then. Called first by every
+    worker initializer; a no-op in a process that multiprocessing did not start.
+    """
+    import multiprocessing
+    import sys
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    ppid = parent.pid
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread below does it
+            pass
+    if os.getppid() != ppid:  # the parent died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == ppid:
+            try:
+                parent.join(1.0)  # returns at once when the parent's pipe reads end-of-file
+            except (OSError, ValueError):  # pragma: no cover - no sentinel: poll the pid alone
+                import time
+
+                time.sleep(1.0)
+                continue
+            if not parent.is_alive():
+                break
+        os._exit(1)
+
+    threading.Thread(target=watch, name="speakerembed-parent-watch", daemon=True).start()
+
+
 def _init_worker(pipeline: Pipeline) -> None:
     global _PREPARER, _PIPELINE
     import signal
 
+    die_with_parent()
     import torch
 
     # Ctrl-C goes to the whole process group: the encoder's process handles it (it keeps the

@@ -38,8 +38,46 @@ __all__ = [
     "METADATA_KEY",
     "corpus_schema",
     "job_metadata",
+    "safe_text",
     "settings_key",
 ]
+
+
+def safe_text(value: str) -> str:
+    r"""``value`` as text that Parquet can store (UTF-8), with undecodable bytes shown escaped.
+
+    A file name that is not valid UTF-8 reaches Python with its bytes as lone surrogates
+    (``os.fsdecode``); Parquet strings must be UTF-8, so each such byte is written as ``\xNN``:
+    ``b"caf\xe9.wav"`` is stored (and its id is) ``"caf\\xe9.wav"``. Valid text is unchanged.
+
+    Parameters
+    ----------
+    value : str
+        A path, an id or a message.
+
+    Returns
+    -------
+    str
+        Text that encodes as UTF-8.
+
+    Examples
+    --------
+    >>> import os
+    >>> safe_text(os.fsdecode(b"caf\xe9.wav"))
+    'caf\\xe9.wav'
+    >>> safe_text("café.wav")
+    'café.wav'
+    """
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        try:
+            raw = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # surrogates that are not escaped bytes
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+
 
 #: Width of the ``embedding`` column.
 EMBEDDING_DIM = 256

@@ -122,11 +122,13 @@ def failed_query(output: str | os.PathLike[str]) -> str:
 
     It needs only pyarrow (a dependency), and quotes the folder for a POSIX shell.
     """
-    out = os.fspath(output)
+    import json
+
+    out = json.dumps(os.fspath(output))  # a JSON string is a Python string literal
     code = (
-        f"import pyarrow.parquet as pq; t = pq.read_table({out!r}, columns=['id', 'error'], "
-        "filters=[('error', '!=', '')]); "
-        "print('\\n'.join(f'{i}\\t{e}' for i, e in zip(t['id'].to_pylist(), t['error'].to_pylist())))"
+        f'import pyarrow.parquet as pq; t = pq.read_table({out}, columns=["id", "error"], '
+        'filters=[("error", "!=", "")]); '
+        'print("\\n".join(f"{i}\\t{e}" for i, e in zip(t["id"].to_pylist(), t["error"].to_pylist())))'
     )
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 

@@ -20,9 +20,9 @@ folder is opened again. A write that fails (a full disk) leaves no half shard an
 again: the job stops with one line naming the shard.
 
 One job at a time: a job holds an operating-system lock (``flock``) on ``OUT/.speakerembed.lock``
-from its first check to its end, and a second job on the same folder is refused at once, naming
-the first one's process id (:class:`OutputLock`). The lock goes with the process, so a killed job
-never leaves the folder locked.
+from its first check to its end (the file is removed then), and a second job on the same folder
+is refused at once, naming the first one's process id (:class:`OutputLock`). The lock goes with
+the process, so a killed job never leaves the folder locked.
 
 Shards carry Parquet page checksums (CRC-32), verified whenever a job opens the folder: a shard
 damaged on disk (garbage written into it, or truncated) is named, with what to do (remove it and
@@ -87,9 +87,10 @@ class OutputLock:
     """An operating-system lock on an output folder, held for the whole of a job.
 
     ``fcntl.flock`` on :data:`LOCK_FILE` inside the folder, taken without waiting; the file
-    holds the owner's process id, for the message a second job gets. The kernel releases the
-    lock when the process ends, however it ends, so a killed job never leaves the folder
-    locked. On a system without ``fcntl`` (Windows) no lock is taken.
+    holds the owner's process id, for the message a second job gets, and is removed when the job
+    ends. The kernel releases the lock when the process ends, however it ends, so a killed job
+    never leaves the folder locked (only the file, which the next job takes over). On a system
+    without ``fcntl`` (Windows) no lock is taken.
 
     Parameters
     ----------
@@ -111,30 +112,40 @@ class OutputLock:
         except ImportError:  # pragma: no cover - Windows
             return self
         path = self.folder / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise OutputError(
-                f"{_where(self._flag, self.folder)}: cannot create its lock file {LOCK_FILE} "
-                f"({exc.strerror}); choose another folder or fix its permissions"
-            ) from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            owner = ""
-            with contextlib.suppress(OSError):
-                owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
                 raise OutputError(
-                    f"{_where(self._flag, self.folder)}: cannot lock {LOCK_FILE} ({exc.strerror}); "
-                    "choose a folder on a local file system"
+                    f"{_where(self._flag, self.folder)}: cannot create its lock file {LOCK_FILE} "
+                    f"({exc.strerror}); choose another folder or fix its permissions"
                 ) from exc
-            pid = f" (pid {owner})" if owner.isdigit() else ""
-            raise OutputError(
-                f"{_where(self._flag, self.folder)} is in use by another job{pid}; wait for it to "
-                "finish, or choose another folder (two jobs must never write one output)"
-            ) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                owner = ""
+                with contextlib.suppress(OSError):
+                    owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise OutputError(
+                        f"{_where(self._flag, self.folder)}: cannot lock {LOCK_FILE} ({exc.strerror}); "
+                        "choose a folder on a local file system"
+                    ) from exc
+                pid = f" (pid {owner})" if owner.isdigit() else ""
+                raise OutputError(
+                    f"{_where(self._flag, self.folder)} is in use by another job{pid}; wait for it to "
+                    "finish, or choose another folder (two jobs must never write one output)"
+                ) from exc
+            # The job before may have removed the file between our open and our lock: then
+            # the lock is on a file no other job can find, so take the one at the path.
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except OSError:
+                same = False
+            if same:
+                break
+            os.close(fd)
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -142,8 +153,10 @@ class OutputLock:
         return self
 
     def release(self) -> None:
-        """Let the lock go (the lock file stays: removing it would race with a new job)."""
+        """Remove the lock file and let the lock go (in that order, so no job locks a removed file)."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                (self.folder / LOCK_FILE).unlink()
             os.close(self._fd)
             self._fd = None
 

@@ -253,7 +253,7 @@ def check_speakers_path(
     Parameters
     ----------
     speakers : bool or path
-        As for :func:`embed_corpus`.
+        As for :func:`~speakerembed.embed_corpus`.
     output : path
         The job's output folder.
     flags : dict or None
@@ -284,6 +284,8 @@ def check_speakers_path(
     if path.is_dir():
         raise ConfigError(f"{shown} is a folder; pass the path of a .parquet file to write")
     parent = path.parent
+    if not parent.exists() and parent.resolve() == out.parent:
+        return path  # beside the output folder, whose parents the job creates
     if not parent.is_dir():
         what = "is a file" if parent.exists() else "does not exist"
         raise ConfigError(f"{shown}: its folder {parent} {what}; create the folder or choose another path")
@@ -425,7 +427,7 @@ def embed_corpus(
 
     Run again with a ``manifest`` for inputs already done, the rows take the manifest's
     ``speaker`` and carried columns (their embeddings are kept, not made again;
-    :attr:`CorpusReport.relabelled` counts them). A manifest with other carried columns than the
+    ``CorpusReport.relabelled`` counts them). A manifest with other carried columns than the
     output's is refused (``overwrite=True`` embeds every input again with them). A run without
     a manifest leaves the labels already written as they are.
 

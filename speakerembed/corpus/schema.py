@@ -63,6 +63,7 @@ def safe_text(value: str) -> str:
     Examples
     --------
     >>> import os
+    >>> from speakerembed.corpus.schema import safe_text
     >>> safe_text(os.fsdecode(b"caf\xe9.wav"))
     'caf\\xe9.wav'
     >>> safe_text("café.wav")

@@ -86,7 +86,7 @@ def _no_space(exc: BaseException) -> bool:
 class OutputLock:
     """An operating-system lock on an output folder, held for the whole of a job.
 
-    ``fcntl.flock`` on :data:`LOCK_FILE` inside the folder, taken without waiting; the file
+    ``fcntl.flock`` on ``.speakerembed.lock`` inside the folder, taken without waiting; the file
     holds the owner's process id, for the message a second job gets, and is removed when the job
     ends. The kernel releases the lock when the process ends, however it ends, so a killed job
     never leaves the folder locked (only the file, which the next job takes over). On a system

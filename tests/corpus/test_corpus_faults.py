@@ -404,10 +404,14 @@ def test_a_speakers_path_that_cannot_be_written_is_refused_before_any_work(
         locked.mkdir(mode=0o500)
         with pytest.raises(ValueError, match="cannot be written"):
             embed_corpus(AUDIO, out, embedder=embedder, speakers=locked / "s.parquet", progress="off")
-    # The default, beside the folder, is fine.
+    # The default, beside the folder, is fine, also where the job creates the folder's parents.
     report = embed_corpus(AUDIO / "bob_1.wav", out, embedder=embedder, speakers=True, progress="off")
     assert report.speakers == tmp_path / "out.speakers.parquet"
     assert report.speakers.exists()
+    deep = tmp_path / "new" / "deeper" / "out"
+    code, err = _cli(capsys, "corpus", str(AUDIO / "bob_1.wav"), "-o", str(deep), "--speakers", *W)
+    assert code == 0, err
+    assert (deep.parent / "out.speakers.parquet").exists()
 
 
 # -- 8. names that are not UTF-8 ------------------------------------------------------------------

@@ -132,6 +132,33 @@ def test_the_lock_is_held_by_an_open_file_not_by_a_process(tmp_path: Path, embed
     assert report.embedded == 1
 
 
+def test_a_shard_is_never_written_over_and_temporary_names_carry_the_pid(
+    done: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speakerembed.corpus import sink as sinks
+    from speakerembed.corpus.schema import corpus_schema
+
+    meta = json.loads((done / "_speakerembed.json").read_text())
+    sink = sinks.ParquetSink(done, corpus_schema((), meta), meta, shard_size=2)
+    sink.open()
+    first_ids = pq.read_table(done / "part-00000.parquet").column("id").to_pylist()
+    (done / "part-00003.parquet").write_bytes((done / "part-00000.parquet").read_bytes())
+    temps: list[str] = []
+    real = sinks.ParquetSink._tmp
+
+    def tmp(self: sinks.ParquetSink, path: Path) -> Path:
+        temps.append(real(self, path).name)
+        return real(self, path)
+
+    monkeypatch.setattr(sinks.ParquetSink, "_tmp", tmp)
+    table = pq.read_table(done / "part-00001.parquet").slice(0, 2)
+    sink.write(table.set_column(0, "id", pa.array(["new-1", "new-2"])))
+    # part-00003 appeared after the sink opened: the new rows go to the next free name.
+    assert pq.read_table(done / "part-00004.parquet").column("id").to_pylist() == ["new-1", "new-2"]
+    assert pq.read_table(done / "part-00003.parquet").column("id").to_pylist() == first_ids
+    assert temps == [f".part-00004.parquet.tmp.{os.getpid()}"]
+
+
 # -- 2. every shard's settings --------------------------------------------------------------------
 
 

@@ -24,6 +24,9 @@ FLAGS: dict[str, str] = {
     "weights": "--weights",
     "device": "--device",
     "precision": "--precision",
+    "files_from": "--files-from",
+    "manifest": "--manifest",
+    "manifest_format": "--manifest-format",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

@@ -27,6 +27,7 @@ FLAGS: dict[str, str] = {
     "files_from": "--files-from",
     "manifest": "--manifest",
     "manifest_format": "--manifest-format",
+    "ext": "--ext",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

@@ -169,9 +169,7 @@ def find_generated(
         suffix = _normal_ext(ext)
         for utt in utts:
             path = str(gen / f"{utt}{suffix}")
-            missing = (
-                None if os.path.isfile(path) else f"generated: no file {path} (the extension ext=EXT names)"
-            )
+            missing = None if os.path.isfile(path) else f"generated: no such file {path} (by ext=EXT)"
             out[utt] = (path, missing)
         return out
     by_stem: dict[str, list[str]] = {}

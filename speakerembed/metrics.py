@@ -225,7 +225,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "speakerembed_call_duration_seconds",
         "histogram",
         ("operation", "outcome"),
-        "Latency of a public call (embed_utterances or embed_speaker), end to end.",
+        "Latency of a public call (embed_utterances, embed_speaker or embed_conditioning), end to end.",
         _CALL_BUCKETS,
     ),
     MetricSpec(

@@ -475,7 +475,7 @@ def read_file(
 
 
 def check_finite_file(data: npt.NDArray[np.float32], sample_rate: int, source: str) -> None:
-    """Raise :class:`AudioError` naming the NaN or infinite samples a decoded file holds.
+    """Raise :class:`~speakerembed.AudioError` naming the NaN or infinite samples a decoded file holds.
 
     Parameters
     ----------

@@ -121,6 +121,7 @@ def as_text(name: str) -> str:
 
     Examples
     --------
+    >>> from speakerembed.corpus.sources import as_text
     >>> as_text("alice/1.wav")
     'alice/1.wav'
     >>> as_text(b"caf\xe9.wav".decode("utf-8", "surrogateescape"))

@@ -225,3 +225,15 @@ def test_no_inputs_in_python_names_the_keywords(tmp_path: Path) -> None:
         collect([])
     with pytest.raises(InputsError, match="no inputs"):
         collect(files_from="-", stdin=io.StringIO("\n# only a comment\n"))
+
+
+@needs_bytes_names
+def test_a_failing_non_utf8_name_is_shown_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / os.fsdecode(b"bad\xe9.wav")).write_bytes(b"not audio at all, just text\n")
+    shutil.copy(ALICE, folder / "good.wav")
+    assert main(["embed", str(folder), "--keep-going", *W]) == 3
+    err = capsys.readouterr().err
+    assert "bad\\xe9.wav" in err
+    err.encode("utf-8")  # printable anywhere: no lone surrogates

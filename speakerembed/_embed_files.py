@@ -50,13 +50,20 @@ def embed_files(
     pipeline: Pipeline | None = None,
     chunk: int = CHUNK,
     corpus_min_files: int = CORPUS_MIN_FILES,
+    quiet: bool = False,
 ) -> tuple[dict[str, npt.NDArray[np.float32]], dict[str, str]]:
     """Embed each distinct path once: ({path: (256,) unit row}, {path: error message}).
 
     Lists of at least ``corpus_min_files`` distinct files run as a corpus job into a temporary
     folder (see :data:`CORPUS_MIN_FILES`); shorter ones in chunks of ``chunk`` files. Both give
-    the same rows.
+    the same rows. With ``quiet``, the chunks log no ``skipping input N`` lines (whose N counts
+    the chunk's files): the caller reports the failures in its own terms.
     """
+    if quiet:
+        from ._log_summary import quiet_skips
+
+        with quiet_skips():
+            return embed_files(embedder, paths, pipeline, chunk, corpus_min_files)
     distinct = list(dict.fromkeys(paths))
     if len(distinct) >= corpus_min_files:
         return _embed_through_corpus(embedder, distinct, pipeline)

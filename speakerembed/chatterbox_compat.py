@@ -444,8 +444,11 @@ def embed_conditioning(
             wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=source)
             # librosa.load(path, sr=24000); embed_utterances then resamples to 16 kHz with soxr.
             wav_24k = resample(wav, sr, CONDITIONING_SAMPLE_RATE, "soxr_hq")
+            # Timed and counted as its own operation ("embed_conditioning"), not embed_utterances.
             rows.append(
-                embedder.embed_utterances(wav_24k, sample_rate=CONDITIONING_SAMPLE_RATE, pipeline=pipe)[0]
+                embedder._run(
+                    "embed_conditioning", wav_24k, CONDITIONING_SAMPLE_RATE, pipe, "raise", embedder._recorder
+                )[0]
             )
         except SpeakerEmbedError as exc:
             exc.source = _relabel(exc.source, source)

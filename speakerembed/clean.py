@@ -21,6 +21,9 @@ For each clip the report gives:
   - ``likely_other_speaker``: ``nearest_similarity >= outlier_threshold`` and
     ``nearest_similarity > own_similarity``: the clip passes as the other speaker, and better
     than as its own; ``suggested_speaker`` names that speaker;
+  - ``cannot_judge``: the clip is its speaker's only one, so there is nothing to compare it with
+    (``own_similarity`` is NaN). Single-clip speakers are normal in scraped data; such clips are
+    never ``outlier`` nor ``likely_other_speaker`` (they may still be ``near_duplicate``);
   - ``near_duplicate``: ``nearest_clip_similarity >= duplicate_threshold``; ``duplicate_of``
     names the clip.
 
@@ -59,6 +62,7 @@ __all__ = [
     "TRIM_ITERATIONS",
     "TRIM_MADS",
     "CleanReport",
+    "NoSpeakersError",
     "clean_dataset",
     "find_outliers",
     "robust_centroid",
@@ -80,6 +84,32 @@ TRIM_MADS = 2.5
 TRIM_ITERATIONS = 5
 #: File suffixes :func:`clean_dataset` embeds in a folder of speaker folders.
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff")
+
+
+class NoSpeakersError(ConfigError):
+    """A corpus output to clean has no ``speaker`` values: there is nothing to check labels against.
+
+    Attributes
+    ----------
+    folder : str
+        The corpus output.
+    n_rows : int
+        Its rows with an embedding, none with a speaker.
+    """
+
+    def __init__(self, folder: str, n_rows: int) -> None:
+        self.folder = folder
+        self.n_rows = n_rows
+        super().__init__(
+            f"{folder} has no 'speaker' values ({n_rows} embedded row(s), none labelled), so there "
+            "are no labels to check; add them by running the corpus job again with a manifest that "
+            "has 'id' (or 'path') and 'speaker' columns (embed_corpus(..., manifest=FILE)), or find "
+            "the speakers from the voices themselves with the cluster command"
+        )
+
+    def __reduce__(self) -> tuple[type[NoSpeakersError], tuple[str, int]]:
+        return type(self), (self.folder, self.n_rows)
+
 
 _MAD_FLOOR = 0.01  # a tight speaker's MAD can be ~0; a cosine spread below 0.01 is noise
 
@@ -147,7 +177,8 @@ class CleanReport:
         ``nearest_similarity`` (float64, NaN with one speaker); ``nearest_clip`` (str);
         ``nearest_clip_similarity`` (float64); ``outlier``, ``likely_other_speaker``,
         ``near_duplicate`` (bool); ``suggested_speaker`` and ``duplicate_of`` (str, empty
-        when not flagged).
+        when not flagged); ``cannot_judge`` (bool: the speaker's only clip, which no flag but
+        ``near_duplicate`` can judge).
     failures : tuple of Failure
         Clips that could not be embedded (from :func:`clean_dataset`), not in ``columns``:
         ``index`` is the file's position among the files found, or the row of the corpus table.
@@ -169,6 +200,11 @@ class CleanReport:
         c = self.columns
         out: npt.NDArray[np.bool_] = c["outlier"] | c["likely_other_speaker"] | c["near_duplicate"]
         return out
+
+    @property
+    def n_cannot_judge(self) -> int:
+        """Clips that are their speaker's only one (``cannot_judge``)."""
+        return int(np.count_nonzero(self.columns["cannot_judge"]))
 
     def to_arrow(self) -> Any:
         """The report as a ``pyarrow.Table`` (NaN and empty strings become nulls)."""
@@ -301,9 +337,11 @@ def find_outliers(
             nearest_clip_sim[lo : lo + block] = s[np.arange(s.shape[0]), j]
             nearest_clip[lo : lo + block] = [names[i] for i in j]
 
+    single = count[lab] < 2  # nothing of its own speaker to compare with: cannot judge the label
+    judged = ~single & ~np.isnan(own)
     with np.errstate(invalid="ignore"):
-        outlier = own < outlier_threshold
-        other = (nearest_sim >= outlier_threshold) & ((nearest_sim > own) | np.isnan(own))
+        outlier = judged & (own < outlier_threshold)
+        other = judged & (nearest_sim >= outlier_threshold) & (nearest_sim > own)
         dup = nearest_clip_sim >= duplicate_threshold
     suggested = np.where(other, nearest_speaker, "")
     duplicate_of = np.where(dup, nearest_clip, "")
@@ -324,6 +362,7 @@ def find_outliers(
         "suggested_speaker": suggested.astype(object),
         "near_duplicate": dup,
         "duplicate_of": duplicate_of.astype(object),
+        "cannot_judge": single,
     }
     return CleanReport(
         {k: v[order] for k, v in columns.items()},
@@ -356,6 +395,10 @@ def _read_corpus(
     kept_ids: list[str] = []
     kept_speakers: list[str] = []
     failed: list[tuple[int, str, str]] = []
+    speakers = [None if s is None or str(s) == "" else s for s in speakers]
+    embedded = sum(e is not None for e in embeds)
+    if embedded and not any(s is not None for s, e in zip(speakers, embeds, strict=True) if e is not None):
+        raise NoSpeakersError(str(folder), embedded)
     for i in range(n):
         if embeds[i] is None or speakers[i] is None:
             why = errors[i] or ("no speaker label" if speakers[i] is None else "no embedding")
@@ -418,6 +461,8 @@ def clean_dataset(
     ------
     ConfigError
         When ``source`` is neither kind of folder, or holds fewer than two usable clips.
+    NoSpeakersError
+        When ``source`` is a corpus output without ``speaker`` values.
 
     Examples
     --------

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 import numpy as np
 
 from . import chatterbox_compat as _cb
+from ._log_summary import SkippedInputs, log_skip
 from ._observe import NULL_RECORDER, Recorder
 from ._prefetch import (
     BURST_PER_THREAD,
@@ -449,10 +450,11 @@ class SpeakerEmbedder:
         start = time.perf_counter()
         rec.in_progress(operation, 1)
         ok = False
+        skips = SkippedInputs(logger)  # the call's failures: logs the first few, then a count
+        failures: list[Failure] = skips
         try:
             items = _describe_inputs(inputs)
             rates = _rates(sample_rate, len(items))
-            failures: list[Failure] = []
             # One utterance streams too: its last windows are shared out between the streams
             # (_streams.py), so one call would run those pieces one after another.
             streams = self._streams_for(self._encoder)
@@ -485,6 +487,7 @@ class SpeakerEmbedder:
                 rec.error(exc.stage or "load", exc)
             raise
         finally:
+            skips.summarise()
             rec.in_progress(operation, -1)
             rec.call(operation, time.perf_counter() - start, ok)
 
@@ -562,7 +565,7 @@ class SpeakerEmbedder:
                 rec.utterance(False)
                 if not skip:
                     raise err from (None if err is exc else exc)
-                logger.warning("skipping %s", err)
+                log_skip(failures, logger, err)
                 failures.append(Failure(index, err.source or source, err))
 
     def _prepare(self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder) -> _Prepared:
@@ -724,7 +727,7 @@ class SpeakerEmbedder:
                 rec.utterance(False)
                 if not skip:
                     raise
-                logger.warning("skipping %s", err)
+                log_skip(failures, logger, err)
                 failures.append(Failure(idx, p.source, err))
                 return
             rec.stage("consolidate", device.type, time.perf_counter() - t0)

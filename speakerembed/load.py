@@ -37,6 +37,7 @@ __all__ = [
     "MAX_FLOAT_PEAK",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "check_finite_file",
     "check_sample_rate",
     "load_audio",
     "read_file",
@@ -381,7 +382,9 @@ def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
         )
     try:
         with decoder_output_quiet():
-            handle = sf.SoundFile(str(path))
+            # Bytes, so that a name that is not valid UTF-8 (held as surrogate escapes) opens;
+            # soundfile would encode a str strictly and fail.
+            handle = sf.SoundFile(os.fsencode(path))
     except PermissionError as exc:
         raise _permission_error(source) from exc
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
@@ -467,7 +470,46 @@ def read_file(
             "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
         )
     _check_duration(data.shape[0], sample_rate, max_duration_s, source)
+    check_finite_file(data, sample_rate, source)
     return data, sample_rate
+
+
+def check_finite_file(data: npt.NDArray[np.float32], sample_rate: int, source: str) -> None:
+    """Raise :class:`~speakerembed.AudioError` naming the NaN or infinite samples a decoded file holds.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (n_frames, n_channels), float32
+        The decoded samples.
+    sample_rate : int
+        Their rate, to say where the first bad sample is in seconds.
+    source : str
+        The file's name for the message.
+
+    Raises
+    ------
+    AudioError
+        When any sample is NaN or infinite (a float WAV or FLAC can store them).
+    """
+    # Two reductions, no temporary, and no RuntimeWarning: min and max are NaN or infinite
+    # exactly when some sample is.
+    low = float(np.min(data))
+    high = float(np.max(data))
+    if np.isfinite(low) and np.isfinite(high):
+        return
+    finite = np.isfinite(data).all(axis=1) if data.ndim == 2 else np.isfinite(data)
+    bad = int(finite.size - np.count_nonzero(finite))
+    first = int(np.argmin(finite))
+    nan = bool(np.isnan(data).any())
+    inf = bool(np.isinf(data).any())
+    kind = " and ".join(k for k, on in (("NaN", nan), ("infinite", inf)) if on)
+    raise AudioError(
+        f"holds {bad} frame(s) with {kind} samples, the first at frame {first} "
+        f"({first / sample_rate:.3f} s); the file is damaged: re-encode it from its source, "
+        "or drop it from the inputs",
+        source=source,
+        stage="load",
+    )
 
 
 def _raise_if_unreadable(path: Path, source: str, exc: BaseException) -> None:

@@ -77,8 +77,8 @@ STAGES: tuple[str, ...] = ("load", "resample", "trim", "mel", "encode", "consoli
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "mps", "other")
 """Device types. ``"other"`` stands for any torch device type that is not CPU, CUDA or MPS."""
 
-OPERATIONS: tuple[str, ...] = ("embed_utterances", "embed_speaker")
-"""The public calls that are timed."""
+OPERATIONS: tuple[str, ...] = ("embed_utterances", "embed_speaker", "embed_conditioning")
+"""The public calls that are timed (``embed_conditioning`` once per reference recording)."""
 
 OUTCOMES: tuple[str, ...] = ("success", "error")
 """How an utterance or a call ended."""
@@ -225,7 +225,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "speakerembed_call_duration_seconds",
         "histogram",
         ("operation", "outcome"),
-        "Latency of a public call (embed_utterances or embed_speaker), end to end.",
+        "Latency of a public call (embed_utterances, embed_speaker or embed_conditioning), end to end.",
         _CALL_BUCKETS,
     ),
     MetricSpec(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._log_summary import FIRST_LOGGED as _FIRST_LOGGED
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,7 +35,16 @@ if TYPE_CHECKING:
     from .config import Pipeline
     from .embedder import SpeakerEmbedder
 
-__all__ = ["ENCODER_NOTE", "SimilarityPair", "TTSSimilarityReport", "read_pairs", "tts_similarity"]
+__all__ = [
+    "ENCODER_NOTE",
+    "SimilarityPair",
+    "TTSSimilarityReport",
+    "find_generated",
+    "read_pairs",
+    "tts_similarity",
+]
+
+logger = logging.getLogger("speakerembed")
 
 #: The sentence every summary carries, so that nobody compares numbers across encoders by mistake.
 ENCODER_NOTE = (
@@ -119,17 +130,85 @@ class TTSSimilarityReport:
         }
 
 
+def _normal_ext(ext: str) -> str:
+    ext = ext.strip().lower()
+    if not ext or ext in (".", "*") or "/" in ext or os.sep in ext:
+        raise ConfigError(f"ext={ext!r} is not a file extension; pass one such as 'flac' or '.wav'")
+    return ext if ext.startswith(".") else f".{ext}"
+
+
+def find_generated(
+    gen_dir: str | os.PathLike[str], utts: Sequence[str], ext: str | None = None
+) -> dict[str, tuple[str, str | None]]:
+    """Find each utterance's generated file in ``gen_dir``: ``{utt: (path, error or None)}``.
+
+    With ``ext``, the file is ``gen_dir/<utt><ext>``. Without it, ``gen_dir/<utt>.<e>`` for any
+    audio extension ``e`` the loader reads (:data:`speakerembed.corpus.sources.AUDIO_EXTENSIONS`,
+    any case). A missing file, or two candidates (``u1.wav`` and ``u1.flac``), is an error that
+    names the paths looked for.
+
+    Parameters
+    ----------
+    gen_dir : str or os.PathLike
+        The folder of generated audio.
+    utts : sequence of str
+        The utterance ids.
+    ext : str or None
+        One extension to use (``"flac"`` or ``".flac"``), or None for any audio extension.
+
+    Returns
+    -------
+    dict of str to (str, str or None)
+        The path (the one looked for when there is none) and, when it cannot be used, why.
+    """
+    from .corpus.sources import AUDIO_EXTENSIONS
+
+    gen = Path(gen_dir)
+    out: dict[str, tuple[str, str | None]] = {}
+    if ext is not None:
+        suffix = _normal_ext(ext)
+        for utt in utts:
+            path = str(gen / f"{utt}{suffix}")
+            missing = None if os.path.isfile(path) else f"generated: no such file {path} (by ext=EXT)"
+            out[utt] = (path, missing)
+        return out
+    by_stem: dict[str, list[str]] = {}
+    with os.scandir(gen) as entries:  # one listing, however many utterances
+        for entry in entries:
+            stem, suffix = os.path.splitext(entry.name)
+            if suffix.lower() in AUDIO_EXTENSIONS and entry.is_file():
+                by_stem.setdefault(stem, []).append(entry.name)
+    for utt in utts:
+        names = sorted(by_stem.get(utt, []))
+        if len(names) == 1:
+            out[utt] = (str(gen / names[0]), None)
+        elif not names:
+            out[utt] = (
+                str(gen / f"{utt}.wav"),
+                f"generated: no such file {gen / utt}.<ext> (looked for .wav, .flac, .mp3 and the other "
+                "audio extensions); check GEN_DIR, or pass ext=EXT for another extension",
+            )
+        else:
+            out[utt] = (
+                str(gen / names[0]),
+                f"generated: {len(names)} files for {utt!r} in {gen} ({', '.join(names)}); pass "
+                "ext=EXT to choose one",
+            )
+    return out
+
+
 def read_pairs(
-    meta: str | os.PathLike[str], gen_dir: str | os.PathLike[str] | None = None
+    meta: str | os.PathLike[str], gen_dir: str | os.PathLike[str] | None = None, *, ext: str | None = None
 ) -> list[SimilarityPair]:
     """Read the pairs to score from a Seed-TTS-eval ``meta.lst`` or a CSV.
 
     * ``meta.lst`` (any suffix but ``.csv``): ``utt|prompt_text|prompt_wav|infer_text[|gt_wav]``
       a line; the reference is ``prompt_wav``, relative to the list's folder, and the generated
-      file is ``gen_dir/<utt>.wav``.
+      file is ``gen_dir/<utt>.<ext>``, any audio extension the loader reads unless ``ext`` is
+      given (:func:`find_generated`). A pair whose generated file is missing carries its error.
     * ``.csv``: columns ``generated,reference`` (a header row naming them, optionally with an
       ``utt`` column, or no header and two columns); relative paths are relative to the CSV's
-      folder, and ``gen_dir`` is not used.
+      folder, and ``gen_dir`` is not used. A UTF-8 byte order mark is allowed.
 
     Parameters
     ----------
@@ -137,11 +216,14 @@ def read_pairs(
         The list.
     gen_dir : str or os.PathLike, optional
         The folder of generated audio (required for ``meta.lst``).
+    ext : str or None
+        The generated files' extension (``"flac"``); by default any audio extension.
 
     Returns
     -------
     list of SimilarityPair
-        Unscored pairs with resolved paths.
+        Unscored pairs with resolved paths; those whose generated file was not found have an
+        ``error`` that names the path looked for.
 
     Raises
     ------
@@ -150,7 +232,7 @@ def read_pairs(
     """
     path = Path(meta)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark is not the header's
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the list ({exc})") from None
     base = path.resolve().parent
@@ -185,6 +267,7 @@ def read_pairs(
         gen = Path(gen_dir)
         if not gen.is_dir():
             raise ConfigError(f"gen_dir= {gen} is not a folder")
+        listed: list[tuple[str, str]] = []
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
@@ -194,31 +277,35 @@ def read_pairs(
                     f"{path}:{number}: expected 'utt|prompt_text|prompt_wav|infer_text[|gt_wav]', "
                     f"got {len(fields)} field(s)"
                 )
-            utt = fields[0].strip()
-            pairs.append(SimilarityPair(utt, str(gen / f"{utt}.wav"), resolve(base, fields[2].strip())))
+            listed.append((fields[0].strip(), resolve(base, fields[2].strip())))
+        found = find_generated(gen, [utt for utt, _ in listed], ext)
+        for utt, reference in listed:
+            generated, error = found[utt]
+            pairs.append(SimilarityPair(utt, generated, reference, error=error))
     if not pairs:
         raise ConfigError(f"{path}: the list has no pairs")
     return pairs
 
 
 def tts_similarity(
-    meta: str | os.PathLike[str] | Sequence[tuple[str, str]],
+    meta: str | os.PathLike[str] | Sequence[tuple[str, str] | SimilarityPair],
     gen_dir: str | os.PathLike[str] | None = None,
     *,
     weights: str | os.PathLike[str] = "chatterbox",
     device: str | torch.device | None = None,
     pipeline: Pipeline | None = None,
     embedder: SpeakerEmbedder | None = None,
+    ext: str | None = None,
 ) -> TTSSimilarityReport:
     """Speaker similarity of each generated file to its reference, as Seed-TTS-eval's SIM.
 
     Parameters
     ----------
-    meta : path, or sequence of (generated, reference) path pairs
+    meta : path, or sequence of (generated, reference) path pairs or of SimilarityPair
         A Seed-TTS-eval ``meta.lst``, a CSV (see :func:`~speakerembed.sim_eval.read_pairs`), or
-        the pairs themselves.
+        the pairs themselves (what :func:`~speakerembed.sim_eval.read_pairs` returns, say).
     gen_dir : path, optional
-        The folder of generated ``<utt>.wav`` files, for a ``meta.lst``.
+        The folder of generated ``<utt>.<ext>`` files, for a ``meta.lst``.
     weights : str or os.PathLike
         The encoder weights; ignored when ``embedder`` is given.
     device : str or torch.device or None
@@ -227,12 +314,15 @@ def tts_similarity(
         Preprocessing; the embedder's own by default.
     embedder : SpeakerEmbedder, optional
         An embedder to use instead of loading ``weights``.
+    ext : str or None
+        For a ``meta.lst``: the generated files' extension; by default any audio extension.
 
     Returns
     -------
     TTSSimilarityReport
         Every pair with its similarity (or its error); a file that is missing or unusable
-        fails its pair only.
+        fails its pair only, and is logged once as ``skipping pair N (utt ...)``, N counting
+        the pairs from 1.
 
     Raises
     ------
@@ -256,10 +346,13 @@ def tts_similarity(
     True
     """
     if isinstance(meta, (str, os.PathLike)):
-        pairs = read_pairs(meta, gen_dir)
+        pairs = read_pairs(meta, gen_dir, ext=ext)
     else:
         pairs = []
         for i, item in enumerate(meta):
+            if isinstance(item, SimilarityPair):
+                pairs.append(dataclasses.replace(item, similarity=None))
+                continue
             if not (isinstance(item, (tuple, list)) and len(item) == 2):
                 raise ConfigError(f"meta= item {i} is {item!r}; pass (generated, reference) pairs")
             g, r = os.fspath(item[0]), os.fspath(item[1])
@@ -270,17 +363,31 @@ def tts_similarity(
     from ._embed_files import embed_files, resolve_embedder
 
     model = resolve_embedder(embedder, weights, device)
-    rows, failed = embed_files(model, [f for p in pairs for f in (p.generated, p.reference)], pipeline)
+    wanted = [f for p in pairs for f in ((p.reference,) if p.error else (p.generated, p.reference))]
+    # The files' own "skipping input N" lines would count files, not pairs: say it per pair here.
+    rows, failed = embed_files(model, wanted, pipeline, quiet=True)
     scored: list[SimilarityPair] = []
-    for p in pairs:
-        errors = [
+    shown = 0
+    for number, p in enumerate(pairs, start=1):
+        errors = [p.error] if p.error else []
+        errors += [
             f"{side}: {failed[f]}"
             for side, f in (("generated", p.generated), ("reference", p.reference))
-            if f in failed
+            if f in failed and not (side == "generated" and p.error)
         ]
         if errors:
-            scored.append(dataclasses.replace(p, error="; ".join(errors)))
+            error = "; ".join(errors)
+            scored.append(dataclasses.replace(p, error=error))
+            shown += 1
+            if shown <= _FIRST_LOGGED:
+                logger.warning("skipping pair %d (utt %s): %s", number, p.utt, error)
             continue
         sim = float(np.dot(rows[p.generated].astype(np.float64), rows[p.reference].astype(np.float64)))
         scored.append(dataclasses.replace(p, similarity=sim if math.isfinite(sim) else None))
+    if shown > _FIRST_LOGGED:
+        logger.warning(
+            "skipped %d more pair(s) not shown (%d in all); the report's failures list each",
+            shown - _FIRST_LOGGED,
+            shown,
+        )
     return TTSSimilarityReport(tuple(scored), model.weights_info.short)

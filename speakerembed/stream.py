@@ -121,7 +121,7 @@ def _blocks(path: str, start: int = 0, stop: int | None = None) -> Iterator[npt.
 
     # Each libsndfile call is wrapped on its own: a window must not stay open across a yield.
     with decoder_output_quiet():
-        opened = sf.SoundFile(path)
+        opened = sf.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open
     with opened as f:
         stop = f.frames if stop is None else min(stop, f.frames)
         size = max(1, int(BLOCK_SECONDS * f.samplerate))
@@ -218,7 +218,7 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
     path = os.fspath(path)
     source = source if source is not None else path
     with decoder_output_quiet():
-        info = sf.info(path)
+        info = sf.info(os.fsencode(path))  # bytes: names that are not UTF-8 open
     sr, n = int(info.samplerate), int(info.frames)
     if not can_stream(sr, pipeline):
         why = "vad='silero'" if pipeline.vad is not None else f"resampler={pipeline.resampler!r}"

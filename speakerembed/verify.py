@@ -114,7 +114,8 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
             form = kind
         elif kind != form:
             raise ConfigError(
-                f"{where}: {line.strip()!r} is a {kind} trial but the list started in {form} form; "
+                f"{where}: {line.strip()!r} is {_FORM_NAMES[kind]} trial but the list started in "
+                f"{form} form; "
                 "use one form in a list"
             )
         if kind == "voxceleb":
@@ -126,6 +127,9 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
     if not trials:
         raise ConfigError(f"{name}: the trial list has no trials")
     return trials
+
+
+_FORM_NAMES = {"voxceleb": "a voxceleb", "kaldi": "a kaldi", "unlabelled": "an unlabelled"}
 
 
 def _form_of(fields: list[str]) -> str | None:

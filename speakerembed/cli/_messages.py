@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ..corpus.sources import as_text
+
 __all__ = ["FLAGS", "in_cli_terms"]
 
 #: Library keyword (a :class:`~speakerembed.Pipeline` field or a ``SpeakerEmbedder`` argument)
@@ -24,6 +26,10 @@ FLAGS: dict[str, str] = {
     "weights": "--weights",
     "device": "--device",
     "precision": "--precision",
+    "files_from": "--files-from",
+    "manifest": "--manifest",
+    "manifest_format": "--manifest-format",
+    "ext": "--ext",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);
@@ -73,7 +79,7 @@ def _call(match: re.Match[str]) -> str:
 
 
 def in_cli_terms(message: str) -> str:
-    """Rewrite the library's keyword advice in ``message`` as command-line flags.
+    r"""Rewrite the library's keyword advice in ``message`` as command-line flags.
 
     Parameters
     ----------
@@ -85,7 +91,8 @@ def in_cli_terms(message: str) -> str:
     str
         The message with, e.g., ``weights='resemblyzer'`` as ``--weights resemblyzer``,
         ``Pipeline.min_duration_s`` as ``--min-duration``, ``top_db=None`` as ``--no-trim`` and
-        ``max_duration_s=None`` as ``no --max-duration``.
+        ``max_duration_s=None`` as ``no --max-duration``; file names that are not UTF-8 with
+        their bytes as ``\xNN`` (:func:`~speakerembed.corpus.sources.as_text`).
 
     Examples
     --------
@@ -97,4 +104,5 @@ def in_cli_terms(message: str) -> str:
     message = _CALL.sub(_call, message)
     message = _NO_TRIM.sub("--no-trim", message)
     message = _NO_LIMIT.sub("no --max-duration", message)
-    return _KEYWORD.sub(_keyword, message)
+    # A file name that is not UTF-8 is shown with its bytes as \xNN, on any terminal.
+    return as_text(_KEYWORD.sub(_keyword, message))

@@ -131,7 +131,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         default="chatterbox",
         metavar="W",
         help="chatterbox (default, from the Hugging Face hub), chatterbox-turbo, "
-        "chatterbox-multilingual, resemblyzer (offline; pip install 'speakerembed[resemblyzer]'), "
+        "chatterbox-multilingual, resemblyzer (offline; pip install --no-deps resemblyzer), "
         "or a local .safetensors/.pt file",
     )
     g.add_argument(

@@ -84,6 +84,12 @@ def print_flagged(report: CleanReport, limit: int = 50) -> None:
     c = report.columns
     flagged = report.flagged
     print(f"{int(flagged.sum())} of {len(report)} clips flagged")
+    single = report.n_cannot_judge
+    if single:
+        print(
+            f"{single} clip(s) are their speaker's only one: cannot judge their labels "
+            "(cannot_judge in the report; only near duplicates are flagged among them)"
+        )
     shown = 0
     for i in range(len(report)):
         if not flagged[i] or shown >= limit:
@@ -122,18 +128,26 @@ def run(args: argparse.Namespace) -> int:
             from ..errors import missing_backend
 
             raise missing_backend("pyarrow", "analysis", "speakerembed clean -o") from None
-    from ..clean import clean_dataset
+    from ..clean import NoSpeakersError, clean_dataset
 
     embedder = None
     if not any(Path(args.input).rglob("*.parquet")):
         embedder = opt.embedder_from_args(args)
-    report = clean_dataset(
-        args.input,
-        embedder=embedder,
-        pipeline=pipeline,
-        outlier_threshold=args.outlier_threshold,
-        duplicate_threshold=args.duplicate_threshold,
-    )
+    try:
+        report = clean_dataset(
+            args.input,
+            embedder=embedder,
+            pipeline=pipeline,
+            outlier_threshold=args.outlier_threshold,
+            duplicate_threshold=args.duplicate_threshold,
+        )
+    except NoSpeakersError as exc:
+        raise opt.usage_error(
+            f"INPUT {args.input} has no 'speaker' values ({exc.n_rows} embedded row(s), none "
+            "labelled), so there are no labels to check; add them with "
+            "'speakerembed corpus --manifest FILE -o OUT_DIR' (a manifest with id or path, and "
+            "speaker columns), or find the speakers from the voices with 'speakerembed cluster'"
+        ) from exc
     for failure in report.failures:
         opt.say(f"skipped {failure.error}")
     if out_path is not None:

@@ -10,6 +10,7 @@ import shlex
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..corpus.sources import MANIFEST_FORMATS
 from . import _options as opt
 
 if TYPE_CHECKING:
@@ -52,7 +53,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="FILE",
         default=None,
         help="a CSV, JSONL or Parquet file with a path column, optional id and speaker columns; "
-        "other columns are carried into the output",
+        "other columns are carried into the output (a CSV is read as text); or a Kaldi/WeSpeaker "
+        "wav.scp, '<id> <path>' a line",
+    )
+    p.add_argument(
+        "--manifest-format",
+        choices=MANIFEST_FORMATS,
+        default="auto",
+        help="how to read --manifest: auto (by its suffix: .csv, .jsonl, .parquet, .scp), csv, "
+        "jsonl, parquet or scp (default: auto)",
     )
     g = p.add_argument_group("job")
     g.add_argument(
@@ -138,6 +147,7 @@ def _embed(args: argparse.Namespace, pipeline: Pipeline) -> CorpusReport:
         args.output,
         files_from=args.files_from,
         manifest=args.manifest,
+        manifest_format=args.manifest_format,
         weights=args.weights,
         device=args.device,
         precision=args.precision,

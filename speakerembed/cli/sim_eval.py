@@ -22,13 +22,16 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="speaker similarity of generated speech to its prompts (Seed-TTS-eval meta.lst or CSV)",
         description="Cosine similarity of each generated file to its reference, and their mean. "
         "META is Seed-TTS-eval's meta.lst ('utt|prompt_text|prompt_wav|infer_text[|gt_wav]', "
-        "prompt paths relative to the list; generated files are GEN_DIR/<utt>.wav), or a CSV of "
+        "prompt paths relative to the list; generated files are GEN_DIR/<utt>.EXT, any audio "
+        "extension unless --ext says which), or a CSV of "
         "generated,reference pairs (GEN_DIR is then not needed). The numbers come from "
         "Chatterbox's voice encoder (LSTM), NOT Seed-TTS-eval's WavLM-TDNN: do not compare them "
         "across encoders or weights.",
     )
     p.add_argument("meta", metavar="META", help="meta.lst, or a .csv of generated,reference pairs")
-    p.add_argument("gen_dir", metavar="GEN_DIR", nargs="?", default=None, help="folder of <utt>.wav files")
+    p.add_argument(
+        "gen_dir", metavar="GEN_DIR", nargs="?", default=None, help="folder of <utt>.wav (.flac, ...) files"
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -42,6 +45,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="FILE.png",
         default=None,
         help="draw the histogram of the similarities with their mean (.png, .svg or .pdf; needs matplotlib)",
+    )
+    p.add_argument(
+        "--ext",
+        metavar="EXT",
+        default=None,
+        help="the generated files' extension (flac, wav, ...); default: any audio extension, "
+        "one file per utterance",
     )
     opt.add_model_options(p)
     opt.add_pipeline_options(p)
@@ -60,16 +70,24 @@ def run(args: argparse.Namespace) -> int:
     plot_path = opt.check_plot_output(args.plot)
     if Path(args.meta).suffix.lower() != ".csv" and args.gen_dir is None:
         raise opt.usage_error(f"{args.meta} is a meta.lst: pass GEN_DIR, the folder of generated <utt>.wav")
+    if args.ext is not None and args.gen_dir is None:
+        raise opt.usage_error(
+            "--ext names the extension of the files in GEN_DIR; it needs a meta.lst and GEN_DIR"
+        )
     if Path(args.meta).suffix.lower() == ".csv" and args.gen_dir is not None:
         raise opt.usage_error(f"{args.meta} is a CSV of pairs: GEN_DIR is not used with it; drop it")
     if args.gen_dir is not None and not Path(args.gen_dir).is_dir():
         raise opt.usage_error(f"GEN_DIR {args.gen_dir} is not a folder")
+    from ..errors import ConfigError
     from ..sim_eval import read_pairs, tts_similarity
 
-    pairs = read_pairs(args.meta, args.gen_dir)  # a malformed list fails before the model loads
+    try:
+        pairs = read_pairs(args.meta, args.gen_dir, ext=args.ext)  # before the model loads
+    except ConfigError as exc:  # a malformed list is bad usage, as for verify and corpus
+        raise opt.usage_error(str(exc)) from exc
     pipeline = opt.pipeline_from_args(args)
     embedder = opt.embedder_from_args(args)
-    report = tts_similarity([(p.generated, p.reference) for p in pairs], embedder=embedder, pipeline=pipeline)
+    report = tts_similarity(pairs, embedder=embedder, pipeline=pipeline)
     # The pairs keep their meta.lst ids.
     lines = [
         json.dumps({**scored.to_dict(), "utt": original.utt})

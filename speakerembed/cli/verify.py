@@ -76,9 +76,13 @@ def run(args: argparse.Namespace) -> int:
         raise opt.usage_error(f"--top-n must be at least 2, got {args.top_n}")
     if args.root is not None and not Path(args.root).is_dir():
         raise opt.usage_error(f"--root {args.root} is not a folder")
+    from ..errors import ConfigError
     from ..verify import read_trials, verify_trials
 
-    trials = read_trials(args.trials)  # a malformed list fails before the model loads
+    try:
+        trials = read_trials(args.trials)  # a malformed list fails before the model loads
+    except ConfigError as exc:  # a list that cannot be read is bad usage, as a bad --manifest is
+        raise opt.usage_error(str(exc)) from exc
     pipeline = opt.pipeline_from_args(args)
     embedder = opt.embedder_from_args(args)
     report = verify_trials(

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..embedder import SpeakerEmbedder
     from ..encoder import EncoderImpl, Precision
     from .progress import ProgressMode
+    from .sources import ManifestFormat
 
 __all__ = [
     "CorpusReport",
@@ -334,6 +335,7 @@ def embed_corpus(
     *,
     files_from: str | os.PathLike[str] | None = None,
     manifest: str | os.PathLike[str] | None = None,
+    manifest_format: ManifestFormat = "auto",
     weights: str | os.PathLike[str] = "chatterbox",
     device: str | torch.device | None = None,
     precision: Precision = "fp32",
@@ -371,7 +373,10 @@ def embed_corpus(
         A file list, one path a line; ``"-"`` reads standard input.
     manifest : path or None
         A CSV, JSONL or Parquet manifest with a ``path`` column and optional ``id`` and
-        ``speaker`` columns; other columns are carried into the output.
+        ``speaker`` columns; other columns are carried into the output; or a Kaldi/WeSpeaker
+        ``wav.scp`` (``<id> <path>`` a line).
+    manifest_format : {"auto", "csv", "jsonl", "parquet", "scp"}
+        How to read ``manifest``; ``"auto"`` goes by its suffix (``.scp`` for ``wav.scp``).
     weights, device, precision, encoder
         As for :class:`~speakerembed.SpeakerEmbedder`; ignored when ``embedder`` is given.
     pipeline : Pipeline or None
@@ -485,7 +490,9 @@ def embed_corpus(
         inputs = [inputs]
     from .sources import collect
 
-    sources = collect(list(inputs), files_from=files_from, manifest=manifest, stdin=stdin)
+    sources = collect(
+        list(inputs), files_from=files_from, manifest=manifest, stdin=stdin, manifest_format=manifest_format
+    )
     if not sources.records:
         raise ConfigError("no inputs: pass audio files or folders, files_from= or manifest=")
     run_ray = None

@@ -1,4 +1,4 @@
-"""Sources: turn files, folders, file lists and manifests into :class:`Record` objects.
+r"""Sources: turn files, folders, file lists and manifests into :class:`Record` objects.
 
 A record is what travels from a source to an engine: an id, a path, an optional speaker and the
 manifest's other columns. No audio is read here. The rules:
@@ -7,13 +7,22 @@ manifest's other columns. No audio is read here. The rules:
 - **Folders** are searched recursively for files whose extension is in :data:`AUDIO_EXTENSIONS`
   (case-insensitive); hidden files and folders (a name starting with ``.``) and other files are
   skipped. An id is the file's path relative to the folder, with ``/`` separators, so the same
-  folder gives the same ids wherever it is mounted.
+  folder gives the same ids wherever it is mounted. Symbolic links are followed, but each real
+  folder is visited once and each real file taken once (the first name in sorted order), so a
+  link loop (``a/up -> ..``) or a second name for a file adds nothing.
 - **File lists** (``--files-from``, ``-`` for standard input) hold one path a line; blank lines
   and lines starting with ``#`` are skipped. A relative path resolves against the list's folder
   (the current folder for standard input), and its id is the path as listed.
 - **Manifests** (CSV, JSONL or Parquet) have a ``path`` column and optional ``id`` and ``speaker``
   columns; every other column is carried into the output unchanged. Relative paths resolve against
-  the manifest's folder, and the id is the ``id`` column, else the path as listed.
+  the manifest's folder, and the id is the ``id`` column, else the path as listed. Every column of
+  a CSV manifest is read as text: ``007`` stays ``007``, ``NA`` is a speaker named ``NA``, and
+  ``01`` and ``1`` are two ids; an empty ``speaker`` cell means no speaker.
+- **Kaldi/WeSpeaker lists** (``wav.scp``: ``<id> <path>`` a line, whitespace separated) are
+  manifests too, read as such when the file is named ``*.scp`` or ``manifest_format="scp"``.
+- **File names that are not UTF-8** (held by Python as surrogate escapes) are read as they are;
+  their ids are the names with the bad bytes written as ``\xNN`` (:func:`as_text`), so they can be
+  stored and printed.
 
 Ids must be unique across all inputs: :func:`collect` raises :class:`InputsError` (a
 :class:`~speakerembed.ConfigError`)
@@ -23,12 +32,13 @@ naming the duplicates, before any audio is read.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO, get_args
 
 from ..errors import ConfigError
 
@@ -37,10 +47,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "MANIFEST_FORMATS",
     "RESERVED_COLUMNS",
     "InputsError",
+    "ManifestFormat",
     "Record",
     "Sources",
+    "as_text",
     "check_unique",
     "collect",
     "read_file_list",
@@ -80,6 +93,45 @@ RESERVED_COLUMNS = (
     "error",
     "error_type",
 )
+
+
+#: How a manifest is read: by its suffix (``auto``), or as CSV, JSON lines, Parquet or a
+#: Kaldi/WeSpeaker ``wav.scp`` list (``<id> <path>`` a line).
+ManifestFormat = Literal["auto", "csv", "jsonl", "parquet", "scp"]
+#: The values of :data:`ManifestFormat`.
+MANIFEST_FORMATS: tuple[str, ...] = get_args(ManifestFormat)
+
+
+def as_text(name: str) -> str:
+    r"""``name`` as valid UTF-8 text: bytes that were not UTF-8 are written as ``\xNN``.
+
+    Python holds a file name that is not valid UTF-8 with surrogate escapes (``'caf\udce9.wav'``
+    for the bytes ``caf\xe9.wav``). Such a string opens the file, but cannot be written to
+    Parquet or JSON, nor printed on every terminal. This is the name to show and to store.
+
+    Parameters
+    ----------
+    name : str
+        A path or id, possibly holding surrogate escapes.
+
+    Returns
+    -------
+    str
+        ``name`` itself when it is valid text, else its bytes decoded with ``\xNN`` escapes.
+
+    Examples
+    --------
+    >>> from speakerembed.corpus.sources import as_text
+    >>> as_text("alice/1.wav")
+    'alice/1.wav'
+    >>> as_text(b"caf\xe9.wav".decode("utf-8", "surrogateescape"))
+    'caf\\xe9.wav'
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return name
 
 
 class InputsError(ConfigError):
@@ -140,21 +192,66 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def scan_folder(folder: str | os.PathLike[str]) -> list[Record]:
+def _identity(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of what ``path`` names, following links; None if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def scan_folder(folder: str | os.PathLike[str], *, seen: set[tuple[int, int]] | None = None) -> list[Record]:
     """Records for the audio files under ``folder``, recursively, in sorted order.
 
     Hidden files and folders and files without an audio extension are skipped. Ids are paths
-    relative to ``folder``, with ``/`` separators.
+    relative to ``folder``, with ``/`` separators (names that are not UTF-8 as :func:`as_text`
+    writes them). Symbolic links are followed, but each real folder is visited once and each real
+    file is taken once, under the first name in sorted order: a link loop ends, and a file with
+    two names is embedded once.
+
+    Parameters
+    ----------
+    folder : path
+        The folder to search.
+    seen : set of (int, int) or None
+        The ``(st_dev, st_ino)`` of folders and files already taken; pass one set to several
+        scans so that they share it. Updated in place.
+
+    Returns
+    -------
+    list of Record
     """
-    root = Path(folder)
+    root = os.fspath(folder)
+    visited: set[tuple[int, int]] = set() if seen is None else seen
+    top = _identity(root)
+    if top is not None:
+        if top in visited:
+            return []
+        visited.add(top)
     found: list[Record] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in sorted(filenames):
-            if _is_hidden(name) or Path(name).suffix.lower() not in AUDIO_EXTENSIONS:
+        keep = []
+        for d in sorted(dirnames):
+            if _is_hidden(d):
                 continue
-            path = Path(dirpath) / name
-            found.append(Record(path.relative_to(root).as_posix(), os.fspath(path)))
+            ident = _identity(os.path.join(dirpath, d))
+            if ident is None or ident in visited:
+                continue  # a loop, a second name for a folder already searched, or unreadable
+            visited.add(ident)
+            keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
+                continue
+            path = os.path.join(dirpath, name)
+            ident = _identity(path)
+            if ident is not None:
+                if ident in visited:
+                    continue  # the same file through another name
+                visited.add(ident)
+            rel = Path(os.path.relpath(path, root)).as_posix()
+            found.append(Record(as_text(rel), path))
     return found
 
 
@@ -177,11 +274,19 @@ def read_file_list(source: str | os.PathLike[str], *, stdin: TextIO | None = Non
         If the list cannot be read.
     """
     if os.fspath(source) == "-":
-        stream = stdin if stdin is not None else sys.stdin
-        return _list_records(stream, None)
+        if stdin is not None:
+            return _list_records(stdin, None)
+        if getattr(sys.stdin, "buffer", None) is not None:
+            # Names that are not UTF-8 come through as surrogate escapes, as os.listdir gives them.
+            stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+            try:
+                return _list_records(stream, None)
+            finally:
+                stream.detach()
+        return _list_records(sys.stdin, None)  # pragma: no cover - a replaced stdin without bytes
     path = Path(source)
     try:
-        with path.open(encoding="utf-8") as f:
+        with path.open(encoding="utf-8", errors="surrogateescape") as f:
             return _list_records(f, path.parent)
     except (OSError, UnicodeDecodeError) as exc:
         raise InputsError(
@@ -195,38 +300,121 @@ def _list_records(lines: Iterable[str], base: Path | None) -> list[Record]:
         listed = line.rstrip("\r\n")
         if not listed.strip() or listed.lstrip().startswith("#"):
             continue
-        out.append(Record(listed, _resolve(listed, base)))
+        out.append(Record(as_text(listed), _resolve(listed, base)))
     return out
 
 
-def _read_table(path: Path) -> pa.Table:
+_SUFFIXES = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".scp": "scp",
+}
+
+
+def manifest_format_of(path: Path, manifest_format: str = "auto") -> str:
+    """The format to read ``path`` as: ``manifest_format``, or one its name implies."""
+    if manifest_format not in MANIFEST_FORMATS:
+        raise InputsError(
+            f"manifest_format={manifest_format!r} is not one of {', '.join(MANIFEST_FORMATS)}; "
+            "pass one of those"
+        )
+    if manifest_format != "auto":
+        return manifest_format
+    found = _SUFFIXES.get(path.suffix.lower())
+    if found is None:
+        raise InputsError(
+            f"the manifest {path} is not .csv, .jsonl, .parquet or a Kaldi wav.scp; rename it with one "
+            "of those suffixes, or pass manifest_format='csv', 'jsonl', 'parquet' or 'scp'"
+        )
+    return found
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _read_scp(path: Path) -> tuple[list[str], list[str]]:
+    """A Kaldi/WeSpeaker ``wav.scp``: ``<id> <path>`` a line, as lists of ids and paths."""
+    ids: list[str] = []
+    paths: list[str] = []
+    with path.open(encoding="utf-8", errors="surrogateescape") as f:
+        for number, line in enumerate(f, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            parts = text.split(maxsplit=1)
+            if len(parts) != 2 or not parts[1].strip():
+                raise InputsError(
+                    f"line {number} of the wav.scp {path} is {as_text(text)!r}, not '<id> <path>'; "
+                    "write one id and one audio path a line"
+                )
+            rid, listed = parts[0], parts[1].strip()
+            if listed.endswith("|"):
+                raise InputsError(
+                    f"line {number} of the wav.scp {path} is a command ({as_text(listed)!r}), not a "
+                    "file; write the audio to files first (for example with Kaldi's wav-copy) and "
+                    "list their paths"
+                )
+            ids.append(as_text(rid))
+            paths.append(listed)
+    return ids, paths
+
+
+def _read_table(path: Path, manifest_format: str = "auto") -> pa.Table:
     import pyarrow as pa
 
-    suffix = path.suffix.lower()
+    kind = manifest_format_of(path, manifest_format)
     try:
-        if suffix == ".csv":
+        if kind == "csv":
             import pyarrow.csv as pcsv
 
-            return pcsv.read_csv(path)
-        if suffix in (".jsonl", ".ndjson", ".json"):
+            # Every column as text: ids such as 007 and speakers such as NA keep their spelling.
+            names = _csv_header(path)
+            return pcsv.read_csv(
+                path,
+                convert_options=pcsv.ConvertOptions(
+                    column_types={name: pa.string() for name in names},
+                    null_values=[""],  # only an empty cell is missing; NA, null and N/A are text
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        if kind == "jsonl":
             import pyarrow.json as pjson
 
             return pjson.read_json(path)
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
+        import pyarrow.parquet as pq
 
-            return pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
+        return pq.read_table(path)
+    except (OSError, UnicodeDecodeError, pa.ArrowException) as exc:
         raise InputsError(f"cannot read the manifest {path}: {exc}") from exc
-    raise InputsError(
-        f"the manifest {path} is not .csv, .jsonl or .parquet; pass a manifest with one of those suffixes"
-    )
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Sources:
-    """Records for a CSV, JSONL or Parquet manifest with a ``path`` column.
+def read_manifest(path: str | os.PathLike[str], *, manifest_format: ManifestFormat = "auto") -> Sources:
+    """Records for a CSV, JSONL or Parquet manifest with a ``path`` column, or a ``wav.scp``.
 
-    Optional ``id`` and ``speaker`` columns are used as such; other columns are carried.
+    Optional ``id`` and ``speaker`` columns are used as such; other columns are carried. A CSV is
+    read as text, every column. A Kaldi/WeSpeaker ``wav.scp`` (``<id> <path>`` a line, whitespace
+    separated) gives ids and paths only.
+
+    Parameters
+    ----------
+    path : path
+        The manifest.
+    manifest_format : {"auto", "csv", "jsonl", "parquet", "scp"}
+        How to read it; ``"auto"`` goes by the suffix (``.csv``, ``.jsonl``/``.ndjson``/``.json``,
+        ``.parquet``/``.pq``, ``.scp``).
+
+    Returns
+    -------
+    Sources
 
     Raises
     ------
@@ -237,7 +425,18 @@ def read_manifest(path: str | os.PathLike[str]) -> Sources:
     import pyarrow as pa
 
     mpath = Path(path)
-    table = _read_table(mpath)
+    if manifest_format_of(mpath, manifest_format) == "scp":
+        try:
+            scp_ids, scp_paths = _read_scp(mpath)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputsError(f"cannot read the wav.scp {mpath}: {exc}; pass a text file") from exc
+        return Sources(
+            [
+                Record(rid, _resolve(listed, mpath.parent))
+                for rid, listed in zip(scp_ids, scp_paths, strict=True)
+            ]
+        )
+    table = _read_table(mpath, manifest_format)
     if "path" not in table.column_names:
         raise InputsError(
             f"the manifest {mpath} has no 'path' column (it has {', '.join(table.column_names) or 'none'}); "
@@ -267,9 +466,9 @@ def read_manifest(path: str | os.PathLike[str]) -> Sources:
         spk = speakers[i]
         records.append(
             Record(
-                listed if rid is None else str(rid),
+                listed if rid is None or str(rid) == "" else str(rid),
                 _resolve(listed, base),
-                None if spk is None else str(spk),
+                None if spk is None or str(spk) == "" else str(spk),
                 {c: extra_cols[c][i] for c in extras},
             )
         )
@@ -282,6 +481,7 @@ def collect(
     files_from: str | os.PathLike[str] | None = None,
     manifest: str | os.PathLike[str] | None = None,
     stdin: TextIO | None = None,
+    manifest_format: ManifestFormat = "auto",
 ) -> Sources:
     """All the records of a job, from files and folders, a file list and a manifest.
 
@@ -293,9 +493,11 @@ def collect(
     files_from : path or ``"-"`` or None
         A file list, one path a line; ``"-"`` reads ``stdin``.
     manifest : path or None
-        A CSV, JSONL or Parquet manifest.
+        A CSV, JSONL or Parquet manifest, or a Kaldi/WeSpeaker ``wav.scp``.
     stdin : text stream or None
         Standard input for ``files_from="-"`` (default: standard input).
+    manifest_format : {"auto", "csv", "jsonl", "parquet", "scp"}
+        How to read ``manifest`` (see :func:`read_manifest`).
 
     Returns
     -------
@@ -308,21 +510,31 @@ def collect(
         duplicate ids (the message names them).
     """
     records: list[Record] = []
+    seen: set[tuple[int, int]] = set()  # shared by the folder scans: a folder given twice adds nothing
+    folders: list[str] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            records.extend(scan_folder(p))
+            records.extend(scan_folder(p, seen=seen))
+            folders.append(as_text(os.fspath(item)))
         elif p.exists():
-            records.append(Record(os.fspath(item), os.fspath(item)))
+            records.append(Record(as_text(os.fspath(item)), os.fspath(item)))
         else:
-            raise InputsError(f"the input {os.fspath(item)} does not exist; pass audio files or folders")
+            raise InputsError(
+                f"the input {as_text(os.fspath(item))} does not exist; pass audio files or folders"
+            )
     if files_from is not None:
         records.extend(read_file_list(files_from, stdin=stdin))
     extra_fields: list[pa.Field] = []
     if manifest is not None:
-        found = read_manifest(manifest)
+        found = read_manifest(manifest, manifest_format=manifest_format)
         records.extend(found.records)
         extra_fields = found.extra_fields
+    if not records:
+        where = ""
+        if folders:
+            where = f" (the folder(s) {', '.join(folders)} hold no files with an audio extension)"
+        raise InputsError(f"no inputs{where}: pass audio files or folders, files_from=FILE or manifest=FILE")
     check_unique(records)
     return Sources(records, extra_fields)
 

@@ -19,3 +19,6 @@ def corpus_job() -> None:
     embed_corpus(files_from="-", output=Path("out"), workers=2, shard_size=500, speakers=True)
     embed_corpus("clips", "out", engine="spark")  # type: ignore[arg-type]
     embed_corpus("clips", "out", progress="loud")  # type: ignore[arg-type]
+    embed_corpus(manifest="data/train/wav.scp", output="out")  # a Kaldi list, by its suffix
+    embed_corpus(manifest="utts.list", output="out", manifest_format="scp")
+    embed_corpus(manifest="m.txt", output="out", manifest_format="tsv")  # type: ignore[arg-type]

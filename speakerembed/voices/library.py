@@ -57,7 +57,10 @@ DEFAULT_FALSE_ALARM = 0.01
 IMPOSTOR_MEAN = 0.55
 #: See :data:`IMPOSTOR_MEAN`.
 IMPOSTOR_STD = 0.075
-#: How many voices' worth of weight the prior has against a query's own scores.
+#: A voice competes for a query's false match when it scores above the impostor mean minus
+#: this many standard deviations (0.40 with the defaults).
+COMPETITOR_SDS = 2.0
+#: How many voices' worth of weight the measured prior has against a query's competitors' scores.
 PRIOR_VOICES = 64
 _BLOCK = 1 << 16
 _NAME = re.compile(r"[^\W_](?:[\w.@+\- ]{0,126}[\w.@+\-])?")
@@ -771,20 +774,26 @@ class VoiceLibrary:
             return self._cache
 
     def _search(
-        self, queries: npt.NDArray[np.float32], k: int
-    ) -> tuple[_Matrix, npt.NDArray[np.intp], npt.NDArray[np.float32], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        self, queries: npt.NDArray[np.float32], k: int, level: float = 2.0
+    ) -> tuple[_Matrix, npt.NDArray[np.intp], npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """The ``k`` best voices of each query, best first, by blocked matrix products.
+
+        Also, for each query, the count, sum and sum of squares of the scores at least
+        ``level``: ``stats`` has shape (n_queries, 3).
+        """
         snap = self._snapshot()
         matrix, n, m = snap.matrix, snap.n, queries.shape[0]
         k = min(k, n)
         best_i = np.zeros((m, 0), np.intp)
         best_s = np.zeros((m, 0), np.float32)
-        total = np.zeros(m, np.float64)
-        squares = np.zeros(m, np.float64)
+        stats = np.zeros((m, 3), np.float64)
         qt = np.ascontiguousarray(queries.T)
         for start in range(0, n, _BLOCK):
             scores = matrix[start : start + _BLOCK] @ qt  # (block, m)
-            total += scores.sum(axis=0, dtype=np.float64)
-            squares += np.einsum("ij,ij->j", scores, scores, dtype=np.float64)
+            above = np.where(scores >= level, scores, np.float32(0))
+            stats[:, 0] += np.count_nonzero(above, axis=0)
+            stats[:, 1] += above.sum(axis=0, dtype=np.float64)
+            stats[:, 2] += np.einsum("ij,ij->j", above, above, dtype=np.float64)
             kb = min(k, scores.shape[0])
             part = np.argpartition(-scores, kb - 1, axis=0)[:kb].T  # (m, kb)
             cand_s = np.concatenate([best_s, np.take_along_axis(scores.T, part, axis=1)], axis=1)
@@ -792,7 +801,13 @@ class VoiceLibrary:
             keep = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
             best_s = np.take_along_axis(cand_s, keep, axis=1)
             best_i = np.take_along_axis(cand_i, keep, axis=1)
-        return snap, best_i, best_s, total, squares
+        return snap, best_i, best_s, stats
+
+    def _prior(self) -> tuple[float, float]:
+        return (
+            float(self._meta.get("impostor_mean", IMPOSTOR_MEAN)),
+            float(self._meta.get("impostor_std", IMPOSTOR_STD)),
+        )
 
     def identify_embeddings(
         self, queries: npt.ArrayLike, *, top_k: int = 5, false_alarm: float | None = None
@@ -820,28 +835,36 @@ class VoiceLibrary:
         open_set_threshold(1, alpha, 0.0, 1.0)  # validates false_alarm
         q = np.asarray(queries, dtype=np.float32)
         q = _unit_rows(q, q.shape[0] if q.ndim == 2 else 1, "queries")
-        snap, idx, scores, total, squares = self._search(q, int(top_k))
+        prior_mean, prior_std = self._prior()
+        level = prior_mean - COMPETITOR_SDS * prior_std
+        snap, idx, scores, stats = self._search(q, int(top_k), max(level, 1e-6))
         n = snap.n
         if n == 0:
             return [
                 Identification((), None, None, None, "the library is empty: enroll voices before identifying")
                 for _ in range(q.shape[0])
             ]
-        prior_mean = float(self._meta.get("impostor_mean", IMPOSTOR_MEAN))
-        prior_var = float(self._meta.get("impostor_std", IMPOSTOR_STD)) ** 2
         answers = []
         for j in range(q.shape[0]):
             top = float(scores[j, 0])
-            # The query's own impostor scores: all but its best, shrunk towards the prior.
-            m = n - 1
-            if m > 0:
-                mean_q = (total[j] - top) / m
-                var_q = max((squares[j] - top * top) / m - mean_q * mean_q, 0.0)
-            else:
-                mean_q, var_q = prior_mean, prior_var
-            mean = (PRIOR_VOICES * prior_mean + m * mean_q) / (PRIOR_VOICES + m)
-            var = (PRIOR_VOICES * prior_var + m * var_q) / (PRIOR_VOICES + m)
-            threshold = open_set_threshold(n, alpha, mean, math.sqrt(max(var, 1e-12)))
+            # The voices that compete for a false match: the best, and every other voice that
+            # scores within the impostor distribution's reach. A voice far below it (unlike
+            # this speaker, or not a real voice) cannot be the false match.
+            others = top >= level
+            c = int(max(stats[j, 0] - others, 0))
+            competitors = c + 1
+            threshold = open_set_threshold(competitors, alpha, prior_mean, prior_std)
+            if c >= 2:
+                # The competitors' own scores, shrunk towards the prior: where they run higher
+                # than the measured impostors (a crowd of similar voices), so does the bar.
+                total = stats[j, 1] - (top if others else 0.0)
+                squares = stats[j, 2] - (top * top if others else 0.0)
+                mean_c = total / c
+                var_c = max(squares / c - mean_c * mean_c, 0.0)
+                mean = (PRIOR_VOICES * prior_mean + c * mean_c) / (PRIOR_VOICES + c)
+                var = (PRIOR_VOICES * prior_std**2 + c * var_c) / (PRIOR_VOICES + c)
+                own = open_set_threshold(competitors, alpha, mean, math.sqrt(max(var, 1e-12)))
+                threshold = max(threshold, own)
             accepted = top >= threshold
             names = snap.names
             cands = tuple(
@@ -850,12 +873,12 @@ class VoiceLibrary:
             if accepted:
                 reason = (
                     f"best score {top:.3f} is above the threshold {threshold:.3f} for a {alpha:g} "
-                    f"false-alarm rate against {n} voices"
+                    f"false-alarm rate against {competitors} competing voices of {n}"
                 )
             else:
                 reason = (
                     f"no voice reached the threshold {threshold:.3f} for a {alpha:g} false-alarm rate "
-                    f"against {n} voices (best {top:.3f}): the speaker is not enrolled, or the clip is "
+                    f"against {competitors} competing voices of {n} (best {top:.3f}): the speaker is not enrolled, or the clip is "
                     "too short or noisy to tell"
                 )
             answers.append(Identification(cands, cands[0].voice if accepted else None, top, threshold, reason))
@@ -903,7 +926,7 @@ class VoiceLibrary:
         if row is None:
             raise self._unknown(name)
         query = snap.matrix[row][None, :].copy()
-        _, idx, scores, _, _ = self._search(query, int(k) + 1)
+        _, idx, scores, _ = self._search(query, int(k) + 1)
         out = [Match(snap.names[int(i)], float(s)) for i, s in zip(idx[0], scores[0]) if int(i) != row]
         return out[: int(k)]
 

@@ -222,6 +222,13 @@ class PostgresStore:
         with self._lock:
             self._conn.close()
 
+    def __del__(self) -> None:
+        # A library dropped without close() closes its connection quietly.
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
 
 class _Taken(Exception):
     def __init__(self, before: int, names: list[str]) -> None:

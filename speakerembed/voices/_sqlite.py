@@ -230,3 +230,10 @@ class SQLiteStore:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+    def __del__(self) -> None:
+        # A library dropped without close() closes its connection quietly.
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()

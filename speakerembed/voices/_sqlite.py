@@ -65,6 +65,7 @@ class SQLiteStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MB: bulk inserts touch the name index all over
             self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -157,9 +158,7 @@ class SQLiteStore:
 
     def insert(self, rows: Sequence[VoiceRow], *, replace: bool) -> tuple[int, list[str]]:
         """Add (or with ``replace``, overwrite) voices in one transaction."""
-        params = [
-            (r.name, r.embedding, r.clips, r.created, r.updated, r.conditioning, r.conditioning_weights) for r in rows
-        ]
+        params = rows  # VoiceRow is a tuple in the column order
         with self._write() as conn:
             before = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
             if replace:

@@ -8,9 +8,8 @@ bumps ``meta.generation``, so a reader knows when its in-memory matrix is stale.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = ["SCHEMA_VERSION", "Store", "VoiceRow"]
 
@@ -18,9 +17,9 @@ __all__ = ["SCHEMA_VERSION", "Store", "VoiceRow"]
 SCHEMA_VERSION = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class VoiceRow:
-    """One stored voice, as the database holds it.
+class VoiceRow(NamedTuple):
+    """One stored voice, as the database holds it (a tuple in the column order, so it is the
+    statement's parameters as it stands).
 
     Attributes
     ----------

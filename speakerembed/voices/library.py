@@ -276,11 +276,13 @@ def _unit_rows(embeddings: object, n: int, what: str = "embeddings") -> npt.NDAr
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
         raise ConfigError(f"{what}= row {bad} is not finite (NaN or inf); pass real embeddings")
-    norms = np.linalg.norm(arr, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
     if n and not (norms > 1e-6).all():
         bad = int(np.flatnonzero(norms <= 1e-6)[0])
         raise ConfigError(f"{what}= row {bad} is all zeros; pass real embeddings")
-    out: npt.NDArray[np.float32] = (arr / norms[:, None]).astype("<f4")
+    if np.all(np.abs(norms - 1) <= 1e-6):
+        return arr  # unit rows already (the encoder's)
+    out: npt.NDArray[np.float32] = arr / norms[:, None]
     return out
 
 
@@ -590,13 +592,13 @@ class VoiceLibrary:
         now = _now()
         cond = None if conditioning is None else np.asarray(conditioning, "<f4").tobytes()
         cond_w = None if conditioning is None else self._meta["weights_sha256"]
-        blob = rows.astype("<f4", copy=False).tobytes()
-        size = DIM * 4
+        as_bytes = np.ascontiguousarray(rows, dtype="<f4")
+        no_clips = json.dumps([])
         records = [
             VoiceRow(
                 name,
-                blob[i * size : (i + 1) * size],
-                json.dumps(clips[i] if clips is not None else []),
+                as_bytes[i].tobytes(),
+                json.dumps(clips[i]) if clips is not None else no_clips,
                 now,
                 now,
                 cond,

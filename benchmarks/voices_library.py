@@ -32,7 +32,9 @@ QUERY_TARGET_S = 0.100
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """--voices, --queries, --batch."""
-    parser.add_argument("--voices", type=int, default=None, help="library size (default 1,000,000; --quick 50,000)")
+    parser.add_argument(
+        "--voices", type=int, default=None, help="library size (default 1,000,000; --quick 50,000)"
+    )
     parser.add_argument("--queries", type=int, default=20, help="timed single queries (default 20)")
     parser.add_argument("--batch", type=int, default=100_000, help="voices per add_embeddings call")
 

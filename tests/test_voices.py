@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from conftest import EXAMPLE_AUDIO
 
 from speakerembed import ConfigError, LibraryError, UnknownVoiceError, VoiceLibrary
 from speakerembed.cli import main
 from speakerembed.voices import Identification, Match, check_name, open_set_threshold
-
-from conftest import EXAMPLE_AUDIO
 
 
 def unit(rows: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -43,7 +42,8 @@ def test_names_are_checked() -> None:
 def test_threshold_rises_with_the_library_and_falls_with_the_false_alarm_rate() -> None:
     sizes = [1, 10, 1000, 10**6]
     ts = [open_set_threshold(n, 0.01, 0.55, 0.075) for n in sizes]
-    assert ts == sorted(ts) and ts[0] < ts[-1]
+    assert ts == sorted(ts)
+    assert ts[0] < ts[-1]
     assert open_set_threshold(100, 0.001, 0.55, 0.075) > open_set_threshold(100, 0.05, 0.55, 0.075)
     # One voice: the threshold is the impostor distribution's 99th percentile.
     assert open_set_threshold(1, 0.01, 0.0, 1.0) == pytest.approx(2.3263, abs=1e-3)
@@ -59,15 +59,20 @@ def test_add_get_remove_and_exact_search(lib: VoiceLibrary, tmp_path: Path) -> N
     v = voices(3000)
     names = [f"v{i}" for i in range(3000)]
     assert lib.add_embeddings(names, v) == 3000
-    assert lib.names() == names and len(lib) == 3000 and "v7" in lib
+    assert lib.names() == names
+    assert len(lib) == 3000
+    assert "v7" in lib
     got = lib.get("v7")
     np.testing.assert_array_equal(got.embedding, v[7])
-    assert got.clips == () and got.weights.name == "resemblyzer" and got.weights.sha256
+    assert got.clips == ()
+    assert got.weights.name == "resemblyzer"
+    assert got.weights.sha256
     queries = unit(v[[5, 2999, 100]] + 0.05 * voices(3, seed=1))
     answers = lib.identify_embeddings(queries, top_k=4)
     brute = queries @ v.T
-    for answer, row in zip(answers, brute):
-        assert isinstance(answer, Identification) and isinstance(answer[0], Match)
+    for answer, row in zip(answers, brute, strict=True):
+        assert isinstance(answer, Identification)
+        assert isinstance(answer[0], Match)
         order = np.argsort(-row)[:4]
         assert [m.voice for m in answer] == [names[i] for i in order]
         np.testing.assert_allclose([m.score for m in answer], row[order], atol=1e-5)
@@ -75,7 +80,8 @@ def test_add_get_remove_and_exact_search(lib: VoiceLibrary, tmp_path: Path) -> N
     order = [i for i in np.argsort(-(v @ v[5])) if i != 5][:3]
     assert [m.voice for m in near] == [names[i] for i in order]
     lib.remove("v5")
-    assert "v5" not in lib and len(lib) == 2999
+    assert "v5" not in lib
+    assert len(lib) == 2999
     assert lib.identify_embeddings(v[5])[0][0].voice != "v5"
     with pytest.raises(UnknownVoiceError, match="'v5'"):
         lib.remove("v5")
@@ -112,7 +118,9 @@ def test_bad_rows_are_refused(lib: VoiceLibrary) -> None:
 
 def test_an_empty_library_answers_null_and_says_why(lib: VoiceLibrary) -> None:
     (answer,) = lib.identify_embeddings(voices(1))
-    assert answer.voice is None and answer.score is None and len(answer) == 0
+    assert answer.voice is None
+    assert answer.score is None
+    assert len(answer) == 0
     assert "empty" in answer.reason
     assert answer.to_dict()["voice"] is None
 
@@ -138,7 +146,9 @@ def test_other_weights_are_refused_with_both_sha256s(tmp_path: Path, weights_fil
     with pytest.raises(LibraryError) as info:
         VoiceLibrary(path, weights=weights_file)
     text = str(info.value)
-    assert mine in text and "sha256" in text and text.count("sha256") >= 2
+    assert mine in text
+    assert "sha256" in text
+    assert text.count("sha256") >= 2
     from speakerembed.weights import resolve_weights
 
     assert str(resolve_weights(weights_file).sha256) in text
@@ -220,7 +230,9 @@ def test_import_of_a_corpus_speakers_table(lib: VoiceLibrary, tmp_path: Path) ->
     assert lib.names() == ["s1", "s3"]
     np.testing.assert_allclose(lib.get("s3").embedding, v[2], atol=1e-6)
     other = tmp_path / "other.speakers.parquet"
-    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps({"weights_sha256": "f" * 64})}), other)
+    pq.write_table(
+        table.replace_schema_metadata({METADATA_KEY: json.dumps({"weights_sha256": "f" * 64})}), other
+    )
     with pytest.raises(LibraryError, match="f" * 64):
         lib.import_speakers(other, replace=True)
 
@@ -249,10 +261,24 @@ def test_enroll_and_identify_clips(tmp_path: Path, embedder: object) -> None:
     voice = lib.enroll("alice", [a / "alice_1.wav", a / "alice_2.wav"], conditioning=True)
     lib.enroll("bob", [a / "bob_1.wav", a / "bob_2.wav"])
     assert voice.clips == (str(a / "alice_1.wav"), str(a / "alice_2.wav"))
-    assert voice.conditioning is not None and lib.get("bob").conditioning is None
+    assert voice.conditioning is not None
+    assert lib.get("bob").conditioning is None
     alice, bob = lib.identify([a / "alice_3.wav", a / "bob_3.wav"])
-    assert alice.voice == "alice" and alice[0].accepted and alice.score is not None
-    assert bob.voice == "bob" and bob.threshold is not None and bob.score is not None and bob.score > bob.threshold
+    assert alice.voice == "alice"
+    assert alice[0].accepted
+    assert alice.score is not None
+    assert (
+        bob.voice == "bob"
+    )
+    assert (
+        bob.threshold is not None
+    )
+    assert (
+        bob.score is not None
+    )
+    assert (
+        bob.score > bob.threshold
+    )
     with pytest.raises(ConfigError, match="replace=True"):
         lib.enroll("alice", [a / "alice_3.wav"])
 
@@ -267,17 +293,23 @@ def test_cli_voices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a = EXAMPLE_AUDIO
     lib = str(tmp_path / "voices.db")
     code, _, err = run_cli(capsys, "voices", "list", "--library", lib)
-    assert code == 1 and "no library" in err and "Traceback" not in err
+    assert code == 1
+    assert "no library" in err
+    assert "Traceback" not in err
     common = ("--library", lib)
     code, _, err = run_cli(
         capsys, "voices", "enroll", "alice", str(a / "alice_1.wav"), str(a / "alice_2.wav"), *common,
         "--weights", "resemblyzer", "--device", "cpu",
     )  # fmt: skip
     assert code == 0, err
-    code, _, err = run_cli(capsys, "voices", "enroll", "bob", str(a / "bob_1.wav"), str(a / "bob_2.wav"), *common)
+    code, _, err = run_cli(
+        capsys, "voices", "enroll", "bob", str(a / "bob_1.wav"), str(a / "bob_2.wav"), *common
+    )
     assert code == 0, err
     code, _, err = run_cli(capsys, "voices", "enroll", "bob", str(a / "bob_3.wav"), *common)
-    assert code == 1 and "--replace" in err and "replace=True" not in err
+    assert code == 1
+    assert "--replace" in err
+    assert "replace=True" not in err
     out_path = tmp_path / "ids.jsonl"
     code, _, err = run_cli(
         capsys, "voices", "identify", str(a / "alice_3.wav"), str(tmp_path / "missing.wav"), *common,
@@ -286,21 +318,32 @@ def test_cli_voices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 3, err
     rows = [json.loads(line) for line in out_path.read_text().splitlines()]
     assert [r["input"] for r in rows] == [str(a / "alice_3.wav"), str(tmp_path / "missing.wav")]
-    assert rows[0]["voice"] == "alice" and len(rows[0]["candidates"]) == 2 and rows[0]["score"] > 0.8
-    assert rows[1]["voice"] is None and "error" in rows[1]
+    assert rows[0]["voice"] == "alice"
+    assert len(rows[0]["candidates"]) == 2
+    assert rows[0]["score"] > 0.8
+    assert rows[1]["voice"] is None
+    assert "error" in rows[1]
     code, out, _ = run_cli(capsys, "voices", "list", *common)
-    assert code == 0 and out.split() == ["alice", "bob"]
+    assert code == 0
+    assert out.split() == ["alice", "bob"]
     code, out, _ = run_cli(capsys, "voices", "show", "alice", *common)
-    assert code == 0 and json.loads(out)["clips"][0].endswith("alice_1.wav")
+    assert code == 0
+    assert json.loads(out)["clips"][0].endswith("alice_1.wav")
     code, out, _ = run_cli(capsys, "voices", "nearest", "alice", *common)
-    assert code == 0 and out.startswith("bob\t")
+    assert code == 0
+    assert out.startswith("bob\t")
     code, _, err = run_cli(capsys, "voices", "show", "zed", *common)
-    assert code == 1 and "'zed'" in err and "Traceback" not in err
+    assert code == 1
+    assert "'zed'" in err
+    assert "Traceback" not in err
     code, _, err = run_cli(capsys, "voices", "remove", "bob", *common)
     assert code == 0
     code, _, err = run_cli(capsys, "voices", "remove", "bob", *common)
-    assert code == 1 and "'bob'" in err
+    assert code == 1
+    assert "'bob'" in err
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"x" * 4096)
     code, _, err = run_cli(capsys, "voices", "list", "--library", str(junk))
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "corrupt" in err
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "corrupt" in err

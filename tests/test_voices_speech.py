@@ -51,7 +51,7 @@ def test_open_set_rejects_speakers_held_out_of_enrolment_and_finds_the_enrolled(
         lib.add_embeddings(names, np.stack(rows))
         # Unknown: every clip of a speaker not enrolled (held-out multi-clip speakers and all others).
         unknown = [i for i, s in enumerate(speakers) if s not in enrolled]
-        for answer, name in zip(lib.identify_embeddings(embeddings[queries]), truth):
+        for answer, name in zip(lib.identify_embeddings(embeddings[queries]), truth, strict=True):
             known_hits += answer.voice == name
             assert answer.voice in (name, None)  # never the wrong enrolled speaker
         answers = lib.identify_embeddings(embeddings[unknown])
@@ -61,7 +61,8 @@ def test_open_set_rejects_speakers_held_out_of_enrolment_and_finds_the_enrolled(
         assert all(a.threshold is not None and a.threshold > 0.7 for a in answers)
     # Measured (resemblyzer weights): 0 of 282 unknown clips accepted (best 0.765 against a
     # threshold of 0.770), 228 of 228 known clips found.
-    assert unknown_total > 200 and false_accepts / unknown_total <= 0.02
+    assert unknown_total > 200
+    assert false_accepts / unknown_total <= 0.02
     assert known_hits / known_total >= 0.9
 
 
@@ -81,7 +82,7 @@ def test_open_set_in_a_large_library_of_unreal_voices(
     known = [i for i, s in enumerate(speakers) if s in enrolled and i not in _first3(labels, s)]
     unknown = [i for i, s in enumerate(speakers) if s not in enrolled]
     found = [a.voice for a in lib.identify_embeddings(embeddings[known])]
-    assert np.mean([f == speakers[i].replace(":", "_") for f, i in zip(found, known)]) >= 0.9
+    assert np.mean([f == speakers[i].replace(":", "_") for f, i in zip(found, known, strict=True)]) >= 0.9
     accepted = [a.voice for a in lib.identify_embeddings(embeddings[unknown]) if a.voice is not None]
     assert len(accepted) <= 0.02 * len(unknown)
 
@@ -108,7 +109,8 @@ def test_pick_reference_prefers_the_clean_clip_and_names_what_is_wrong(
         choice = pick_reference(inputs, sample_rate=sr, embedder=embedder, target=target)
         by_clip = {a.clip: a for a in choice.ranking}
         assert choice.clip in ("array 2", "array 4")
-        assert choice.ranking[0].clip == choice.clip and choice.ranking[0].eligible
+        assert choice.ranking[0].clip == choice.clip
+        assert choice.ranking[0].eligible
         worst = {a.clip for a in choice.ranking[2:]}
         assert worst == {"array 0", "array 1", "array 3"}
         assert any("clipped" in r for r in by_clip["array 0"].reasons)
@@ -131,4 +133,5 @@ def test_pick_reference_turbo_refuses_clips_under_5_s(speech: Path, embedder: Sp
     choice = pick_reference([short, wave], sample_rate=sr, embedder=embedder, target="chatterbox-turbo")
     assert choice.clip == "array 1"
     (short_one,) = [a for a in choice.ranking if a.clip == "array 0"]
-    assert not short_one.eligible and any("minimum" in r for r in short_one.reasons)
+    assert not short_one.eligible
+    assert any("minimum" in r for r in short_one.reasons)

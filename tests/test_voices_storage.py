@@ -78,7 +78,8 @@ def test_several_processes_enrolling_at_once_lose_nothing(tmp_path: Path) -> Non
         assert p.returncode == 0, err
     lib = VoiceLibrary(location)
     names = lib.names()
-    assert len(names) == 240 and len(set(names)) == 240
+    assert len(names) == 240
+    assert len(set(names)) == 240
     for p in prefixes:
         mine = [n for n in names if n.startswith(p + "-")]
         assert sorted(mine, key=lambda n: int(n.split("-")[1])) == [f"{p}-{i}" for i in range(60)]
@@ -103,7 +104,8 @@ def test_sigkill_mid_enrolment_leaves_a_library_that_opens_and_answers(tmp_path:
         lib = VoiceLibrary(location)
         mine = [n for n in lib.names() if n.startswith(f"k{round_}-")]
         # Whole transactions only: every batch is all there or not at all.
-        assert len(mine) >= (2 + round_) * batch and len(mine) % batch == 0
+        assert len(mine) >= (2 + round_) * batch
+        assert len(mine) % batch == 0
         check_rows(lib, f"k{round_}", mine[:: max(len(mine) // 10, 1)])
         probe = row(f"k{round_}", 0)
         assert lib.identify_embeddings(probe)[0][0].voice == f"k{round_}-0"
@@ -136,7 +138,9 @@ def postgres_url() -> Iterator[str]:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     initdb = bins[-1] if bins else shutil.which("initdb")
     if initdb is None:
-        pytest.skip("no PostgreSQL server binaries (Debian's postgresql package) and no SPEAKEREMBED_TEST_POSTGRES")
+        pytest.skip(
+            "no PostgreSQL server binaries (Debian's postgresql package) and no SPEAKEREMBED_TEST_POSTGRES"
+        )
     bindir = os.path.dirname(initdb)
     run_as: list[str] = []
     if os.geteuid() == 0:

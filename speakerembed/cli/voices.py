@@ -43,7 +43,9 @@ def _library_options(p: argparse.ArgumentParser, *, weights: bool = True) -> Non
             help="weights to embed with (default: the library's; a new library: chatterbox); "
             "resemblyzer works offline",
         )
-        p.add_argument("--device", type=opt.device, default=None, metavar="D", help="cpu, cuda, cuda:N or mps")
+        p.add_argument(
+            "--device", type=opt.device, default=None, metavar="D", help="cpu, cuda, cuda:N or mps"
+        )
     opt.add_verbose(p)
 
 
@@ -72,8 +74,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     i = verbs.add_parser("identify", help="who is speaking in each clip (or nobody enrolled)")
     i.add_argument("clips", nargs="*", metavar="CLIP")
     opt.add_files_from(i)
-    i.add_argument("-o", "--output", metavar="IDS.jsonl", default=None, help="write JSON lines here (default: print)")
-    i.add_argument("--top-k", type=opt.positive_int, default=5, metavar="K", help="candidates per clip (default 5)")
+    i.add_argument(
+        "-o", "--output", metavar="IDS.jsonl", default=None, help="write JSON lines here (default: print)"
+    )
+    i.add_argument(
+        "--top-k", type=opt.positive_int, default=5, metavar="K", help="candidates per clip (default 5)"
+    )
     i.add_argument(
         "--false-alarm",
         type=opt.positive_float,
@@ -110,7 +116,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     _library_options(im)
 
-    pr = verbs.add_parser("pick-reference", help="the best clip of a voice for Chatterbox, and where to cut it")
+    pr = verbs.add_parser(
+        "pick-reference", help="the best clip of a voice for Chatterbox, and where to cut it"
+    )
     pr.add_argument("clips", nargs="+", metavar="CLIP")
     pr.add_argument("-o", "--output", metavar="BEST.json", default=None, help="write the ranking as JSON")
     pr.add_argument(
@@ -120,9 +128,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default="chatterbox",
         help="the TTS: chatterbox reads 6 s and 10 s; chatterbox-turbo 15 s and 10 s, at least 5 s",
     )
-    pr.add_argument("--library", "-l", default=None, metavar="LIB", help="compare with a voice of this library")
-    pr.add_argument("--voice", default=None, metavar="NAME", help="the voice in --library (default: leave one out)")
-    pr.add_argument("--weights", default=None, metavar="W", help="weights (default: the library's, or chatterbox)")
+    pr.add_argument(
+        "--library", "-l", default=None, metavar="LIB", help="compare with a voice of this library"
+    )
+    pr.add_argument(
+        "--voice", default=None, metavar="NAME", help="the voice in --library (default: leave one out)"
+    )
+    pr.add_argument(
+        "--weights", default=None, metavar="W", help="weights (default: the library's, or chatterbox)"
+    )
     pr.add_argument("--device", type=opt.device, default=None, metavar="D", help="cpu, cuda, cuda:N or mps")
     opt.add_verbose(pr)
     return p
@@ -132,11 +146,20 @@ def _open(args: argparse.Namespace, *, create: bool) -> VoiceLibrary:
     from ..voices import VoiceLibrary
 
     location = args.library
-    if not location.startswith(("postgresql://", "postgres://")) and not create and not Path(location).exists():
+    if (
+        not location.startswith(("postgresql://", "postgres://"))
+        and not create
+        and not Path(location).exists()
+    ):
         from ..errors import LibraryError
 
-        raise LibraryError(f"no library at {location}; make one with: speakerembed voices enroll NAME CLIP... --library {location}")
-    return VoiceLibrary(location, weights=getattr(args, "weights", None), device=getattr(args, "device", None))
+        raise LibraryError(
+            f"no library at {location}; make one with: "
+            f"speakerembed voices enroll NAME CLIP... --library {location}"
+        )
+    return VoiceLibrary(
+        location, weights=getattr(args, "weights", None), device=getattr(args, "device", None)
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,7 +209,9 @@ def _enroll(args: argparse.Namespace, lib: VoiceLibrary) -> int:
         if "replace=True" in str(exc):
             raise ConfigError(str(exc).replace("pass replace=True", "pass --replace")) from None
         raise
-    opt.say(f"enrolled {voice.name!r} from {len(voice.clips)} clip(s) into {lib.location} ({len(lib)} voices)")
+    opt.say(
+        f"enrolled {voice.name!r} from {len(voice.clips)} clip(s) into {lib.location} ({len(lib)} voices)"
+    )
     return opt.ExitCode.OK
 
 
@@ -202,7 +227,7 @@ def _identify(args: argparse.Namespace, lib: VoiceLibrary, out: Path | None) -> 
     result = lib.embedder().embed_utterances(paths, pipeline=lib.pipeline, errors="skip")
     answers = lib.identify_embeddings(result.embeddings, top_k=args.top_k, false_alarm=args.false_alarm)
     rows: list[dict[str, Any]] = [{} for _ in paths]
-    for index, answer in zip(result.indices, answers):
+    for index, answer in zip(result.indices, answers, strict=True):
         rows[int(index)] = {"input": paths[int(index)], **answer.to_dict()}
     for failure in result.failures:
         rows[failure.index] = {

@@ -34,7 +34,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
 }
 _LOCK_KEY = 0x5E1CE_0001
-_BUMP = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value::bigint - 1"
+_BUMP = (
+    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value::bigint - 1"
+)
 _COLUMNS = "name, embedding, clips, created, updated, conditioning, conditioning_weights"
 
 
@@ -126,7 +128,8 @@ class PostgresStore:
         with self._tx() as conn:
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING", list(values.items())
+                    "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+                    list(values.items()),
                 )
             return dict(conn.execute("SELECT key, value FROM meta").fetchall())
 
@@ -134,7 +137,8 @@ class PostgresStore:
         """Set (or overwrite) ``meta`` keys in one transaction."""
         with self._tx() as conn, conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(values.items()),
             )
 
@@ -147,7 +151,7 @@ class PostgresStore:
         """Add (or with ``replace``, overwrite) voices in one transaction."""
         try:
             return self._insert(rows, replace)
-        except _Taken as taken:  # the transaction was rolled back, the bump with it
+        except _TakenError as taken:  # the transaction was rolled back, the bump with it
             return taken.before, taken.names
 
     def _insert(self, rows: Sequence[VoiceRow], replace: bool) -> tuple[int, list[str]]:
@@ -158,16 +162,25 @@ class PostgresStore:
             if not replace:
                 taken = [r[0] for r in conn.execute("SELECT name FROM voices WHERE name = ANY(%s)", (names,))]
                 if taken:
-                    raise _Taken(before, sorted(taken))
+                    raise _TakenError(before, sorted(taken))
             with conn.cursor() as cur:
                 params = [
-                    (r.name, r.embedding, r.clips, r.created, r.updated, r.conditioning, r.conditioning_weights)
+                    (
+                        r.name,
+                        r.embedding,
+                        r.clips,
+                        r.created,
+                        r.updated,
+                        r.conditioning,
+                        r.conditioning_weights,
+                    )
                     for r in rows
                 ]
                 sql = f"INSERT INTO voices ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 if replace:
                     sql += (
-                        " ON CONFLICT (name) DO UPDATE SET embedding = excluded.embedding, clips = excluded.clips, "
+                        " ON CONFLICT (name) DO UPDATE SET embedding = excluded.embedding, "
+                        "clips = excluded.clips, "
                         "updated = excluded.updated, conditioning = excluded.conditioning, "
                         "conditioning_weights = excluded.conditioning_weights"
                     )
@@ -230,7 +243,7 @@ class PostgresStore:
                 conn.close()
 
 
-class _Taken(Exception):
+class _TakenError(Exception):
     def __init__(self, before: int, names: list[str]) -> None:
         super().__init__(names)
         self.before = before

@@ -57,7 +57,9 @@ class SQLiteStore:
         if self.path.is_dir():
             raise LibraryError(f"library {self.location} is a folder; pass a file path such as voices.db")
         if not self.path.parent.is_dir():
-            raise LibraryError(f"library {self.location}: the folder {self.path.parent} does not exist; create it first")
+            raise LibraryError(
+                f"library {self.location}: the folder {self.path.parent} does not exist; create it first"
+            )
         self._lock = threading.RLock()
         with self._errors():
             self._conn = sqlite3.connect(
@@ -65,7 +67,9 @@ class SQLiteStore:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA cache_size=-65536")  # 64 MB: bulk inserts touch the name index all over
+            self._conn.execute(
+                "PRAGMA cache_size=-65536"
+            )  # 64 MB: bulk inserts touch the name index all over
             self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -163,9 +167,11 @@ class SQLiteStore:
             before = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
             if replace:
                 conn.executemany(
-                    f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-                    "embedding = excluded.embedding, clips = excluded.clips, updated = excluded.updated, "
-                    "conditioning = excluded.conditioning, conditioning_weights = excluded.conditioning_weights",
+                    f"INSERT INTO voices ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET embedding = excluded.embedding, "
+                    "clips = excluded.clips, updated = excluded.updated, "
+                    "conditioning = excluded.conditioning, "
+                    "conditioning_weights = excluded.conditioning_weights",
                     params,
                 )
             else:
@@ -211,9 +217,16 @@ class SQLiteStore:
         """The generation, names and concatenated embeddings, from one snapshot."""
         with self._read() as conn:
             gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            rows = conn.execute("SELECT name, embedding FROM voices ORDER BY id").fetchall()
-        names = [r[0] for r in rows]
-        return gen, names, b"".join([r[1] for r in rows])
+            cursor = conn.execute("SELECT name, embedding FROM voices ORDER BY id")
+            names: list[str] = []
+            parts: list[bytes] = []
+            while True:
+                chunk = cursor.fetchmany(65536)
+                if not chunk:
+                    break
+                names += [r[0] for r in chunk]
+                parts.append(b"".join([r[1] for r in chunk]))  # the row objects go with the chunk
+        return gen, names, b"".join(parts)
 
     def set_conditioning(self, name: str, blob: bytes, weights_sha256: str | None) -> bool:
         """Store a conditioning embedding with a voice; whether the voice exists."""

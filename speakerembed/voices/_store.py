@@ -18,8 +18,9 @@ SCHEMA_VERSION = 1
 
 
 class VoiceRow(NamedTuple):
-    """One stored voice, as the database holds it (a tuple in the column order, so it is the
-    statement's parameters as it stands).
+    """One stored voice, as the database holds it.
+
+    A tuple in the column order, so that it is the statement's parameters as it stands.
 
     Attributes
     ----------

@@ -63,6 +63,7 @@ COMPETITOR_SDS = 2.0
 #: How many voices' worth of weight the measured prior has against a query's competitors' scores.
 PRIOR_VOICES = 64
 _BLOCK = 1 << 16
+_SCORES_PER_BLOCK = 1 << 24
 _NAME = re.compile(r"[^\W_](?:[\w.@+\- ]{0,126}[\w.@+\-])?")
 
 
@@ -236,8 +237,10 @@ def open_set_threshold(n_voices: int, false_alarm: float, mean: float, std: floa
     Examples
     --------
     >>> from speakerembed.voices import open_set_threshold
-    >>> round(open_set_threshold(10, 0.01, 0.55, 0.075), 3), round(open_set_threshold(10**6, 0.01, 0.55, 0.075), 3)
-    (0.782, 0.971)
+    >>> round(open_set_threshold(10, 0.01, 0.55, 0.075), 3)
+    0.782
+    >>> round(open_set_threshold(10**6, 0.01, 0.55, 0.075), 3)
+    0.971
     """
     if not (isinstance(n_voices, (int, np.integer)) and n_voices >= 1):
         raise ConfigError(f"n_voices= must be a whole number of at least 1, got {n_voices!r}")
@@ -383,14 +386,19 @@ class VoiceLibrary:
     # -- opening --------------------------------------------------------------------------------
 
     def _bind(
-        self, weights: str | os.PathLike[str] | None, embedder: SpeakerEmbedder | None, pipeline: Pipeline | None
+        self,
+        weights: str | os.PathLike[str] | None,
+        embedder: SpeakerEmbedder | None,
+        pipeline: Pipeline | None,
     ) -> dict[str, str]:
         from ..config import Pipeline
         from ..corpus.schema import BATCHING_FIELDS, pipeline_dict
-        from ..weights import WeightsInfo, resolve_weights
+        from ..weights import resolve_weights
 
         if pipeline is not None and not isinstance(pipeline, Pipeline):
-            raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None")
+            raise ConfigError(
+                f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None"
+            )
         meta = self._store.meta()
         asked: WeightsInfo | None = None
         if embedder is not None:
@@ -403,7 +411,11 @@ class VoiceLibrary:
                     "a new voice library needs weights with a sha256 to record; pass weights= a "
                     "preset name or a weights file"
                 )
-            pipe = pipeline if pipeline is not None else (embedder.pipeline if embedder is not None else Pipeline())
+            pipe = (
+                pipeline
+                if pipeline is not None
+                else (embedder.pipeline if embedder is not None else Pipeline())
+            )
             settings = {k: v for k, v in pipeline_dict(pipe).items() if k not in BATCHING_FIELDS}
             meta = self._store.init_meta(
                 {
@@ -467,12 +479,13 @@ class VoiceLibrary:
             return self._embedder
 
     def _embed(self, clips: Sequence[object], sample_rate: int | None) -> npt.NDArray[np.float32]:
-        if isinstance(clips, (str, os.PathLike)) or isinstance(clips, np.ndarray):
+        if isinstance(clips, (str, os.PathLike, np.ndarray)):
             clips = [clips]
         if len(clips) == 0:
             raise ConfigError("clips= is empty; pass one or more audio files or arrays")
+        items: list[Any] = list(clips)
         out: npt.NDArray[np.float32] = self.embedder().embed_utterances(
-            list(clips), sample_rate=sample_rate, pipeline=self.pipeline
+            items, sample_rate=sample_rate, pipeline=self.pipeline
         )
         return out
 
@@ -517,7 +530,7 @@ class VoiceLibrary:
         from ..consolidate import utt_to_spk_embed
 
         check_name(name)
-        items = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
+        items: list[Any] = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
         if not replace and self._store.get(name) is not None:
             raise ConfigError(f"voice {name!r} is already in the library; pass replace=True to overwrite it")
         utterances = self._embed(items, sample_rate)
@@ -525,7 +538,9 @@ class VoiceLibrary:
         cond: npt.NDArray[np.float32] | None = None
         if conditioning:
             cond = self.embedder().embed_conditioning(items, sample_rate=sample_rate)
-        described = [os.fspath(c) if isinstance(c, (str, os.PathLike)) else f"array {i}" for i, c in enumerate(items)]
+        described = [
+            os.fspath(c) if isinstance(c, (str, os.PathLike)) else f"array {i}" for i, c in enumerate(items)
+        ]
         self._add([name], voice[None, :], [described], replace, cond)
         return self.get(name)
 
@@ -609,7 +624,9 @@ class VoiceLibrary:
         with self._lock:
             before, taken = self._store.insert(records, replace=replace)
             if taken:
-                shown = ", ".join(repr(t) for t in taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+                shown = ", ".join(repr(t) for t in taken[:5]) + (
+                    f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+                )
                 raise ConfigError(
                     f"voice {shown} {'is' if len(taken) == 1 else 'are'} already in the library; "
                     "pass replace=True to overwrite"
@@ -643,7 +660,9 @@ class VoiceLibrary:
         """
         cond = np.asarray(conditioning, dtype=np.float32).reshape(-1)
         if cond.shape != (DIM,) or not np.isfinite(cond).all():
-            raise ConfigError(f"conditioning= must be {DIM} finite numbers, got shape {np.shape(conditioning)}")
+            raise ConfigError(
+                f"conditioning= must be {DIM} finite numbers, got shape {np.shape(conditioning)}"
+            )
         if not self._store.set_conditioning(name, cond.astype("<f4").tobytes(), self._meta["weights_sha256"]):
             raise self._unknown(name)
 
@@ -689,7 +708,9 @@ class VoiceLibrary:
         try:
             table = pq.read_table(p, columns=["speaker", "embedding"])
         except (OSError, ValueError, KeyError) as exc:
-            raise LibraryError(f"{p} is not a corpus speakers table ({exc}); pass the OUT.speakers.parquet file") from None
+            raise LibraryError(
+                f"{p} is not a corpus speakers table ({exc}); pass the OUT.speakers.parquet file"
+            ) from None
         recorded = weights_sha256 or self._recorded_sha(p, METADATA_KEY)
         if recorded is None:
             raise LibraryError(
@@ -699,8 +720,10 @@ class VoiceLibrary:
         speakers = table.column("speaker").to_pylist()
         emb = table.column("embedding").combine_chunks()
         valid = emb.is_valid().to_numpy(zero_copy_only=False)
-        values = emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, DIM) if len(emb) else np.zeros((0, DIM))
-        names = [str(s) for s, ok in zip(speakers, valid) if ok]
+        values = (
+            emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, DIM) if len(emb) else np.zeros((0, DIM))
+        )
+        names = [str(s) for s, ok in zip(speakers, valid, strict=True) if ok]
         return self.add_embeddings(names, values, replace=replace, weights_sha256=recorded)
 
     @staticmethod
@@ -761,7 +784,9 @@ class VoiceLibrary:
             weights=self.weights,
             created=datetime.datetime.fromisoformat(row.created),
             updated=datetime.datetime.fromisoformat(row.updated),
-            conditioning=None if row.conditioning is None else np.frombuffer(row.conditioning, "<f4").astype(np.float32),
+            conditioning=None
+            if row.conditioning is None
+            else np.frombuffer(row.conditioning, "<f4").astype(np.float32),
             conditioning_weights=row.conditioning_weights,
         )
 
@@ -771,7 +796,9 @@ class VoiceLibrary:
             if cache is not None and cache.generation == self._store.generation():
                 return cache
             gen, names, blob = self._store.load_all()
-            matrix = np.frombuffer(blob, "<f4").reshape(len(names), DIM).astype(np.float32)
+            # The bytes become the matrix without a copy. It is read-only and exactly full, so
+            # the first append copies it into a larger, writable buffer.
+            matrix = np.frombuffer(blob, "<f4").reshape(len(names), DIM)
             self._cache = _Matrix(gen, names, matrix)
             return self._cache
 
@@ -790,8 +817,11 @@ class VoiceLibrary:
         best_s = np.zeros((m, 0), np.float32)
         stats = np.zeros((m, 3), np.float64)
         qt = np.ascontiguousarray(queries.T)
-        for start in range(0, n, _BLOCK):
-            scores = matrix[start : start + _BLOCK] @ qt  # (block, m)
+        # Blocks as large as a 64 MB score buffer allows: one BLAS call per block, since each
+        # call costs its own start (a million voices, one query: one call).
+        block = int(min(max(_SCORES_PER_BLOCK // max(m, 1), _BLOCK), 1 << 20))
+        for start in range(0, n, block):
+            scores = matrix[start : start + block] @ qt  # (block, m)
             above = np.where(scores >= level, scores, np.float32(0))
             stats[:, 0] += np.count_nonzero(above, axis=0)
             stats[:, 1] += above.sum(axis=0, dtype=np.float64)
@@ -870,7 +900,8 @@ class VoiceLibrary:
             accepted = top >= threshold
             names = snap.names
             cands = tuple(
-                Match(names[int(i)], float(s), accepted and r == 0) for r, (i, s) in enumerate(zip(idx[j], scores[j]))
+                Match(names[int(i)], float(s), accepted and r == 0)
+                for r, (i, s) in enumerate(zip(idx[j], scores[j], strict=True))
             )
             if accepted:
                 reason = (
@@ -880,10 +911,13 @@ class VoiceLibrary:
             else:
                 reason = (
                     f"no voice reached the threshold {threshold:.3f} for a {alpha:g} false-alarm rate "
-                    f"against {competitors} competing voices of {n} (best {top:.3f}): the speaker is not enrolled, or the clip is "
+                    f"against {competitors} competing voices of {n} (best {top:.3f}): the speaker is not "
+                    "enrolled, or the clip is "
                     "too short or noisy to tell"
                 )
-            answers.append(Identification(cands, cands[0].voice if accepted else None, top, threshold, reason))
+            answers.append(
+                Identification(cands, cands[0].voice if accepted else None, top, threshold, reason)
+            )
         return answers
 
     def identify(
@@ -910,7 +944,7 @@ class VoiceLibrary:
         list of Identification
             One per clip.
         """
-        items = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
+        items: list[Any] = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
         return self.identify_embeddings(self._embed(items, sample_rate), top_k=top_k, false_alarm=false_alarm)
 
     def nearest(self, name: str, k: int = 5) -> list[Match]:
@@ -929,7 +963,11 @@ class VoiceLibrary:
             raise self._unknown(name)
         query = snap.matrix[row][None, :].copy()
         _, idx, scores, _ = self._search(query, int(k) + 1)
-        out = [Match(snap.names[int(i)], float(s)) for i, s in zip(idx[0], scores[0]) if int(i) != row]
+        out = [
+            Match(snap.names[int(i)], float(s))
+            for i, s in zip(idx[0], scores[0], strict=True)
+            if int(i) != row
+        ]
         return out[: int(k)]
 
     def calibrate(self, cohort: npt.ArrayLike) -> tuple[float, float]:

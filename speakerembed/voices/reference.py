@@ -287,7 +287,7 @@ def pick_reference(
 
     if target not in TARGETS:
         raise ConfigError(f"target={target!r} is not one of {', '.join(repr(t) for t in TARGETS)}")
-    items = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
+    items: list[Any] = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)
     if not items:
         raise ConfigError("clips= is empty; pass the recordings of one voice")
     if embedder is None:
@@ -318,5 +318,9 @@ def pick_reference(
         assessed.append(_assess(labels[i], waves[i][0], waves[i][1], w, ref, TARGETS[target]))
     ranking = tuple(sorted(assessed, key=lambda a: (not a.eligible, -a.score)))
     best = ranking[0]
-    reasons = best.reasons if best.eligible else ("no clip is long enough for the target; the best of them", *best.reasons)
+    reasons = (
+        best.reasons
+        if best.eligible
+        else ("no clip is long enough for the target; the best of them", *best.reasons)
+    )
     return ReferenceChoice(best.clip, best.start_s, best.cut_s, tuple(reasons), target, ranking)

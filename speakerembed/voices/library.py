@@ -171,7 +171,7 @@ class Identification(Sequence[Match]):
 
 @dataclasses.dataclass(frozen=True)
 class Voice:
-    """One enrolled voice, as :meth:`VoiceLibrary.get` gives it.
+    """One enrolled voice, as :meth:`speakerembed.VoiceLibrary.get` gives it.
 
     Attributes
     ----------
@@ -505,7 +505,7 @@ class VoiceLibrary:
         Parameters
         ----------
         name : str
-            The voice's name (see :func:`check_name`).
+            The voice's name (see :func:`~speakerembed.voices.check_name`).
         clips : path, numpy.ndarray, or a sequence of them
             Recordings of the speaker; the voice is their :func:`~speakerembed.utt_to_spk_embed`.
         replace : bool

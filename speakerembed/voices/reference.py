@@ -107,7 +107,7 @@ class ClipAssessment:
 
 @dataclasses.dataclass(frozen=True)
 class ReferenceChoice:
-    """What :func:`pick_reference` returns.
+    """What :func:`speakerembed.pick_reference` returns.
 
     Attributes
     ----------

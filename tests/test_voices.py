@@ -267,18 +267,10 @@ def test_enroll_and_identify_clips(tmp_path: Path, embedder: object) -> None:
     assert alice.voice == "alice"
     assert alice[0].accepted
     assert alice.score is not None
-    assert (
-        bob.voice == "bob"
-    )
-    assert (
-        bob.threshold is not None
-    )
-    assert (
-        bob.score is not None
-    )
-    assert (
-        bob.score > bob.threshold
-    )
+    assert bob.voice == "bob"
+    assert bob.threshold is not None
+    assert bob.score is not None
+    assert bob.score > bob.threshold
     with pytest.raises(ConfigError, match="replace=True"):
         lib.enroll("alice", [a / "alice_3.wav"])
 
@@ -347,3 +339,30 @@ def test_cli_voices(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert code == 1
     assert len(err.strip().splitlines()) == 1
     assert "corrupt" in err
+
+
+def test_calibrate_and_the_false_alarm_rate_move_the_threshold(lib: VoiceLibrary, tmp_path: Path) -> None:
+    v = voices(50)
+    lib.add_embeddings([f"v{i}" for i in range(50)], v)
+    query = voices(1, seed=9)
+    before = lib.identify_embeddings(query)[0].threshold
+    looser = lib.identify_embeddings(query, false_alarm=0.2)[0].threshold
+    assert before is not None
+    assert looser is not None
+    assert looser < before
+    # Random non-negative vectors score about 0.64 against each other, with a spread far narrower
+    # than the speech prior's: measured, the bar comes down to what these impostors reach.
+    cohort = voices(40, seed=5)
+    mean, std = lib.calibrate(cohort)
+    scores = cohort @ v.T
+    assert mean == pytest.approx(float(scores.mean()), abs=1e-4)
+    assert std == pytest.approx(float(scores.std()), abs=1e-4)
+    after = lib.identify_embeddings(query)[0].threshold
+    assert after is not None
+    assert mean + 2 * std < after < before
+    assert float(scores.max()) < after
+    # It is stored: another process opening the library uses it too.
+    reopened = VoiceLibrary(tmp_path / "voices.db")
+    assert reopened.identify_embeddings(query)[0].threshold == pytest.approx(after)
+    with pytest.raises(ConfigError, match="at least 2"):
+        lib.calibrate(cohort[:1])

@@ -37,6 +37,7 @@ FAMILIES = [
     "order",
     "metrics_overhead",
     "gpu",
+    "voices_library",
 ]
 
 #: Standalone benchmark scripts run as they are (their output goes to

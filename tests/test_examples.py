@@ -33,7 +33,13 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} - {"serve_metrics.py"}
-    tested = {"quickstart.py", "verify_speakers.py", "chatterbox_conditioning.py", "clean_dataset.py"}
+    tested = {
+        "quickstart.py",
+        "verify_speakers.py",
+        "chatterbox_conditioning.py",
+        "clean_dataset.py",
+        "voice_library.py",
+    }
     assert scripts == tested
 
 
@@ -54,6 +60,17 @@ def test_quickstart() -> None:
     off_diagonal = ~np.eye(9, dtype=bool)
     assert sims[same & off_diagonal].min() > sims[~same].max()
     assert "resemblyzer@" in out.stdout
+
+
+def test_voice_library() -> None:
+    out = run_example("voice_library.py")
+    assert out.returncode == 0, out.stderr
+    assert "library: 2 voices, weights resemblyzer@" in out.stdout
+    found = dict(re.findall(r"^(\w+_3)\.wav: voice=(\w+)", out.stdout, flags=re.M))
+    # The enrolled voices are found; carol, who is not enrolled, is nobody.
+    assert found == {"alice_3": "alice", "bob_3": "bob", "carol_3": "None"}
+    assert "alice's conditioning embedding: shape (256,), dtype float32" in out.stdout
+    assert re.search(r"^reference for alice: alice_\d\.wav, cut at \d+\.\d\d s$", out.stdout, flags=re.M)
 
 
 def test_verify_speakers() -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from ..embedder import SpeakerEmbedder
 
-__all__ = ["VOICE_NAME", "ServiceLimits", "create_app"]
+__all__ = ["SERVICE_METRICS", "VOICE_NAME", "ServiceLimits", "create_app"]
 
 logger = logging.getLogger("speakerembed.serve")
 
@@ -40,6 +40,15 @@ logger = logging.getLogger("speakerembed.serve")
 VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 _AUDIO_TYPES = ("application/octet-stream",)
+
+#: The service's own metrics, ``(name, type)``, beside the embedder's (:data:`speakerembed.metrics.CATALOGUE`).
+SERVICE_METRICS: tuple[tuple[str, str], ...] = (
+    ("speakerembed_serve_request_duration_seconds", "histogram"),
+    ("speakerembed_serve_requests_in_flight", "gauge"),
+    ("speakerembed_serve_queue_inputs", "gauge"),
+    ("speakerembed_serve_batch_windows", "histogram"),
+    ("speakerembed_serve_rejected_requests_total", "counter"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +122,7 @@ class _Metrics:
                 buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
             )
             self.rejected = Counter(
-                "speakerembed_serve_rejected_requests",
+                "speakerembed_serve_rejected_requests",  # prometheus_client adds _total
                 "Requests refused, by reason.",
                 ("reason",),
                 registry=registry,

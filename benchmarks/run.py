@@ -37,6 +37,7 @@ FAMILIES = [
     "order",
     "metrics_overhead",
     "gpu",
+    "serve_load",
 ]
 
 #: Standalone benchmark scripts run as they are (their output goes to

@@ -531,3 +531,30 @@ def test_a_real_prometheus_scrapes_the_service(server: Server, tmp_path: Path) -
     assert found, "Prometheus never saw the service's request histogram"
     assert float(found[0]["value"][1]) >= 1
     assert up.json()["data"]["result"][0]["value"][1] == "1"
+
+
+def test_the_docs_curl_examples_run(server: Server) -> None:
+    import shlex
+
+    curl = require_tool("curl")
+    page = (ROOT / "docs" / "serve.rst").read_text(encoding="utf-8")
+    commands = [line.strip()[2:] for line in page.splitlines() if line.strip().startswith("$ curl -s ")]
+    assert len(commands) >= 8
+    for command in commands:
+        argv = shlex.split(command.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}"))
+        out = subprocess.run(
+            [curl, *argv[1:], "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert out.returncode == 0, (command, out.stderr)
+        body, _, status = out.stdout.rpartition("\n")
+        if "/metrics" in command:
+            assert status == "200"
+            assert "speakerembed_serve_requests_in_flight" in body
+            continue
+        answer = json.loads(body)
+        if "README.md" in command:  # the example of an error
+            assert status == "422"
+            assert answer["error"]["type"] == "AudioError"
+        else:
+            assert status == "200", (command, body)
+            assert "error" not in answer

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
 
 __all__ = ["SERVICE_METRICS", "VOICE_NAME", "ServiceLimits", "create_app"]
@@ -41,7 +42,7 @@ VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 _AUDIO_TYPES = ("application/octet-stream",)
 
-#: The service's own metrics, ``(name, type)``, beside the embedder's (:data:`speakerembed.metrics.CATALOGUE`).
+#: The service's own metrics, ``(name, type)``, beside :data:`speakerembed.metrics.CATALOGUE`.
 SERVICE_METRICS: tuple[tuple[str, str], ...] = (
     ("speakerembed_serve_request_duration_seconds", "histogram"),
     ("speakerembed_serve_requests_in_flight", "gauge"),
@@ -203,10 +204,7 @@ def create_app(
     if api_key is not None and not api_key.strip():
         raise ConfigError("api_key is empty; pass the key, or None for no authentication")
     threads = prepare_threads if prepare_threads is not None else max(2, os.cpu_count() or 1)
-    cap = embedder.pipeline.max_duration_s
-    pipe = embedder.pipeline.replace(
-        max_duration_s=limits.max_duration_s if cap is None else min(cap, limits.max_duration_s)
-    )
+    pipe = _capped(embedder.pipeline, limits)
     registry = registry if registry is not None else CollectorRegistry()
     metrics: _Metrics | None = None
     batcher = Batcher(
@@ -262,13 +260,13 @@ def create_app(
         return run
 
     async def embed_uploads(
-        request: Request, *, conditioning: bool = False
+        request: Request, *, conditioning: bool = False, pipeline: Pipeline | None = None
     ) -> tuple[list[str], list[Embedded]]:
         files = await _uploads(request, limits)
         names = [n for n, _ in files]
         try:
             result = await asyncio.wait_for(
-                batcher.embed([d for _, d in files], pipeline=pipe, conditioning=conditioning),
+                batcher.embed([d for _, d in files], pipeline=pipeline or pipe, conditioning=conditioning),
                 timeout=limits.request_timeout_s,
             )
         except asyncio.TimeoutError:
@@ -397,7 +395,11 @@ def create_app(
     async def voice_identify(request: Request) -> dict[str, Any]:
         lib = voices()
         top_k = _int_param(request, "top_k", 5)
-        names, result = await embed_uploads(request)
+        # Queries are embedded as the library's own voices were: with its pipeline.
+        own = getattr(lib, "pipeline", None)
+        names, result = await embed_uploads(
+            request, pipeline=_capped(own, limits) if own is not None else None
+        )
         answers = await in_thread(
             lib.identify_embeddings, np.stack([r.embedding for r in result]), top_k=top_k
         )
@@ -452,6 +454,14 @@ def create_app(
     app.state.batcher = batcher
     app.state.registry = registry
     return app
+
+
+def _capped(pipeline: Pipeline, limits: ServiceLimits) -> Pipeline:
+    """``pipeline`` with ``max_duration_s`` at most the service's limit."""
+    cap = pipeline.max_duration_s
+    return pipeline.replace(
+        max_duration_s=limits.max_duration_s if cap is None else min(cap, limits.max_duration_s)
+    )
 
 
 # -- requests ------------------------------------------------------------------------------------
@@ -654,7 +664,9 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def _jsonable(obj: Any) -> Any:
-    """A JSON-able copy: dataclasses and named tuples as dicts, arrays as lists."""
+    """A JSON-able copy: ``to_dict()``, dataclasses and named tuples as dicts, arrays as lists."""
+    if callable(getattr(obj, "to_dict", None)):
+        return _jsonable(obj.to_dict())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if hasattr(obj, "_asdict"):

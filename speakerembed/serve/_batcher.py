@@ -44,11 +44,13 @@ __all__ = ["DEFAULT_MAX_BATCH_WINDOWS", "DEFAULT_MAX_WAIT_MS", "Batcher", "Embed
 
 #: Most windows in one encoder batch: the embedder's own CPU batch (``Pipeline.windows_per_batch``).
 DEFAULT_MAX_BATCH_WINDOWS = 64
-#: How long the oldest waiting window may wait for others to fill its batch, in milliseconds.
-#: Measured with ``benchmarks/serve_load.py`` on the 2-core machine (docs/serve.rst, "Measured
-#: under load"): 2 ms gave the best throughput at 4 and 16 clients without raising the unloaded
-#: latency of a 10 s clip measurably; 0 packs only what is already waiting.
-DEFAULT_MAX_WAIT_MS = 2.0
+#: How long the oldest waiting window may wait for others to fill its batch, in milliseconds,
+#: while other inputs are still being prepared (with none preparing, nothing waits). Measured
+#: with ``benchmarks/serve_load.py`` on the shared 2-core machine at 16 clients (docs/serve.rst,
+#: "Measured under load"): 0, 2, 5 and 20 ms gave 45.6, 44.2, 51.2 and 50.5 audio s/s, and a
+#: 10 s clip's p99 3.98, 3.69, 3.29 and 2.92 s; 5 ms is the best throughput, within the noise of
+#: 20 ms, at a quarter of the wait.
+DEFAULT_MAX_WAIT_MS = 5.0
 
 
 class QueueFullError(SpeakerEmbedError):
@@ -136,6 +138,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._waiting: deque[_Job] = deque()
         self._held = 0  # inputs admitted and not yet answered
+        self._preparing = 0  # inputs admitted and not yet windowed
         self._closed = False
         self._streams = encoder_streams(embedder.encoder, embedder.device.type)
         self._prepare_pool = ThreadPoolExecutor(
@@ -217,6 +220,7 @@ class Batcher:
                     "retry after a moment, or raise --max-queue"
                 )
             self._held += len(items)
+            self._preparing += len(items)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
         pipe = pipeline if pipeline is not None else self.embedder.pipeline
@@ -265,10 +269,14 @@ class Batcher:
             assert prepared.mel is not None  # bytes never take the streaming path
             windows = partial_windows(prepared.mel, pipe.frame_step, pipe.min_coverage, pipe.partial_frames)
         except Exception as exc:  # noqa: BLE001 - every failure is reported as the library's
+            with self._cond:
+                self._preparing -= 1
+                self._cond.notify_all()
             done(_as_library_error(exc, source))
             return
         job = _Job(windows, prepared, pipe, done)
         with self._cond:
+            self._preparing -= 1
             self._waiting.append(job)
             self._cond.notify_all()
 
@@ -283,7 +291,12 @@ class Batcher:
                     return  # closed, and nothing waits
                 if self.batching and self.max_wait_s > 0:
                     deadline = time.monotonic() + self.max_wait_s
-                    while self._pending_windows() < self.max_batch_windows and not self._closed:
+                    # Wait only while more windows can come: other inputs are being prepared.
+                    while (
+                        self._pending_windows() < self.max_batch_windows
+                        and self._preparing > 0
+                        and not self._closed
+                    ):
                         left = deadline - time.monotonic()
                         if left <= 0:
                             break

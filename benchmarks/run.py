@@ -38,6 +38,7 @@ FAMILIES = [
     "metrics_overhead",
     "gpu",
     "serve_load",
+    "voices_library",
 ]
 
 #: Standalone benchmark scripts run as they are (their output goes to

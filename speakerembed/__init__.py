@@ -17,7 +17,9 @@ from .errors import (
     BackendUnavailableError,
     ConfigError,
     InputTooLongError,
+    LibraryError,
     SpeakerEmbedError,
+    UnknownVoiceError,
     WeightsError,
 )
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from .scoring import det_curve, eer, min_dcf, threshold_at
     from .sim_eval import TTSSimilarityReport, tts_similarity
     from .verify import VerificationReport, verify_trials
+    from .voices import Match, VoiceLibrary, pick_reference
     from .weights import WeightsInfo
     from .windowed import WindowedEmbeddings, embed_windows
 
@@ -41,11 +44,15 @@ __all__ = [
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
+    "LibraryError",
+    "Match",
     "Pipeline",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
     "TTSSimilarityReport",
+    "UnknownVoiceError",
     "VerificationReport",
+    "VoiceLibrary",
     "WeightsError",
     "WeightsInfo",
     "WindowedEmbeddings",
@@ -62,6 +69,7 @@ __all__ = [
     "embed_windows",
     "find_outliers",
     "min_dcf",
+    "pick_reference",
     "threshold_at",
     "tts_similarity",
     "utt_to_spk_embed",
@@ -92,6 +100,9 @@ _LAZY = {
     "TTSSimilarityReport": "sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
+    "VoiceLibrary": "voices",
+    "Match": "voices",
+    "pick_reference": "voices",
 }
 
 

@@ -8,8 +8,11 @@ built-in exception it resembles, so ``except ValueError`` keeps working::
     │   └── InputTooLongError(AudioError)              longer than ``Pipeline.max_duration_s``
     ├── ConfigError(SpeakerEmbedError, ValueError)     an invalid Pipeline or argument
     ├── WeightsError(SpeakerEmbedError, RuntimeError)  weights missing, unsafe, corrupt or mismatched
-    └── BackendUnavailableError(SpeakerEmbedError, ImportError)
-                                                       an optional package is not installed
+    ├── BackendUnavailableError(SpeakerEmbedError, ImportError)
+    │                                                  an optional package is not installed
+    └── LibraryError(SpeakerEmbedError, RuntimeError)  a voice library that cannot be used:
+        │                                              corrupt, locked, other weights
+        └── UnknownVoiceError(LibraryError, KeyError)  no voice of that name in the library
 
 Errors raised for one input of a batch carry that input in :attr:`SpeakerEmbedError.source`
 (its index, or its path) and name it in the message.
@@ -22,7 +25,9 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "InputTooLongError",
+    "LibraryError",
     "SpeakerEmbedError",
+    "UnknownVoiceError",
     "WeightsError",
 ]
 
@@ -69,6 +74,14 @@ class WeightsError(SpeakerEmbedError, RuntimeError):
 
 class BackendUnavailableError(SpeakerEmbedError, ImportError):
     """An optional package that this feature needs is not installed."""
+
+
+class LibraryError(SpeakerEmbedError, RuntimeError):
+    """A voice library cannot be opened or changed: corrupt, locked, or made with other weights."""
+
+
+class UnknownVoiceError(LibraryError, KeyError):
+    """No voice of that name is enrolled in the library."""
 
 
 def missing_backend(package: str, extra: str, feature: str) -> BackendUnavailableError:

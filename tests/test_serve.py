@@ -245,76 +245,52 @@ def test_readyz_waits_for_the_warm_up(embedder: SpeakerEmbedder) -> None:
         assert c.get("/readyz").json()["status"] == "ready"
 
 
-class _Library:
-    """An in-memory stand-in with the VoiceLibrary API of issue 20, to test the routes' contract."""
+def test_voice_routes_on_a_real_library(embedder: SpeakerEmbedder, tmp_path: Path) -> None:
+    from speakerembed.voices import VoiceLibrary
 
-    def __init__(self, embedder: SpeakerEmbedder) -> None:
-        self.embedder = embedder
-        self.voices: dict[str, np.ndarray] = {}
-
-    def enroll(self, name: str, clips: list[bytes], *, replace: bool = False) -> None:
-        from speakerembed import ConfigError
-
-        if name in self.voices and not replace:
-            raise ConfigError(f"voice {name!r} is enrolled already; pass replace=True")
-        self.voices[name] = self.embedder.embed_speaker(clips)
-
-    def names(self) -> list[str]:
-        return sorted(self.voices)
-
-    def get(self, name: str) -> dict[str, Any]:
-        return {"name": name, "embedding": self.voices[name]}
-
-    def remove(self, name: str) -> None:
-        del self.voices[name]
-
-    def identify_embeddings(self, queries: np.ndarray, *, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        names = self.names()
-        matrix = np.stack([self.voices[n] for n in names])
-        out = []
-        for q in queries:
-            scores = zip(names, (matrix @ q).tolist(), strict=True)
-            out.append(sorted(scores, key=lambda m: -m[1])[:top_k])
-        return out
-
-    def nearest(self, name: str, k: int) -> list[tuple[str, float]]:
-        v = self.voices[name]
-        return sorted(((n, float(e @ v)) for n, e in self.voices.items() if n != name), key=lambda m: -m[1])[
-            :k
-        ]
-
-
-def test_voice_routes_follow_the_library_api(embedder: SpeakerEmbedder) -> None:
-    application = create_app(embedder, library=_Library(embedder))
+    library = VoiceLibrary(tmp_path / "voices.db", embedder=embedder)
+    application = create_app(embedder, library=library)
     files = {
         v: [("f", (f"{v}_{i}.wav", (AUDIO / f"{v}_{i}.wav").read_bytes())) for i in (1, 2)]
-        for v in ("alice", "bob")
+        for v in ("alice", "bob", "carol")
     }
     try:
         with TestClient(application) as c:
             for voice, clips in files.items():
-                assert c.put(f"/v1/voices/{voice}", files=clips).status_code == 200
+                r = c.put(f"/v1/voices/{voice}", files=clips)
+                assert r.status_code == 200, r.text
+                assert r.json()["voice"]["name"] == voice
             r = c.put("/v1/voices/alice", files=files["alice"])
             assert r.status_code == 400
-            assert "replace" in r.json()["error"]["message"]
+            assert "replace=True" in r.json()["error"]["message"]
             assert c.put("/v1/voices/alice?replace=true", files=files["alice"]).status_code == 200
-            assert c.get("/v1/voices").json()["voices"] == ["alice", "bob"]
-            assert len(c.get("/v1/voices/alice").json()["voice"]["embedding"]) == 256
-            assert c.get("/v1/voices/nobody").status_code == 404
-            for bad in ("..", "a b", "-x", "x" * 129, "%00"):
+            assert c.get("/v1/voices").json()["voices"] == ["alice", "bob", "carol"]
+            shown = c.get("/v1/voices/alice").json()["voice"]
+            want = embedder.embed_speaker([AUDIO / "alice_1.wav", AUDIO / "alice_2.wav"])
+            assert float(np.dot(shown["embedding"], want)) >= 0.99999
+            r = c.get("/v1/voices/nobody")
+            assert r.status_code == 404
+            assert "nobody" in r.json()["error"]["message"]
+            for bad in ("-x", "x" * 129, "a%00b", "%20lead"):
                 r = c.get(f"/v1/voices/{bad}")
-                assert r.status_code in (400, 404), bad
-                assert "error" in r.json()
+                assert r.status_code == 400, bad
+                assert "not allowed" in r.json()["error"]["message"]
             r = c.post(
-                "/v1/voices/identify?top_k=1", content=(AUDIO / "alice_3.wav").read_bytes(), headers=WAV
+                "/v1/voices/identify?top_k=2", content=(AUDIO / "alice_3.wav").read_bytes(), headers=WAV
             )
             assert r.status_code == 200, r.text
-            assert r.json()["results"][0][0][0] == "alice"
-            assert c.get("/v1/voices/alice/nearest?k=3").json()["nearest"][0][0] == "bob"
+            answer = r.json()["results"][0]
+            assert answer["candidates"][0]["voice"] == "alice"
+            assert len(answer["candidates"]) == 2
+            assert set(answer) >= {"voice", "score", "threshold", "reason"}
+            nearest = c.get("/v1/voices/alice/nearest?k=2").json()["nearest"]
+            assert sorted(m["voice"] for m in nearest) == ["bob", "carol"]
             assert c.delete("/v1/voices/bob").status_code == 200
-            assert c.get("/v1/voices").json()["voices"] == ["alice"]
+            assert c.get("/v1/voices").json()["voices"] == ["alice", "carol"]
+            assert c.delete("/v1/voices/bob").status_code == 404
     finally:
         application.state.batcher.close()
+        library.close()
     without = create_app(embedder)
     try:
         r = TestClient(without).get("/v1/voices")
@@ -463,7 +439,7 @@ def test_api_key_file_on_a_real_service(tmp_path: Path) -> None:
     ("flags", "words"),
     [
         (["--weights", "/nonexistent/weights.safetensors"], "weights"),
-        (["--library", "/nonexistent/dir/voices.db"], "library"),
+        (["--library", "/nonexistent/dir/voices.db"], "/nonexistent/dir/voices.db"),
         (["--api-key-file", "/nonexistent/key"], "--api-key-file"),
     ],
 )

@@ -105,21 +105,12 @@ def _read_key(path: str | None) -> str | None:
 
 
 def _open_library(location: str | None, embedder: Any) -> Any:
+    """The voice library at ``location``, bound to the service's embedder (its weights checked)."""
     if location is None:
         return None
-    from ..errors import BackendUnavailableError
+    from ..voices import VoiceLibrary
 
-    try:
-        from ..voices import VoiceLibrary  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            "--library needs speakerembed's voice library (speakerembed.voices), which this "
-            "installation lacks; upgrade speakerembed, or leave --library out"
-        ) from exc
-    try:
-        return VoiceLibrary(location, embedder=embedder)
-    except TypeError:
-        return VoiceLibrary(location)
+    return VoiceLibrary(location, embedder=embedder)
 
 
 def build_app(args: argparse.Namespace) -> Any:

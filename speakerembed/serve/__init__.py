@@ -8,12 +8,12 @@ batches (:mod:`speakerembed.serve._batcher`), bounded by a queue that answers 50
 from __future__ import annotations
 
 from ._batcher import DEFAULT_MAX_BATCH_WINDOWS, DEFAULT_MAX_WAIT_MS, QueueFullError
-from .app import VOICE_NAME, ServiceLimits, create_app
+from .app import SERVICE_METRICS, ServiceLimits, create_app
 
 __all__ = [
     "DEFAULT_MAX_BATCH_WINDOWS",
     "DEFAULT_MAX_WAIT_MS",
-    "VOICE_NAME",
+    "SERVICE_METRICS",
     "QueueFullError",
     "ServiceLimits",
     "create_app",

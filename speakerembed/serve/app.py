@@ -33,12 +33,10 @@ if TYPE_CHECKING:
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
 
-__all__ = ["SERVICE_METRICS", "VOICE_NAME", "ServiceLimits", "create_app"]
+__all__ = ["SERVICE_METRICS", "ServiceLimits", "create_app"]
 
 logger = logging.getLogger("speakerembed.serve")
 
-#: A valid voice name: 1 to 128 letters, digits, ``_``, ``-`` or ``.``, starting with a letter or digit.
-VOICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 _AUDIO_TYPES = ("application/octet-stream",)
 
@@ -365,7 +363,11 @@ def create_app(
 
     async def voice_show(request: Request) -> dict[str, Any]:
         name = _voice_name(request)
-        return {"voice": _jsonable(await in_thread(voices().get, name))}
+        voice = await in_thread(voices().get, name)
+        body = _jsonable(voice)
+        if isinstance(body, dict) and getattr(voice, "embedding", None) is not None:
+            body["embedding"] = np.asarray(voice.embedding, dtype=np.float32).tolist()
+        return {"voice": body}
 
     async def voice_enroll(request: Request) -> dict[str, Any]:
         lib = voices()
@@ -499,15 +501,14 @@ def _int_param(request: Request, name: str, default: int) -> int:
 
 
 def _voice_name(request: Request) -> str:
+    """The ``{name}`` of the path, checked by the library's rule (:func:`speakerembed.voices.check_name`)."""
+    from ..voices import check_name
+
     name = str(request.path_params["name"])
-    if not VOICE_NAME.fullmatch(name):
-        raise _ApiError(
-            400,
-            "BadRequest",
-            f"voice name {name[:64]!r} is not valid; use 1 to 128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit",
-        )
-    return name
+    try:
+        return check_name(name[:200])
+    except ConfigError as err:
+        raise _ApiError(400, "ConfigError", str(err), "bad_request") from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

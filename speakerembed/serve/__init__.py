@@ -2,7 +2,7 @@
 
 :func:`create_app` returns the ASGI app (Starlette), so it can be run by uvicorn
 (``speakerembed serve``) or mounted in another service. Concurrent requests' windows share encoder
-batches (:mod:`speakerembed.serve._batcher`), bounded by a queue that answers 503 when full.
+batches (``speakerembed.serve._batcher``), bounded by a queue that answers 503 when full.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The ASGI app: :func:`create_app` returns a Starlette application over one embedder.
 
-Each route reads the upload, runs it through the :class:`~speakerembed.serve._batcher.Batcher`
+Each route reads the upload, runs it through the batcher (``speakerembed.serve._batcher``)
 (or the voice library), and encodes the answer as JSON. Every error is JSON,
 ``{"error": {"type": ..., "message": ...}}``, with the library's message and never a traceback.
 """

@@ -534,3 +534,36 @@ def test_the_docs_curl_examples_run(server: Server) -> None:
         else:
             assert status == "200", (command, body)
             assert "error" not in answer
+
+
+def test_oversized_and_slow_requests_on_a_real_service(server: Server) -> None:
+    big = b"\0" * (51 * 2**20)  # over the default --max-body-mb 50
+    r = httpx.post(server.url + "/v1/embeddings", content=big, headers=WAV, timeout=60)
+    assert r.status_code == 413
+    assert "--max-body-mb" in r.json()["error"]["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
+        for _ in range(52):
+            yield b"\0" * 2**20
+
+    r = httpx.post(server.url + "/v1/embeddings", content=chunks(), headers=WAV, timeout=60)
+    assert r.status_code == 413
+    # The service still answers afterwards.
+    r = httpx.post(
+        server.url + "/v1/embeddings", content=(AUDIO / "bob_2.wav").read_bytes(), headers=WAV, timeout=60
+    )
+    assert r.status_code == 200
+
+
+def test_a_request_over_its_timeout_gets_504(embedder: SpeakerEmbedder) -> None:
+    application = create_app(embedder, limits=ServiceLimits(request_timeout_s=1e-4))
+    try:
+        r = TestClient(application).post(
+            "/v1/embeddings", content=(AUDIO / "alice_1.wav").read_bytes(), headers=WAV
+        )
+        metrics = TestClient(application).get("/metrics").text
+    finally:
+        application.state.batcher.close()
+    assert r.status_code == 504
+    assert r.json()["error"]["type"] == "Timeout"
+    assert 'speakerembed_serve_rejected_requests_total{reason="timeout"} 1.0' in metrics

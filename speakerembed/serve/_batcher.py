@@ -45,12 +45,15 @@ __all__ = ["DEFAULT_MAX_BATCH_WINDOWS", "DEFAULT_MAX_WAIT_MS", "Batcher", "Embed
 #: Most windows in one encoder batch: the embedder's own CPU batch (``Pipeline.windows_per_batch``).
 DEFAULT_MAX_BATCH_WINDOWS = 64
 #: How long the oldest waiting window may wait for others to fill its batch, in milliseconds,
-#: while other inputs are still being prepared (with none preparing, nothing waits). Measured
-#: with ``benchmarks/serve_load.py`` on the shared 2-core machine at 16 clients (docs/serve.rst,
-#: "Measured under load"): 0, 2, 5 and 20 ms gave 45.6, 44.2, 51.2 and 50.5 audio s/s, and a
-#: 10 s clip's p99 3.98, 3.69, 3.29 and 2.92 s; 5 ms is the best throughput, within the noise of
-#: 20 ms, at a quarter of the wait.
-DEFAULT_MAX_WAIT_MS = 5.0
+#: while other inputs are still being prepared (with none preparing, nothing waits). 0 packs
+#: whatever is waiting when the encoder is free: under load, batches fill while it works.
+#: Measured with ``benchmarks/serve_load.py`` on the shared 2-core machine at 16 clients
+#: (docs/serve.rst, "Measured under load"), on this code: 0 ms gave 52.3 and 49.3 audio s/s
+#: (a 10 s clip's p50 285 and 297 ms), 5 ms 48.6 and 50.3 (p50 293 and 319 ms): no gain from
+#: waiting, only latency; the batcher alone (no HTTP, 16 tasks) ran 1.01-1.05x
+#: ``embed_utterances`` with 0 ms and 0.83-0.98x with 5 ms. A GPU, where a batch costs about
+#: the same at any size, may gain from a wait: measure it there.
+DEFAULT_MAX_WAIT_MS = 0.0
 
 
 class QueueFullError(SpeakerEmbedError):

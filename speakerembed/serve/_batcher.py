@@ -45,15 +45,14 @@ __all__ = ["DEFAULT_MAX_BATCH_WINDOWS", "DEFAULT_MAX_WAIT_MS", "Batcher", "Embed
 #: Most windows in one encoder batch: the embedder's own CPU batch (``Pipeline.windows_per_batch``).
 DEFAULT_MAX_BATCH_WINDOWS = 64
 #: How long the oldest waiting window may wait for others to fill its batch, in milliseconds,
-#: while other inputs are still being prepared (with none preparing, nothing waits). 0 packs
-#: whatever is waiting when the encoder is free: under load, batches fill while it works.
-#: Measured with ``benchmarks/serve_load.py`` on the shared 2-core machine at 16 clients
-#: (docs/serve.rst, "Measured under load"), on this code: 0 ms gave 52.3 and 49.3 audio s/s
-#: (a 10 s clip's p50 285 and 297 ms), 5 ms 48.6 and 50.3 (p50 293 and 319 ms): no gain from
-#: waiting, only latency; the batcher alone (no HTTP, 16 tasks) ran 1.01-1.05x
-#: ``embed_utterances`` with 0 ms and 0.83-0.98x with 5 ms. A GPU, where a batch costs about
-#: the same at any size, may gain from a wait: measure it there.
-DEFAULT_MAX_WAIT_MS = 0.0
+#: while other inputs are still being prepared (with none preparing, nothing waits, so a lone
+#: request never pays it). Measured with ``benchmarks/serve_load.py`` on the shared 2-core
+#: machine at 16 clients (docs/serve.rst, "Measured under load"): in two sweeps of 0, 2, 5 and
+#: 20 ms, 20 ms had the best or near-best throughput and the lowest p99 of a 10 s clip (87.7
+#: audio s/s against 69.4 for 0 ms, p99 1.88 s against 2.18 s); run alternately with 0 ms, twice
+#: each, 20 ms gave 75.0 and 81.1 audio s/s against 69.1 and 74.4, p99 1.99 and 1.93 s against
+#: 2.04 and 2.32 s. 20 ms is the largest wait measured.
+DEFAULT_MAX_WAIT_MS = 20.0
 
 
 class QueueFullError(SpeakerEmbedError):

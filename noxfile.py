@@ -45,7 +45,7 @@ def _pruned(func: Callable[[nox.Session], None]) -> Callable[[nox.Session], None
 
 
 def _install(
-    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis,postgres"
+    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis,postgres,serve"
 ) -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
@@ -129,7 +129,7 @@ def examples(session: nox.Session) -> None:
     """Run every example program (the tests run them too, this shows their output)."""
     _install(session)
     for script in sorted(os.listdir("examples")):
-        if script.endswith(".py") and not script.startswith("_") and script != "serve_metrics.py":
+        if script.endswith(".py") and not script.startswith("_"):
             session.run("python", f"examples/{script}")
 
 

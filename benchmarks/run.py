@@ -37,6 +37,7 @@ FAMILIES = [
     "order",
     "metrics_overhead",
     "gpu",
+    "serve_load",
     "voices_library",
 ]
 

@@ -1,114 +1,112 @@
-"""Embed audio in a loop and serve speakerembed's Prometheus metrics on 127.0.0.1.
+"""A client of the real service: start ``speakerembed serve``, send it requests, read /metrics.
 
 Usage::
 
-    python examples/serve_metrics.py [AUDIO ...] [--port 9100] [--seconds 0] [--interval 0.1]
+    python examples/serve_metrics.py
 
-``AUDIO`` is any number of audio files or folders. Without it, the script uses the WAV files in
-``examples/audio/``, or, when there are none, a few generated tones. Each round embeds every
-file on its own (``embed_utterances``) and then all of them as one speaker (``embed_speaker``);
-files that cannot be embedded are skipped and counted as errors.
+It starts the service on 127.0.0.1 and a free port with the offline Resemblyzer weights, waits
+until ``/readyz`` answers, then, as any HTTP client would (here, the standard library):
 
-Then open http://127.0.0.1:9100/metrics, or point a Prometheus server at it::
+* posts ``alice_1.wav`` as a raw body to ``/v1/embeddings``;
+* posts two clips as multipart to ``/v1/similarity`` (same voice, then two voices);
+* posts a text file, to show the JSON error every refusal gets;
+* reads ``/metrics`` and prints the service's request counts.
 
-    scrape_configs:
-      - job_name: speakerembed
-        scrape_interval: 5s
-        static_configs: [{targets: ["127.0.0.1:9100"]}]
-
-The metrics go into a registry of this program's own (``CollectorRegistry()``), which is what
-``start_http_server`` serves; the global ``prometheus_client.REGISTRY`` is left alone.
+Then it stops the service with SIGTERM, which answers what is in flight and exits 0.
+Needs ``pip install 'speakerembed[serve,resemblyzer]'``.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
+import os
 import signal
+import socket
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+import uuid
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
-
-from speakerembed import SpeakerEmbedder
-
-HERE = Path(__file__).resolve().parent
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
+AUDIO = Path(__file__).resolve().parent / "audio"
 
 
-def tones(n: int = 4, sample_rate: int = 16000) -> list[np.ndarray]:
-    """Speech-like test signals: harmonic tones with a syllable-rate envelope, 1.5 to 3 s."""
-    out = []
-    for i in range(n):
-        t = np.arange(int((1.5 + 0.5 * i) * sample_rate)) / sample_rate
-        f0 = 110.0 + 40.0 * i
-        wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-        envelope = 0.55 + 0.45 * np.sin(2 * np.pi * (3.0 + i) * t)
-        out.append((0.1 * wave * envelope).astype(np.float32))
-    return out
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-def find_audio(paths: list[str]) -> list[Any]:
-    """The files named (folders expanded), else examples/audio/*.wav, else generated tones."""
-    files: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            files += sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
-        else:
-            files.append(path)  # a missing file is reported by speakerembed, and counted
-    if paths:
-        if not files:
-            raise SystemExit(f"no audio files in {', '.join(paths)}")
-        return files
-    default = sorted((HERE / "audio").glob("*.wav"))
-    return list(default) if default else tones()
+def request(url: str, body: bytes | None = None, content_type: str | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    if content_type:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("audio", nargs="*", help="audio files or folders (default: examples/audio, or tones)")
-    parser.add_argument(
-        "--port", type=int, default=9100, help="port for /metrics on 127.0.0.1 (default 9100)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=0.0, help="stop after this long (default: run until killed)"
-    )
-    parser.add_argument("--interval", type=float, default=0.1, help="pause between rounds, in seconds")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or mps (default cpu)")
-    args = parser.parse_args(argv)
+def multipart(*paths: Path) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file part per path."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for i, path in enumerate(paths):
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file{i}"; filename="{path.name}"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        )
+        parts.append(head.encode() + path.read_bytes() + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
-    inputs = find_audio(args.audio)
-    registry = CollectorRegistry()
-    embedder = SpeakerEmbedder("resemblyzer", device=args.device, registry=registry)
-    start_http_server(args.port, addr="127.0.0.1", registry=registry)
-    print(
-        f"serving http://127.0.0.1:{args.port}/metrics; embedding {len(inputs)} inputs per round", flush=True
-    )
 
-    stop = False
+def main() -> int:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "speakerembed", "serve", "--weights", "resemblyzer", "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    service = subprocess.Popen([*cmd, "--port", str(port)], stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if request(url + "/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            if service.poll() is not None or time.monotonic() > deadline:
+                print("the service did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        print(f"service ready on {url}")
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
+        status, body = request(url + "/v1/embeddings", (AUDIO / "alice_1.wav").read_bytes(), "audio/wav")
+        answer = json.loads(body)
+        emb = answer["embeddings"][0]
+        print(
+            f"POST /v1/embeddings: {status}, {len(emb['embedding'])} floats, "
+            f"duration {emb['duration_s']:.2f} s, speech {emb['speech_s']:.2f} s, weights {answer['weights']}"
+        )
+        for a, b in (("alice_1", "alice_2"), ("alice_1", "bob_1")):
+            data, ctype = multipart(AUDIO / f"{a}.wav", AUDIO / f"{b}.wav")
+            status, body = request(url + "/v1/similarity", data, ctype)
+            print(f"POST /v1/similarity {a} {b}: {status}, cosine {json.loads(body)['similarity']:.3f}")
+        status, body = request(url + "/v1/embeddings", b"this is not audio\n" * 10, "audio/wav")
+        print(f"POST /v1/embeddings (a text file): {status}, {json.loads(body)['error']['type']}")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
-    rounds = 0
-    while not stop and time.monotonic() < deadline:
-        for item in inputs:
-            embedder.embed_utterances([item], sample_rate=16000, errors="skip")
-        result = embedder.embed_utterances(inputs, sample_rate=16000, errors="skip")
-        if result.embeddings.shape[0] > 0:
-            good = [inputs[int(i)] for i in result.indices]
-            embedder.embed_speaker(good, sample_rate=16000)
-        rounds += 1
-        time.sleep(args.interval)
-    print(f"stopped after {rounds} rounds", flush=True)
-    return 0
+        status, body = request(url + "/metrics")
+        print(f"GET /metrics: {status}")
+        for line in body.decode().splitlines():
+            if line.startswith("speakerembed_serve_request_duration_seconds_count"):
+                print(f"  {line}")
+    finally:
+        service.send_signal(signal.SIGTERM)
+        code = service.wait(timeout=60)
+    print(f"service stopped with SIGTERM, exit code {code}")
+    return 0 if code == 0 else 1
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union, overload
 
 import numpy as np
 
@@ -38,7 +38,7 @@ from ._streams import batch_layout, encode_in_order, encoder_streams, preparing_
 from .config import MODEL_SAMPLE_RATE, Pipeline
 from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
-from .load import _is_tensor, _OpenAudio, load_audio
+from .load import _is_tensor, _OpenAudio, is_encoded_audio, load_audio
 from .resample import SincResampler, resample
 from .trim import (
     check_kept,
@@ -61,8 +61,8 @@ __all__ = ["AudioInput", "EmbeddingResult", "Failure", "SpeakerEmbedder"]
 
 logger = logging.getLogger("speakerembed")
 
-AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
-"""One utterance: a file path, a NumPy array or a torch tensor."""
+AudioInput = Union[str, "os.PathLike[str]", bytes, "BinaryIO", "npt.NDArray[Any]", "torch.Tensor"]
+"""One utterance: a file path, an encoded file (bytes or a binary file object), an array or a tensor."""
 
 #: With ``Pipeline(resample_device="auto")``, utterances at least this long are resampled,
 #: trimmed and turned into mels on a CUDA device; shorter ones on the CPU. On an H200 the GPU
@@ -150,11 +150,11 @@ class _Prepared:
 
 
 def _describe_inputs(inputs: object) -> list[object]:
-    if isinstance(inputs, (str, os.PathLike, np.ndarray)) or _is_tensor(inputs):
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)) or _is_tensor(inputs) or is_encoded_audio(inputs):
         return [inputs]
-    if isinstance(inputs, (bytes, dict)) or not isinstance(inputs, Iterable):
+    if isinstance(inputs, dict) or not isinstance(inputs, Iterable):
         raise AudioError(
-            f"inputs is a {type(inputs).__name__}; pass a path, an array or tensor, or a list of them",
+            f"inputs is a {type(inputs).__name__}; pass a path, bytes, an array or tensor, or a list of them",
             source="inputs",
             stage="load",
         )

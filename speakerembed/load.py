@@ -4,7 +4,9 @@ The rules, in order:
 
 1. **Decode.** Paths are read with soundfile (libsndfile: WAV, FLAC, Ogg Vorbis/Opus, MP3 and
    more). Where libsndfile cannot read a file and ``ffmpeg`` is on the ``PATH``, ffmpeg decodes
-   it instead.
+   it instead. Encoded bytes and binary file objects (an upload, ``io.BytesIO``) are decoded in
+   memory by the same libsndfile, with the same errors; only when libsndfile cannot read them
+   and ffmpeg can are they written to a private temporary file, removed as soon as it is read.
 2. **Convert to float32 in [-1, 1].** Signed PCM is divided by its full scale (``int8`` by 2**7,
    ``int16`` by 2**15, ``int32`` by 2**31); ``uint8`` is offset by 128 first. Floats are kept as
    they are. Float audio that peaks above :data:`MAX_FLOAT_PEAK` is rejected: it is nearly always
@@ -17,9 +19,11 @@ The rules, in order:
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +43,9 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "check_finite_file",
     "check_sample_rate",
+    "is_encoded_audio",
     "load_audio",
+    "read_bytes",
     "read_file",
     "to_float32",
     "to_mono",
@@ -512,6 +518,147 @@ def check_finite_file(data: npt.NDArray[np.float32], sample_rate: int, source: s
     )
 
 
+def is_encoded_audio(item: object) -> bool:
+    """Whether ``item`` holds an encoded audio file: bytes, or a binary file object.
+
+    ``bytes``, ``bytearray`` and ``memoryview`` count, and so does anything with a ``read``
+    method that is not a path (``io.BytesIO``, ``open(path, "rb")``, an upload's stream).
+    """
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return True
+    return not isinstance(item, (str, os.PathLike)) and callable(getattr(item, "read", None))
+
+
+def _bytes_of(item: object, source: str) -> bytes:
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    read = item.read  # type: ignore[attr-defined]
+    try:
+        data = read()
+    except (OSError, ValueError) as exc:
+        raise AudioError(
+            f"is a file object that cannot be read ({_short(exc)}); pass an open binary file "
+            "(open(path, 'rb')), or its bytes",
+            source=source,
+            stage="load",
+        ) from exc
+    if isinstance(data, str):
+        raise AudioError(
+            "is a file object opened in text mode; open it in binary mode (open(path, 'rb'))",
+            source=source,
+            stage="load",
+        )
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise AudioError(
+            f"is a file object whose read() gave a {type(data).__name__}, not bytes; pass an "
+            "open binary file or the file's bytes",
+            source=source,
+            stage="load",
+        )
+    return bytes(data)
+
+
+def read_bytes(
+    data: object, *, max_duration_s: float | None = None, source: str = "input"
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Decode an encoded audio file held in memory, as :func:`read_file` decodes a path.
+
+    Parameters
+    ----------
+    data : bytes, bytearray, memoryview or binary file object
+        The whole file: WAV, FLAC, Ogg, MP3 or anything else libsndfile reads. A file object is
+        read from its current position to its end.
+    max_duration_s : float or None
+        Reject the audio, before decoding it, when its header says it is longer.
+    source : str
+        The name used in error messages, such as ``"input 3"``.
+
+    Returns
+    -------
+    samples : numpy.ndarray, shape (n_samples, n_channels), float32
+    sample_rate : int
+
+    Raises
+    ------
+    AudioError
+        When the bytes are empty, not audio, truncated, or declare a bad rate.
+    InputTooLongError
+        When the audio is longer than ``max_duration_s``.
+    """
+    import soundfile as sf
+
+    raw = _bytes_of(data, source)
+    if not raw:
+        raise AudioError(
+            "is empty (0 bytes); it holds no audio: check that the whole file was sent",
+            source=source,
+            stage="load",
+        )
+    head = raw[:64]
+    declared = _wav_header_rate(head)
+    if declared is not None and declared <= 0:
+        raise AudioError(
+            f"has a WAV header that says {declared} Hz; the file is corrupt: re-encode it with "
+            "the right sample rate",
+            source=source,
+            stage="load",
+        )
+    try:
+        with decoder_output_quiet():
+            handle = sf.SoundFile(io.BytesIO(raw))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is not None:
+            return _read_bytes_with_ffmpeg(ffmpeg, raw, max_duration_s, source)
+        raise AudioError(
+            f"is not audio that libsndfile can decode: {_describe_undecodable(head)}"
+            f"{_libsndfile_reason(exc)}; convert it to WAV or FLAC, or install ffmpeg for other "
+            "formats",
+            source=source,
+            stage="load",
+        ) from exc
+    with handle:
+        rate = handle.samplerate
+        if rate <= 0 or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+            raise AudioError(
+                f"has a header that says {rate} Hz, outside the supported "
+                f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the file is corrupt or not speech: "
+                "re-encode it with the right sample rate",
+                source=source,
+                stage="load",
+            )
+        sample_rate = int(rate)
+        _check_duration(handle.frames, sample_rate, max_duration_s, source)
+        try:
+            with decoder_output_quiet():
+                samples = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError, MemoryError) as exc:
+            raise AudioError(
+                f"could not be decoded ({_short(exc)}); the file may be truncated or corrupt: re-encode it",
+                source=source,
+                stage="load",
+            ) from exc
+    if samples.size == 0:
+        raise AudioError(
+            "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
+        )
+    _check_duration(samples.shape[0], sample_rate, max_duration_s, source)
+    return samples, sample_rate
+
+
+def _read_bytes_with_ffmpeg(
+    ffmpeg: str, raw: bytes, max_duration_s: float | None, source: str
+) -> tuple[npt.NDArray[np.float32], int]:
+    """Decode with ffmpeg: the bytes go to a private temporary file (mode 0600), always removed."""
+    fd, name = tempfile.mkstemp(prefix="speakerembed-", suffix=".audio")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        return _read_with_ffmpeg(ffmpeg, Path(name), max_duration_s, source)
+    finally:
+        os.unlink(name)
+
+
 def _raise_if_unreadable(path: Path, source: str, exc: BaseException) -> None:
     """Raise the permission error when libsndfile failed because it may not read the file.
 
@@ -638,14 +785,16 @@ def load_audio(
     max_duration_s: float | None = None,
     source: str = "input",
 ) -> tuple[npt.NDArray[np.float32], int]:
-    """Load one utterance: a path, a NumPy array or a torch tensor, as mono float32.
+    """Load one utterance: a path, encoded bytes, a NumPy array or a torch tensor, as mono float32.
 
     Parameters
     ----------
-    item : str, os.PathLike, numpy.ndarray or torch.Tensor
+    item : str, os.PathLike, bytes, binary file object, numpy.ndarray or torch.Tensor
         The utterance. Arrays and tensors are 1-D, or 2-D with channels (see the module rules).
+        Bytes (``bytes``, ``bytearray``, ``memoryview``) and binary file objects (``io.BytesIO``,
+        ``open(path, "rb")``) hold an encoded file, decoded in memory by :func:`read_bytes`.
     sample_rate : int or None
-        The rate of an array or tensor, in Hz. Ignored for files, which carry their own.
+        The rate of an array or tensor, in Hz. Ignored for files and bytes, which carry their own.
     max_duration_s : float or None
         Reject input longer than this, before resampling.
     source : str
@@ -665,12 +814,9 @@ def load_audio(
         labelled = f"{source} ({os.fspath(item)!s})"
         data, sr = read_file(item, max_duration_s=max_duration_s, source=labelled)
         return to_mono(data, labelled), sr
-    if isinstance(item, bytes):
-        raise AudioError(
-            "is bytes; pass a path, or decode the bytes first (soundfile.read(io.BytesIO(b)))",
-            source=source,
-            stage="load",
-        )
+    if is_encoded_audio(item):
+        data, sr = read_bytes(item, max_duration_s=max_duration_s, source=source)
+        return to_mono(data, source), sr
     if _is_tensor(item):
         array = _tensor_to_numpy(item, source)
     elif isinstance(item, np.ndarray):

@@ -32,13 +32,14 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_example_is_tested() -> None:
-    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} - {"serve_metrics.py"}
+    scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
     tested = {
         "quickstart.py",
         "verify_speakers.py",
         "chatterbox_conditioning.py",
         "clean_dataset.py",
         "voice_library.py",
+        "serve_metrics.py",
     }
     assert scripts == tested
 
@@ -162,3 +163,17 @@ def test_make_audio_regenerates_the_clips(tmp_path: Path) -> None:
     for name in made:
         # espeak-ng versions differ a little; the durations must still match closely.
         assert abs(sf.info(str(tmp_path / name)).duration - sf.info(str(AUDIO / name)).duration) < 0.3
+
+
+def test_serve_metrics_is_a_client_of_the_real_service() -> None:
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed (speakerembed[serve])")
+    pytest.importorskip("starlette", reason="the serve extra is not installed")
+    out = run_example("serve_metrics.py")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "POST /v1/embeddings: 200, 256 floats" in out.stdout
+    cosines = re.findall(r"/v1/similarity \w+ \w+: 200, cosine (-?\d\.\d+)", out.stdout)
+    same, other = (float(x) for x in cosines)
+    assert same > other
+    assert "POST /v1/embeddings (a text file): 422, AudioError" in out.stdout
+    assert 'endpoint="/v1/similarity",status="200"} 2.0' in out.stdout
+    assert "service stopped with SIGTERM, exit code 0" in out.stdout

@@ -17,6 +17,7 @@ import pytest
 from _signals import require_tool
 
 from speakerembed import metrics as m
+from speakerembed.serve.app import SERVICE_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "docs" / "monitoring"
@@ -25,13 +26,25 @@ RULES_TEST = MONITORING / "speakerembed-alerts.test.yml"
 DASHBOARD = MONITORING / "speakerembed-dashboard.json"
 DOC = ROOT / "docs" / "metrics.rst"
 
-# Names a query may use: the catalogue's, and a histogram's _bucket, _sum and _count.
-KNOWN = {spec.name for spec in m.CATALOGUE} | {
-    spec.name + suffix
-    for spec in m.CATALOGUE
-    if spec.type == "histogram"
-    for suffix in ("_bucket", "_sum", "_count")
-}
+# Names a query may use: the catalogue's and the service's (speakerembed.serve.app, which needs
+# no extra to import), and a histogram's _bucket, _sum and _count.
+SERVICE = dict(SERVICE_METRICS)
+KNOWN = (
+    {spec.name for spec in m.CATALOGUE}
+    | {
+        spec.name + suffix
+        for spec in m.CATALOGUE
+        if spec.type == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    }
+    | set(SERVICE)
+    | {
+        name + suffix
+        for name, kind in SERVICE.items()
+        if kind == "histogram"
+        for suffix in ("_bucket", "_sum", "_count")
+    }
+)
 
 
 def promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess[str]:
@@ -78,7 +91,7 @@ def check_promql(exprs: list[str], tmp_path: Path) -> None:
 def test_alert_rules_are_valid() -> None:
     out = promtool("check", "rules", RULES.name)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 2 rules found" in out.stdout
+    assert "SUCCESS: 4 rules found" in out.stdout
 
 
 def test_alert_rules_pass_their_tests() -> None:
@@ -91,7 +104,12 @@ def test_every_alert_is_exercised_and_guarded() -> None:
     rules = RULES.read_text(encoding="utf-8")
     tests = RULES_TEST.read_text(encoding="utf-8")
     alerts = re.findall(r"^\s*- alert: (\w+)", rules, flags=re.MULTILINE)
-    assert sorted(alerts) == ["SpeakerembedHighErrorRatio", "SpeakerembedHighLatencyP95"]
+    assert sorted(alerts) == [
+        "SpeakerembedHighErrorRatio",
+        "SpeakerembedHighLatencyP95",
+        "SpeakerembedServeHighLatencyP99",
+        "SpeakerembedServeOverloaded",
+    ]
     for alert in alerts:
         # Each alert is tested firing (a non-empty exp_alerts) and staying quiet (an empty one).
         end = r"(?=\n\s+- eval_time|\n\s+promql_expr_test|\n\s+- interval|\Z)"
@@ -125,6 +143,14 @@ def test_dashboard_covers_the_documented_views() -> None:
     assert 'rate(speakerembed_utterances_total{job=~"$job",instance=~"$instance",outcome="success"}' in exprs
     assert (
         'outcome="error"}[$__rate_interval])) / sum by (instance) (rate(speakerembed_utterances_total'
+        in exprs
+    )
+    # The service's p99 per endpoint and its 503 rate.
+    assert (
+        "histogram_quantile(0.99, sum by (le, endpoint) (rate(speakerembed_serve_request_duration_" in exprs
+    )
+    assert (
+        'speakerembed_serve_request_duration_seconds_count{job=~"$job",instance=~"$instance",status="503"}'
         in exprs
     )
     names = {v["name"] for v in dash["templating"]["list"]}

@@ -1,6 +1,8 @@
-"""End to end: examples/serve_metrics.py scraped every second by a real Prometheus server.
+"""End to end: a program that embeds audio in a loop (tests/_metrics_loop.py), scraped every
+second by a real Prometheus server. (The service, ``speakerembed serve``, is scraped in
+tests/test_serve.py.)
 
-The test starts the example (embedding audio in a loop, serving /metrics on 127.0.0.1) and the
+The test starts the program (embedding audio in a loop, serving /metrics on 127.0.0.1) and the
 Debian ``prometheus`` binary with a temporary config and data directory, both on loopback and on
 free ports. It waits until Prometheus has samples, asks its HTTP API for the p95 of every stage
 and for the utterance rate, checks that the answers are finite and plausible, and stops both
@@ -31,7 +33,7 @@ from _signals import require_tool
 pytest.importorskip("prometheus_client")
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "serve_metrics.py"
+EXAMPLE = ROOT / "tests" / "_metrics_loop.py"
 DEADLINE_S = 90.0  # the whole dance takes 20-40 s on a busy 2-core machine
 
 STAGE_P95 = (

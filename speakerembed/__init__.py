@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
+    from .export.onnx import OnnxExport, export_onnx
     from .scoring import det_curve, eer, min_dcf, threshold_at
     from .sim_eval import TTSSimilarityReport, tts_similarity
     from .verify import VerificationReport, verify_trials
@@ -41,6 +42,7 @@ __all__ = [
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
+    "OnnxExport",
     "Pipeline",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
@@ -60,6 +62,7 @@ __all__ = [
     "embed_speaker",
     "embed_utterances",
     "embed_windows",
+    "export_onnx",
     "find_outliers",
     "min_dcf",
     "threshold_at",
@@ -92,6 +95,8 @@ _LAZY = {
     "TTSSimilarityReport": "sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
+    "export_onnx": "export.onnx",
+    "OnnxExport": "export.onnx",
 }
 
 

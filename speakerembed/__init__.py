@@ -2,7 +2,7 @@
 
 >>> from speakerembed import embed_speaker, embed_utterances, Pipeline, SpeakerEmbedder
 
-Importing the package is cheap: torch, soundfile and prometheus_client load on first use.
+Importing the package is cheap: NumPy, torch, soundfile and prometheus_client load on first use.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import Pipeline
-from .consolidate import cosine_similarity, utt_to_spk_embed
 from .errors import (
     AudioError,
     BackendUnavailableError,
@@ -24,6 +23,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
+    from .consolidate import cosine_similarity, utt_to_spk_embed
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .export.onnx import OnnxExport, export_onnx
@@ -71,7 +71,11 @@ __all__ = [
     "verify_trials",
 ]
 
+# NumPy too loads on first use (``cosine_similarity``, ``utt_to_spk_embed``), so that
+# ``speakerembed --help`` starts in the interpreter's own time.
 _LAZY = {
+    "cosine_similarity": "consolidate",
+    "utt_to_spk_embed": "consolidate",
     "embed_conditioning": "api",
     "embed_speaker": "api",
     "embed_utterances": "api",

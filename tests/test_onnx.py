@@ -202,3 +202,28 @@ def test_cli_usage_errors_exit_2(
     assert code == ExitCode.USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / argv[0]).exists()
+
+
+def test_a_model_that_does_not_match_torch_is_refused_and_not_written(tmp_path: Path) -> None:
+    import torch
+
+    from speakerembed import SpeakerEmbedder, SpeakerEmbedError
+
+    class BatchDependent(torch.nn.Module):
+        """Unit rows that depend on a Python branch on the batch size: tracing freezes the branch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(40, 256)
+
+        def forward(self, mels: torch.Tensor) -> torch.Tensor:
+            raw = self.proj(mels.mean(dim=1))
+            raw = torch.relu(raw) if mels.shape[0] == 1 else torch.relu(-raw)
+            return raw / torch.linalg.norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+    torch.manual_seed(0)
+    embedder = SpeakerEmbedder(encoder=BatchDependent())
+    out = tmp_path / "bad.onnx"
+    with pytest.raises(SpeakerEmbedError, match=r"does not match torch .* nothing was written"):
+        export_onnx(out, embedder=embedder)
+    assert list(tmp_path.iterdir()) == []

@@ -23,12 +23,14 @@ on test signals of 1 to 12 s against :meth:`~speakerembed.SpeakerEmbedder.embed_
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -295,6 +297,23 @@ def _verify(session: Any, embedder: SpeakerEmbedder, module: torch.nn.Module, wa
     return worst if math.isfinite(worst) else float("nan")
 
 
+@contextlib.contextmanager
+def _export_errors(name: str) -> Iterator[None]:
+    """Turn the exporter's own failures into the library's error, naming the module."""
+    try:
+        yield
+    except SpeakerEmbedError:
+        raise
+    except Exception as exc:  # the exporter raises many types; each becomes one error
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SpeakerEmbedError(
+            f"torch could not export the encoder module {name} to ONNX ({type(exc).__name__}: "
+            f"{first[:200]}); export speakerembed's own encoder (SpeakerEmbedder(weights, "
+            "encoder='builtin')), which loads the same weights",
+            stage="export",
+        ) from exc
+
+
 def export_onnx(
     path: str | os.PathLike[str],
     *,
@@ -388,8 +407,14 @@ def export_onnx(
         example = (torch.from_numpy(_check_mels(1)),)
         names_in, names_out = ["mels"], ["embeddings"]
         axes = {"mels": {0: "batch"}, "embeddings": {0: "batch"}}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"path={str(out)!r}: cannot write in {str(out.parent)!r} ({exc.strerror or exc}); "
+            "pass a path in a folder you can write to"
+        ) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -397,7 +422,7 @@ def export_onnx(
             # The exporter's own notices (its deprecation, LSTM batch advice, tracer warnings
             # about the shape arithmetic, which the checks below verify) are not the caller's.
             warnings.simplefilter("ignore")
-            with torch.inference_mode(False), torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad(), _export_errors(type(module).__name__):
                 torch.onnx.export(
                     exported,
                     example,

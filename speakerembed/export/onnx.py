@@ -354,8 +354,10 @@ def export_onnx(
         If ``opset`` is out of range, the path is not a ``.onnx`` file, or the embedder is not
         float32.
     SpeakerEmbedError
-        If the exported model does not match torch (cosine below :data:`ENCODER_MIN_COSINE`,
-        or :data:`WAVEFORM_MIN_COSINE` for the waveform model); nothing is written then.
+        If the exported model does not match torch (cosine below
+        :data:`~speakerembed.export.onnx.ENCODER_MIN_COSINE`,
+        or :data:`~speakerembed.export.onnx.WAVEFORM_MIN_COSINE` for the waveform model);
+        nothing is written then.
 
     Examples
     --------

@@ -45,7 +45,7 @@ def _pruned(func: Callable[[nox.Session], None]) -> Callable[[nox.Session], None
 
 
 def _install(
-    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis,postgres,serve"
+    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis,postgres,serve,onnx"
 ) -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)

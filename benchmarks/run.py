@@ -39,7 +39,11 @@ FAMILIES = [
     "gpu",
     "serve_load",
     "voices_library",
+    "onnx",
+    "startup",
 ]
+#: Families whose module has another name than the family (``benchmarks/<module>.py``).
+MODULE_OF = {"onnx": "onnx_export"}
 
 #: Standalone benchmark scripts run as they are (their output goes to
 #: ``benchmarks/results/<name>.txt``): (name, script, extra arguments). The Ray benchmark needs
@@ -59,7 +63,7 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the summaries from the JSON files"
     )
-    modules = {name: importlib.import_module(f"benchmarks.{name}") for name in FAMILIES}
+    modules = {name: importlib.import_module(f"benchmarks.{MODULE_OF.get(name, name)}") for name in FAMILIES}
     for module in modules.values():
         if hasattr(module, "add_args"):
             module.add_args(parser)

@@ -2,7 +2,7 @@
 
 >>> from speakerembed import embed_speaker, embed_utterances, Pipeline, SpeakerEmbedder
 
-Importing the package is cheap: torch, soundfile and prometheus_client load on first use.
+Importing the package is cheap: NumPy, torch, soundfile and prometheus_client load on first use.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import Pipeline
-from .consolidate import cosine_similarity, utt_to_spk_embed
 from .errors import (
     AudioError,
     BackendUnavailableError,
@@ -26,8 +25,10 @@ from .errors import (
 if TYPE_CHECKING:
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
+    from .consolidate import cosine_similarity, utt_to_spk_embed
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
+    from .export.onnx import OnnxExport, export_onnx
     from .scoring import det_curve, eer, min_dcf, threshold_at
     from .sim_eval import TTSSimilarityReport, tts_similarity
     from .verify import VerificationReport, verify_trials
@@ -46,6 +47,7 @@ __all__ = [
     "InputTooLongError",
     "LibraryError",
     "Match",
+    "OnnxExport",
     "Pipeline",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
@@ -67,6 +69,7 @@ __all__ = [
     "embed_speaker",
     "embed_utterances",
     "embed_windows",
+    "export_onnx",
     "find_outliers",
     "min_dcf",
     "pick_reference",
@@ -76,7 +79,11 @@ __all__ = [
     "verify_trials",
 ]
 
+# NumPy too loads on first use (``cosine_similarity``, ``utt_to_spk_embed``), so that
+# ``speakerembed --help`` starts in the interpreter's own time.
 _LAZY = {
+    "cosine_similarity": "consolidate",
+    "utt_to_spk_embed": "consolidate",
     "embed_conditioning": "api",
     "embed_speaker": "api",
     "embed_utterances": "api",
@@ -103,6 +110,8 @@ _LAZY = {
     "VoiceLibrary": "voices",
     "Match": "voices",
     "pick_reference": "voices",
+    "export_onnx": "export.onnx",
+    "OnnxExport": "export.onnx",
 }
 
 

@@ -9,6 +9,7 @@
     speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
     speakerembed voices enroll|identify|list|show|remove|nearest|import|pick-reference ...
     speakerembed serve [--host 127.0.0.1] [--port 8000] [--library LIB] [--api-key-file F] ...
+    speakerembed export-onnx OUT.onnx [--waveform] [--weights W] [--opset N]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -44,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "corpus": "corpus",
     "voices": "voices",
     "serve": "serve",
+    "export-onnx": "export_onnx",
 }
 
 
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n"
         "  speakerembed voices enroll alice a1.wav a2.wav --library voices.db\n"
         "  speakerembed voices identify who.wav --library voices.db -o ids.jsonl\n"
-        "  speakerembed serve --weights resemblyzer --port 8000\n\n"
+        "  speakerembed serve --weights resemblyzer --port 8000\n"
+        "  speakerembed export-onnx voice_encoder.onnx --weights resemblyzer\n\n"
         "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -44,9 +44,10 @@ def _pruned(func: Callable[[nox.Session], None]) -> Callable[[nox.Session], None
     return run
 
 
-def _install(
-    session: nox.Session, *groups: str, extras: str = "metrics,kaiser,plot,corpus,vad,analysis,postgres,serve,onnx"
-) -> None:
+EXTRAS = "metrics,kaiser,plot,corpus,vad,analysis,postgres,serve,onnx"
+
+
+def _install(session: nox.Session, *groups: str, extras: str = EXTRAS) -> None:
     session.install(TORCH)
     session.install("-e", f".[{extras}]", TORCH)
     # The offline weights="resemblyzer" file, the light way the README recommends: the wheel

@@ -22,6 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis.clustering import SpeakerClusters, bcubed, cluster_corpus, cluster_speakers
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
@@ -42,6 +43,7 @@ __all__ = [
     "Failure",
     "InputTooLongError",
     "Pipeline",
+    "SpeakerClusters",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
     "TTSSimilarityReport",
@@ -50,8 +52,11 @@ __all__ = [
     "WeightsInfo",
     "WindowedEmbeddings",
     "__version__",
+    "bcubed",
     "clean_dataset",
     "clear_cache",
+    "cluster_corpus",
+    "cluster_speakers",
     "cosine_similarity",
     "det_curve",
     "eer",
@@ -92,6 +97,10 @@ _LAZY = {
     "TTSSimilarityReport": "sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
+    "cluster_speakers": "analysis.clustering",
+    "cluster_corpus": "analysis.clustering",
+    "bcubed": "analysis.clustering",
+    "SpeakerClusters": "analysis.clustering",
 }
 
 

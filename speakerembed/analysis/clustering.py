@@ -72,14 +72,14 @@ __all__ = [
 #: LJ Speech, VCTK; repeated speakers mixed with speakers heard once) with
 #: ``weights="resemblyzer"`` by ``benchmarks/cluster_thresholds.py``: the threshold of the
 #: best B-cubed F1 there (see ``docs/clustering.rst``).
-DEFAULT_THRESHOLD = 0.70
+DEFAULT_THRESHOLD = 0.76
 #: ``search="auto"`` compares every pair of rows up to this many rows, and uses the inverted
 #: file above it.
 EXACT_MAX_ROWS = 30_000
 #: Cells of the inverted file that each cell's rows are compared with (its own included).
 IVF_PROBES = 10
 #: Default ``max_neighbors``: the most neighbours above the threshold kept a clip.
-MAX_NEIGHBORS = 32
+MAX_NEIGHBORS = 16
 
 Search = Literal["auto", "exact", "ivf"]
 _SEARCHES = ("auto", "exact", "ivf")
@@ -261,17 +261,23 @@ def _average_linkage(
     """Greedy average-linkage merges down to ``floor``: (final owner of each row, the merges).
 
     Each group is named by one of its rows and kept as the sum of its rows, so the linkage of
-    two groups (the mean cosine of their pairs) is ``sum_a @ sum_b / (n_a n_b)``. A heap holds
-    the candidate merges; an entry is stale once either group has changed since it was pushed.
+    two groups (the mean cosine of their pairs) is ``sum_a @ sum_b / (n_a n_b)``.
+
+    A heap holds candidate merges keyed by a linkage that is never below the pair's current
+    one, for every pair whose current linkage reaches ``floor``. Merging a smaller group B into
+    A changes A's linkage to a group D into the size-weighted mean of A-D and B-D: below the
+    old A-D key unless B-D is higher, and B-D can reach ``floor`` only if B and D share a
+    graph edge, so only B's neighbours get fresh keys. A popped entry is re-scored: merged if it
+    still beats the next key, pushed back with its exact value otherwise. So each merge costs
+    the smaller group's neighbours, not the larger's, and the merges are exactly the greedy
+    sequence (the most similar pair first).
     """
     n = x.shape[0]
     sums = x.astype(np.float64)
     counts = np.ones(n)
     owner = np.arange(n, dtype=np.intp)
     members: list[list[int]] = [[i] for i in range(n)]
-    version = [0] * n
-    alive = [True] * n
-    nbrs: list[npt.NDArray[np.intp]] = [indices[indptr[i] : indptr[i + 1]] for i in range(n)]
+    chunks: list[list[npt.NDArray[np.intp]]] = [[indices[indptr[i] : indptr[i + 1]]] for i in range(n)]
     rows = np.repeat(np.arange(n, dtype=np.intp), np.diff(indptr))
     upper = rows < indices
     a_idx, b_idx = rows[upper], indices[upper]
@@ -281,20 +287,26 @@ def _average_linkage(
         sims[lo : lo + step] = np.einsum("ij,ij->i", sums[a_idx[lo : lo + step]], sums[b_idx[lo : lo + step]])
     keep = sims >= floor
     heap = [
-        (-s, a, b, 0, 0)
+        (-s, a, b)
         for s, a, b in zip(sims[keep].tolist(), a_idx[keep].tolist(), b_idx[keep].tolist(), strict=True)
     ]
     del rows, upper, a_idx, b_idx, sims, keep
     heapq.heapify(heap)
     merges: list[tuple[int, int, float]] = []
-    empty = np.zeros(0, dtype=np.intp)
     while heap:
-        neg, a, b, va, vb = heapq.heappop(heap)
+        neg, i, j = heapq.heappop(heap)
         if -neg < floor:
             break
-        if not (alive[a] and alive[b]) or version[a] != va or version[b] != vb:
+        a, b = int(owner[i]), int(owner[j])
+        if a == b:
             continue
-        if len(members[a]) < len(members[b]):
+        link = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
+        if link < floor:
+            continue
+        if heap and link < -heap[0][0]:
+            heapq.heappush(heap, (-link, a, b))
+            continue
+        if counts[a] < counts[b]:
             a, b = b, a
         moved = members[b]
         owner[moved] = a
@@ -302,18 +314,17 @@ def _average_linkage(
         members[b] = []
         sums[a] += sums[b]
         counts[a] += counts[b]
-        alive[b] = False
-        merges.append((a, b, -neg))
-        cand = np.unique(owner[np.concatenate((nbrs[a], nbrs[b]))])
+        merges.append((a, b, link))
+        raw = chunks[b]
+        chunks[b] = []
+        cand = np.unique(owner[raw[0] if len(raw) == 1 else np.concatenate(raw)])
         cand = cand[cand != a]
-        nbrs[a], nbrs[b] = cand, empty
-        version[a] += 1
-        va = version[a]
+        chunks[a].append(cand)
         if cand.size:
-            link = (sums[cand] @ sums[a]) / (counts[cand] * counts[a])
-            up = link >= floor
-            for d, s in zip(cand[up].tolist(), link[up].tolist(), strict=True):
-                heapq.heappush(heap, (-s, a, d, va, version[d]))
+            fresh = (sums[cand] @ sums[a]) / (counts[cand] * counts[a])
+            up = fresh >= floor
+            for d, s in zip(cand[up].tolist(), fresh[up].tolist(), strict=True):
+                heapq.heappush(heap, (-s, a, d))
     return owner, merges
 
 

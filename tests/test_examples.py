@@ -33,7 +33,13 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} - {"serve_metrics.py"}
-    tested = {"quickstart.py", "verify_speakers.py", "chatterbox_conditioning.py", "clean_dataset.py"}
+    tested = {
+        "quickstart.py",
+        "verify_speakers.py",
+        "chatterbox_conditioning.py",
+        "clean_dataset.py",
+        "cluster_clips.py",
+    }
     assert scripts == tested
 
 
@@ -101,6 +107,16 @@ def test_clean_dataset_flags_the_intruder() -> None:
     assert {line.split()[0] for line in lines[1:3]} == {"carol/carol_1.wav", "carol/carol_1_again.wav"}
     assert all("DUPLICATE" in line for line in lines[1:3])
     assert all(line.endswith("ok") for line in lines[3:])
+
+
+def test_cluster_clips_finds_the_three_voices() -> None:
+    out = run_example("cluster_clips.py")
+    assert out.returncode == 0, out.stderr
+    assert "9 clips, 3 speakers" in out.stdout
+    for voice in VOICES:
+        found = set(re.findall(rf"speaker (\d+)  {voice}_\d\.wav", out.stdout))
+        assert len(found) == 1, (voice, out.stdout)
+    assert "precision 1.000, recall 1.000" in out.stdout
 
 
 def test_chatterbox_conditioning_runs_without_chatterbox() -> None:

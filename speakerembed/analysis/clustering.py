@@ -664,7 +664,7 @@ def plot_cluster_sizes(
         ax_sweep.plot(sweep["threshold"], sweep["largest"], marker="^", label="largest cluster (clips)")
         if threshold is not None:
             ax_sweep.axvline(threshold, color="k", linestyle="--", linewidth=1)
-        ax_sweep.set_yscale("log")
+        ax_sweep.set_yscale("symlog", linthresh=1.0)  # counts can be 0
         ax_sweep.set_xlabel("threshold (mean cosine between merged groups)")
         ax_sweep.set_ylabel("count")
         ax_sweep.legend(fontsize=8)

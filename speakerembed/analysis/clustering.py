@@ -1,6 +1,6 @@
 """Group unlabelled clips into speakers: average-linkage clustering on a neighbour graph.
 
-:func:`cluster_speakers` takes unit embeddings, one row a clip, and returns one speaker label
+:func:`~speakerembed.cluster_speakers` takes unit embeddings, one row a clip, and returns one speaker label
 a row. It is agglomerative clustering with **average linkage** on cosine similarity, cut at a
 similarity ``threshold``: two groups of clips merge while the mean cosine over all their pairs
 of clips is at least the threshold, the closest groups first. For unit rows that mean is exactly
@@ -27,8 +27,8 @@ cosine to the whole group reaches the threshold, which a clip of another speaker
 (different speakers score 0.60 +- 0.08 on average with the resemblyzer weights, the same speaker
 0.85). Groups smaller than ``min_cluster_size`` are labelled ``-1`` (no speaker), never merged.
 
-:func:`bcubed` scores a clustering against reference labels (B-cubed precision and recall), and
-:func:`cluster_corpus` clusters a ``speakerembed corpus`` output (``speakerembed cluster``).
+:func:`~speakerembed.bcubed` scores a clustering against reference labels (B-cubed precision and recall), and
+:func:`~speakerembed.cluster_corpus` clusters a ``speakerembed corpus`` output (``speakerembed cluster``).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ __all__ = [
     "threshold_sweep",
 ]
 
-#: Default ``threshold`` of :func:`cluster_speakers`: the mean cosine between two groups of
+#: Default ``threshold`` of :func:`~speakerembed.cluster_speakers`: the mean cosine between two groups of
 #: clips at which they merge. Measured on the labelled real speech (LibriSpeech, CMU ARCTIC,
 #: LJ Speech, VCTK; repeated speakers mixed with speakers heard once) with
 #: ``weights="resemblyzer"`` by ``benchmarks/cluster_thresholds.py``: the threshold of the
@@ -117,7 +117,7 @@ def bcubed(
     labels_true : array_like, shape (n,)
         Reference labels (any comparable values: speaker names, ints).
     labels_pred : array_like, shape (n,)
-        Predicted labels, as :func:`cluster_speakers` returns them.
+        Predicted labels, as :func:`~speakerembed.cluster_speakers` returns them.
 
     Returns
     -------
@@ -449,7 +449,7 @@ def cluster_speakers(
         Finite unit rows, as :func:`~speakerembed.embed_utterances` returns them.
     threshold : float or None
         Mean cosine between two groups of clips from which they merge; ``None`` is
-        :data:`DEFAULT_THRESHOLD` (measured). Higher splits more.
+        :data:`~speakerembed.analysis.clustering.DEFAULT_THRESHOLD` (measured). Higher splits more.
     min_cluster_size : int
         Clusters with fewer clips get the label ``-1``.
     max_neighbors : int
@@ -521,7 +521,7 @@ def cluster_sizes(labels: npt.ArrayLike) -> dict[str, Any]:
     Parameters
     ----------
     labels : array_like, shape (n_clips,), int
-        As :func:`cluster_speakers` returns them.
+        As :func:`~speakerembed.cluster_speakers` returns them.
 
     Returns
     -------
@@ -565,7 +565,7 @@ def threshold_sweep(
     thresholds : sequence of float
         Cosines in (-1, 1].
     max_neighbors, search
-        As for :func:`cluster_speakers`.
+        As for :func:`~speakerembed.cluster_speakers`.
 
     Returns
     -------
@@ -677,7 +677,7 @@ def plot_cluster_sizes(
 
 @dataclasses.dataclass(frozen=True)
 class SpeakerClusters:
-    """The clusters of a corpus output, from :func:`cluster_corpus`.
+    """The clusters of a corpus output, from :func:`~speakerembed.cluster_corpus`.
 
     Attributes
     ----------
@@ -704,7 +704,7 @@ class SpeakerClusters:
         return len(self.ids)
 
     def sizes(self) -> dict[str, Any]:
-        """:func:`cluster_sizes` of the labels."""
+        """:func:`~speakerembed.analysis.clustering.cluster_sizes` of the labels."""
         return cluster_sizes(self.labels)
 
     def to_arrow(self) -> Any:
@@ -818,7 +818,7 @@ def cluster_corpus(
         The corpus output folder (Parquet shards with ``id``, ``path`` and ``embedding``).
         Rows whose embedding is null (failed inputs) are left out and counted in ``failed``.
     threshold, min_cluster_size, max_neighbors, search
-        As for :func:`cluster_speakers`.
+        As for :func:`~speakerembed.cluster_speakers`.
 
     Returns
     -------

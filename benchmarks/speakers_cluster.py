@@ -182,9 +182,7 @@ def main() -> None:
     ok_rss = "PASS" if res["peak_rss_mb"] <= TARGET_RSS_MB else "FAIL"
     print(f"threshold {DEFAULT_THRESHOLD} (the default)")
     print(f"wall time   {res['wall_s']:8.1f} s    target <= {TARGET_S:.0f} s     {ok_time}")
-    print(
-        f"CPU time    {res['cpu_s']:8.1f} s    (all threads; idle 2 cores: wall >= half of it)"
-    )
+    print(f"CPU time    {res['cpu_s']:8.1f} s    (all threads; idle 2 cores: wall >= half of it)")
     print(f"peak RSS    {res['peak_rss_mb']:8.0f} MB   target <= {TARGET_RSS_MB:.0f} MB   {ok_rss}")
     print(f"B-cubed     precision {score.precision:.4f}  recall {score.recall:.4f}  F1 {score.f1:.4f}")
     print(f"clusters    {np.unique(labels).size} (true speakers {np.unique(spk).size})")

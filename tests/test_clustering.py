@@ -326,3 +326,9 @@ def test_cli_cluster_bad_output_exits_2(capsys: pytest.CaptureFixture[str], tmp_
 def test_cli_cluster_not_a_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["cluster", str(tmp_path / "nope"), "-o", str(tmp_path / "c.parquet")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_ivf_search_on_a_handful_of_rows() -> None:
+    x, truth = voices(2, 3, 1, seed=11)
+    assert same_partition(cluster_speakers(x, search="ivf"), cluster_speakers(x, search="exact"))
+    assert bcubed(truth, cluster_speakers(x, search="ivf")).f1 == 1.0

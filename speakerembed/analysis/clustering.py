@@ -213,7 +213,7 @@ def _ivf_pairs(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     n = x.shape[0]
     rng = np.random.default_rng(0)
-    n_cells = int(min(4096, max(8, round(2 * math.sqrt(n)))))
+    n_cells = int(min(4096, n, max(8, round(2 * math.sqrt(n)))))
     centroids = _spherical_kmeans(x, n_cells, rng)
     cell = _argmax_rows(x, centroids)
     order = np.argsort(cell, kind="stable")
@@ -760,6 +760,7 @@ class SpeakerClusters:
 
 def _read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDArray[np.float32], int]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise missing_backend("pyarrow", "analysis", "cluster_corpus") from exc
@@ -796,7 +797,8 @@ def _read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDA
     paths = [str(v) for v in table.column("path").to_pylist()] if "path" in names else list(ids)
     column = table.column("embedding").combine_chunks()
     valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    flat = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    kept = column.filter(pa.array(valid)) if not valid.all() else column  # no null slots
+    flat = np.asarray(kept.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
     x = flat.reshape(int(valid.sum()), -1) if valid.any() else np.zeros((0, 256), dtype=np.float32)
     keep = np.flatnonzero(valid)
     return [ids[i] for i in keep], [paths[i] for i in keep], x, int(n - keep.size)

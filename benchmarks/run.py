@@ -51,6 +51,8 @@ MODULE_OF = {"onnx": "onnx_export"}
 SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("corpus", "bench_corpus.py", []),
     ("ray", "bench_ray.py", []),
+    # The "speakers" family (issue 19): clustering 200,000 embeddings (diarization beside it).
+    ("speakers_cluster", "speakers_cluster.py", []),
 ]
 
 

@@ -23,6 +23,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis.clustering import SpeakerClusters, bcubed, cluster_corpus, cluster_speakers
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .consolidate import cosine_similarity, utt_to_spk_embed
@@ -49,6 +50,7 @@ __all__ = [
     "Match",
     "OnnxExport",
     "Pipeline",
+    "SpeakerClusters",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
     "TTSSimilarityReport",
@@ -59,8 +61,11 @@ __all__ = [
     "WeightsInfo",
     "WindowedEmbeddings",
     "__version__",
+    "bcubed",
     "clean_dataset",
     "clear_cache",
+    "cluster_corpus",
+    "cluster_speakers",
     "cosine_similarity",
     "det_curve",
     "eer",
@@ -112,6 +117,10 @@ _LAZY = {
     "pick_reference": "voices",
     "export_onnx": "export.onnx",
     "OnnxExport": "export.onnx",
+    "cluster_speakers": "analysis.clustering",
+    "cluster_corpus": "analysis.clustering",
+    "bcubed": "analysis.clustering",
+    "SpeakerClusters": "analysis.clustering",
 }
 
 

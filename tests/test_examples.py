@@ -40,6 +40,7 @@ def test_every_example_is_tested() -> None:
         "clean_dataset.py",
         "voice_library.py",
         "serve_metrics.py",
+        "cluster_clips.py",
     }
     assert scripts == tested
 
@@ -119,6 +120,16 @@ def test_clean_dataset_flags_the_intruder() -> None:
     assert {line.split()[0] for line in lines[1:3]} == {"carol/carol_1.wav", "carol/carol_1_again.wav"}
     assert all("DUPLICATE" in line for line in lines[1:3])
     assert all(line.endswith("ok") for line in lines[3:])
+
+
+def test_cluster_clips_finds_the_three_voices() -> None:
+    out = run_example("cluster_clips.py")
+    assert out.returncode == 0, out.stderr
+    assert "9 clips, 3 speakers" in out.stdout
+    for voice in VOICES:
+        found = set(re.findall(rf"speaker (\d+)  {voice}_\d\.wav", out.stdout))
+        assert len(found) == 1, (voice, out.stdout)
+    assert "precision 1.000, recall 1.000" in out.stdout
 
 
 def test_chatterbox_conditioning_runs_without_chatterbox() -> None:

@@ -10,6 +10,7 @@
     speakerembed voices enroll|identify|list|show|remove|nearest|import|pick-reference ...
     speakerembed serve [--host 127.0.0.1] [--port 8000] [--library LIB] [--api-key-file F] ...
     speakerembed export-onnx OUT.onnx [--waveform] [--weights W] [--opset N]
+    speakerembed cluster CORPUS_OUT -o CLUSTERS.parquet [--threshold T] [--kaldi DIR] [--plot FILE.png]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -46,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "voices": "voices",
     "serve": "serve",
     "export-onnx": "export_onnx",
+    "cluster": "cluster",
 }
 
 
@@ -70,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed voices enroll alice a1.wav a2.wav --library voices.db\n"
         "  speakerembed voices identify who.wav --library voices.db -o ids.jsonl\n"
         "  speakerembed serve --weights resemblyzer --port 8000\n"
-        "  speakerembed export-onnx voice_encoder.onnx --weights resemblyzer\n\n"
+        "  speakerembed export-onnx voice_encoder.onnx --weights resemblyzer\n"
+        "  speakerembed cluster corpus_out/ -o clusters.parquet --kaldi data/train\n\n"
         "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

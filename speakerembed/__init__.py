@@ -22,6 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis.diarization import Diarization, DiarizationConfig, diarize
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
@@ -38,6 +39,8 @@ __all__ = [
     "CleanReport",
     "ConfigError",
     "CorpusReport",
+    "Diarization",
+    "DiarizationConfig",
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
@@ -54,6 +57,7 @@ __all__ = [
     "clear_cache",
     "cosine_similarity",
     "det_curve",
+    "diarize",
     "eer",
     "embed_conditioning",
     "embed_corpus",
@@ -92,6 +96,9 @@ _LAZY = {
     "TTSSimilarityReport": "sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
+    "diarize": "analysis.diarization",
+    "Diarization": "analysis.diarization",
+    "DiarizationConfig": "analysis.diarization",
 }
 
 

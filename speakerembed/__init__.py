@@ -22,6 +22,7 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    from .analysis.clustering import SpeakerClusters, bcubed, cluster_corpus, cluster_speakers
     from .analysis.diarization import Diarization, DiarizationConfig, diarize
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
@@ -45,6 +46,7 @@ __all__ = [
     "Failure",
     "InputTooLongError",
     "Pipeline",
+    "SpeakerClusters",
     "SpeakerEmbedError",
     "SpeakerEmbedder",
     "TTSSimilarityReport",
@@ -53,8 +55,11 @@ __all__ = [
     "WeightsInfo",
     "WindowedEmbeddings",
     "__version__",
+    "bcubed",
     "clean_dataset",
     "clear_cache",
+    "cluster_corpus",
+    "cluster_speakers",
     "cosine_similarity",
     "det_curve",
     "diarize",
@@ -99,6 +104,10 @@ _LAZY = {
     "diarize": "analysis.diarization",
     "Diarization": "analysis.diarization",
     "DiarizationConfig": "analysis.diarization",
+    "cluster_speakers": "analysis.clustering",
+    "cluster_corpus": "analysis.clustering",
+    "bcubed": "analysis.clustering",
+    "SpeakerClusters": "analysis.clustering",
 }
 
 

@@ -1,11 +1,13 @@
-"""Speaker structure: who spoke when (diarization), its scoring, and speaker clustering.
+"""What to do with embeddings: answers, not vectors.
 
-* :mod:`speakerembed.analysis.diarization`: :func:`~speakerembed.diarize` and its
-  :class:`~speakerembed.analysis.diarization.DiarizationConfig`.
-* :mod:`speakerembed.analysis.der`: the diarization error rate and the Jaccard error rate on
-  RTTM-like turns (re-exported by :mod:`speakerembed.scoring`).
+- :mod:`~speakerembed.analysis.clustering`: group unlabelled clips into speakers
+  (``speakerembed cluster``), and B-cubed scores of a clustering.
+- :mod:`~speakerembed.analysis.diarization`: who spoke when (:func:`~speakerembed.diarize`,
+  ``speakerembed diarize``).
+- :mod:`~speakerembed.analysis.der`: the diarization and Jaccard error rates on RTTM-like
+  turns (re-exported by :mod:`speakerembed.scoring`).
+
+The public functions are re-exported from :mod:`speakerembed`.
 """
-
-from __future__ import annotations
 
 __all__: list[str] = []

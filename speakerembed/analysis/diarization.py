@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..embedder import SpeakerEmbedder
     from ..encoder import Precision
 
-__all__ = ["Diarization", "DiarizationConfig", "SpeechWindows", "Turn", "check_unique_uris", "cluster_windows", "diarize", "input_uri", "speech_windows"]
+__all__ = ["Diarization", "DiarizationConfig", "SpeechWindows", "Turn", "check_unique_uris", "cluster_windows", "diarize", "input_uri", "link_files", "speech_windows"]
 
 ClusterMethod = Literal["spectral", "ahc"]
 
@@ -490,20 +490,24 @@ def cluster_windows(
     labels = _relabel(labels)
     if fixed is None:
         # Clusters of one or two sampled windows are noise, not speakers: their windows go to
-        # the nearest real speaker in the re-segmentation.
+        # the nearest real speaker in the re-segmentation (unless that leaves too few).
         sizes = np.bincount(labels)
         big = np.flatnonzero(sizes >= min(3, int(sizes.max())))
-        keep = np.isin(labels, big)
-        x, labels = x[keep], _relabel(labels[keep])
+        if big.shape[0] >= lo:
+            keep = np.isin(labels, big)
+            x, labels = x[keep], _relabel(labels[keep])
     k = int(labels.max()) + 1
     centroids = _centroids(x, labels, k)
     penalties = np.where(np.diff(segment, prepend=segment[:1]) == 0, config.switch_penalty, 0.0)
     path = _viterbi(embeddings @ centroids.T, penalties)
-    # Two refinements: centroids of all windows, then assign again.
+    # Two refinements: the centroids of all windows, then assign again.
     for _ in range(2):
-        k = int(path.max()) + 1
+        if np.unique(path).shape[0] < min(lo, k):
+            break  # smoothing would lose a speaker the caller asked for
         centroids = _centroids(embeddings, _relabel(path), int(_relabel(path).max()) + 1)
         path = _viterbi(embeddings @ centroids.T, penalties)
+    if np.unique(path).shape[0] < min(lo, k):
+        path = np.argmax(embeddings @ centroids.T, axis=1).astype(np.int64)
     _, first = np.unique(path, return_index=True)
     order = np.argsort(np.argsort(first))
     remap = np.zeros(int(path.max()) + 1, np.int64)
@@ -743,3 +747,75 @@ def check_unique_uris(inputs: Sequence[object]) -> list[str]:
         seen[u] = item
         out.append(u)
     return out
+
+
+def link_files(
+    diarizations: Sequence[Diarization], *, threshold: float | None = None
+) -> tuple[list[Diarization], list[dict[str, Any]]]:
+    """Give the same speaker the same label in every file.
+
+    The per-file speaker embeddings are clustered with
+    :func:`~speakerembed.analysis.clustering.cluster_speakers` (``threshold`` is its cosine;
+    ``None`` its measured default), and each file's speakers are renamed ``SPK_000``,
+    ``SPK_001``... after their cluster. Two speakers of one file that fall in one cluster become
+    one speaker there.
+
+    Parameters
+    ----------
+    diarizations : sequence of Diarization
+        One per file, with distinct uris.
+    threshold : float or None
+        Passed to ``cluster_speakers``.
+
+    Returns
+    -------
+    linked : list of Diarization
+        The same turns under global labels, in the input order.
+    speakers : list of dict
+        The global speakers: ``speaker``, ``embedding`` (256 floats, unit), ``files`` (uris) and
+        ``seconds`` (speech in each file).
+    """
+    from ..consolidate import utt_to_spk_embed
+    from .clustering import cluster_speakers
+
+    rows = [(i, label) for i, d in enumerate(diarizations) for label in d.speaker_embeddings]
+    if not rows:
+        return list(diarizations), []
+    matrix = np.stack([diarizations[i].speaker_embeddings[label] for i, label in rows]).astype(np.float32)
+    if matrix.shape[0] == 1:
+        groups = np.zeros(1, np.int64)
+    else:
+        groups = np.asarray(cluster_speakers(matrix, threshold=threshold), np.int64)
+    # singletons (-1, if any) keep a label of their own
+    nxt = int(groups.max()) + 1 if groups.size else 0
+    for j in np.flatnonzero(groups < 0):
+        groups[j], nxt = nxt, nxt + 1
+    order = {g: k for k, g in enumerate(dict.fromkeys(groups.tolist()))}
+    names = {row: f"SPK_{order[int(g)]:03d}" for row, g in zip(rows, groups, strict=True)}
+    linked: list[Diarization] = []
+    table: dict[str, dict[str, Any]] = {}
+    members: dict[str, list[npt.NDArray[np.float32]]] = {}
+    for i, d in enumerate(diarizations):
+        rename = {label: names[(i, label)] for label in d.speaker_embeddings}
+        turns: list[Turn] = []
+        for t in d.turns:
+            new = Turn(t.start_s, t.end_s, rename[t.speaker])
+            if turns and turns[-1].speaker == new.speaker and turns[-1].end_s >= new.start_s:
+                turns[-1] = Turn(turns[-1].start_s, new.end_s, new.speaker)
+            else:
+                turns.append(new)
+        spk: dict[str, npt.NDArray[np.float32]] = {}
+        for label, emb in d.speaker_embeddings.items():
+            members.setdefault(rename[label], []).append(emb)
+            spk.setdefault(rename[label], emb)
+        for label in spk:
+            same = [d.speaker_embeddings[k] for k, v in rename.items() if v == label]
+            spk[label] = utt_to_spk_embed(np.stack(same)) if len(same) > 1 else same[0]
+        linked.append(Diarization(d.uri, tuple(turns), spk, d.duration_s, d.speech_s))
+        for label, seconds in linked[-1].speaker_seconds().items():
+            entry = table.setdefault(label, {"speaker": label, "files": [], "seconds": {}})
+            entry["files"].append(d.uri)
+            entry["seconds"][d.uri] = round(seconds, 3)
+    for label, entry in table.items():
+        entry["embedding"] = [round(float(v), 6) for v in utt_to_spk_embed(np.stack(members[label]))]
+    return linked, sorted(table.values(), key=lambda e: str(e["speaker"]))

@@ -7,6 +7,7 @@
     speakerembed similarity A B
     speakerembed verify TRIALS [--root DIR] [-o REPORT.json] [--scores FILE] [--plot FILE.png]
     speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
+    speakerembed diarize INPUT... [-o turns.rttm] [--num-speakers N] [--link-files] [--format rttm|json|parquet]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -40,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "verify": "verify",
     "sim-eval": "sim_eval",
     "corpus": "corpus",
+    "diarize": "diarize",
 }
 
 
@@ -60,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed similarity alice1.wav alice2.wav\n"
         "  speakerembed similarity alice*.wav --against bob*.wav\n"
         "  speakerembed verify trials.txt -o report.json --scores scores.txt\n"
-        "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n\n"
+        "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n"
+        "  speakerembed diarize meeting.wav -o turns.rttm --weights resemblyzer\n\n"
         "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -24,6 +24,9 @@ FLAGS: dict[str, str] = {
     "weights": "--weights",
     "device": "--device",
     "precision": "--precision",
+    "num_speakers": "--num-speakers",
+    "min_speakers": "--min-speakers",
+    "max_speakers": "--max-speakers",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

@@ -24,7 +24,9 @@ __all__ = ["Conversation", "build_conversation", "speaker_pools"]
 class Conversation:
     """A simulated conversation: ``wave`` (float32), ``sample_rate``, ``turns`` (start, end, speaker)."""
 
-    def __init__(self, wave: npt.NDArray[np.float32], sample_rate: int, turns: list[tuple[float, float, str]]):
+    def __init__(
+        self, wave: npt.NDArray[np.float32], sample_rate: int, turns: list[tuple[float, float, str]]
+    ):
         self.wave = wave
         self.sample_rate = sample_rate
         self.turns = turns
@@ -47,7 +49,11 @@ class Conversation:
 def speaker_pools(speech: Path) -> dict[str, list[Path]]:
     """LibriSpeech speakers (16 kHz FLAC) of the shared speech: speaker -> sorted files."""
     root = speech / "librispeech"
-    return {d.name: sorted(d.glob("*.flac")) for d in sorted(root.iterdir()) if d.is_dir() and any(d.glob("*.flac"))}
+    return {
+        d.name: sorted(d.glob("*.flac"))
+        for d in sorted(root.iterdir())
+        if d.is_dir() and any(d.glob("*.flac"))
+    }
 
 
 def _trimmed(path: Path) -> npt.NDArray[np.float32]:

@@ -8,7 +8,9 @@ import pytest
 from speakerembed.errors import ConfigError
 from speakerembed.scoring import der, jer
 
-pm = pytest.importorskip("pyannote.metrics.diarization", reason="pyannote.metrics (test group) is not installed")
+pm = pytest.importorskip(
+    "pyannote.metrics.diarization", reason="pyannote.metrics (test group) is not installed"
+)
 core = pytest.importorskip("pyannote.core")
 
 
@@ -54,7 +56,9 @@ def test_der_and_jer_match_pyannote(seed: int, collar: float, skip_overlap: bool
     assert ours.false_alarm_s == pytest.approx(parts["false alarm"], abs=1e-6)
     assert ours.confusion_s == pytest.approx(parts["confusion"], abs=1e-6)
     assert ours.total_s == pytest.approx(parts["total"], abs=1e-6)
-    theirs = pm.JaccardErrorRate(collar=collar, skip_overlap=skip_overlap)(_annotation(ref), _annotation(hyp), uem=uem)
+    theirs = pm.JaccardErrorRate(collar=collar, skip_overlap=skip_overlap)(
+        _annotation(ref), _annotation(hyp), uem=uem
+    )
     assert jer(ref, hyp, collar=collar, skip_overlap=skip_overlap).jer == pytest.approx(theirs, abs=1e-9)
 
 

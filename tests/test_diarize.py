@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _conversations import Conversation, build_conversation, speaker_pools
+
 from speakerembed import Diarization, DiarizationConfig, SpeakerEmbedder, diarize
 from speakerembed.analysis.diarization import check_unique_uris, cluster_windows, link_files
 from speakerembed.cli import main
@@ -23,14 +23,18 @@ def pools(speech: Path) -> dict[str, list[Path]]:
     return speaker_pools(speech)
 
 
-def _conversation(pools: dict[str, list[Path]], n: int, seed: int, sample_rate: int, duration_s: float = 60.0) -> Conversation:
+def _conversation(
+    pools: dict[str, list[Path]], n: int, seed: int, sample_rate: int, duration_s: float = 60.0
+) -> Conversation:
     names = sorted(pools)
     rng = np.random.default_rng(100 + 10 * n + seed)
     speakers = [str(s) for s in rng.choice(names, n, replace=False)]
     return build_conversation(pools, speakers, duration_s=duration_s, seed=seed, sample_rate=sample_rate)
 
 
-@pytest.mark.parametrize(("n", "seed", "sample_rate"), [(2, 0, 16000), (2, 1, 44100), (3, 2, 22050), (3, 3, 16000)])
+@pytest.mark.parametrize(
+    ("n", "seed", "sample_rate"), [(2, 0, 16000), (2, 1, 44100), (3, 2, 22050), (3, 3, 16000)]
+)
 def test_simulated_conversations_count_and_der(
     pools: dict[str, list[Path]], embedder: SpeakerEmbedder, n: int, seed: int, sample_rate: int
 ) -> None:
@@ -45,10 +49,12 @@ def test_simulated_conversations_count_and_der(
     # turns are in time order, never overlap, and lie inside the input
     starts = np.array([t.start_s for t in d.turns])
     ends = np.array([t.end_s for t in d.turns])
-    assert np.all(ends > starts) and np.all(starts[1:] >= ends[:-1] - 1e-9)
+    assert np.all(ends > starts)
+    assert np.all(starts[1:] >= ends[:-1] - 1e-9)
     assert ends[-1] <= conv.duration_s + 1e-6
     for label, e in d.speaker_embeddings.items():
-        assert e.shape == (256,) and abs(float(np.linalg.norm(e)) - 1) < 1e-4, label
+        assert e.shape == (256,), label
+        assert abs(float(np.linalg.norm(e)) - 1) < 1e-4, label
 
 
 def test_counts_are_respected(pools: dict[str, list[Path]], embedder: SpeakerEmbedder) -> None:
@@ -68,14 +74,19 @@ def test_single_speaker_file_and_outputs(embedder: SpeakerEmbedder, speech: Path
     lines = d.to_rttm().splitlines()
     assert len(lines) == len(d.turns)
     fields = lines[0].split()
-    assert fields[0] == "SPEAKER" and fields[1] == d.uri and fields[2] == "1" and fields[7] == "SPEAKER_00"
-    assert fields[5:7] == ["<NA>", "<NA>"] and fields[8:] == ["<NA>", "<NA>"]
+    assert fields[0] == "SPEAKER"
+    assert fields[1] == d.uri
+    assert fields[2] == "1"
+    assert fields[7] == "SPEAKER_00"
+    assert fields[5:7] == ["<NA>", "<NA>"]
+    assert fields[8:] == ["<NA>", "<NA>"]
     payload = json.loads(d.to_json())
     assert payload["diarization"] == payload["exclusive_diarization"]
     assert payload["diarization"][0]["speaker"] == "SPEAKER_00"
     core = pytest.importorskip("pyannote.core")
     ann = d.to_annotation()
-    assert isinstance(ann, core.Annotation) and ann.labels() == ["SPEAKER_00"]
+    assert isinstance(ann, core.Annotation)
+    assert ann.labels() == ["SPEAKER_00"]
     assert ann.get_timeline().duration() == pytest.approx(sum(t.end_s - t.start_s for t in d.turns))
 
 
@@ -83,7 +94,9 @@ def test_ami_far_field_speech_is_found(embedder: SpeakerEmbedder, speech: Path) 
     """Real meetings: Silero with its defaults finds no speech in these; normalised, it does."""
     rttm = (speech / "ami" / "dev.rttm").read_text().splitlines()
     for uri in ("dev00", "dev01"):
-        ref = [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in (x.split() for x in rttm) if f[1] == uri]
+        ref = [
+            (float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in (x.split() for x in rttm) if f[1] == uri
+        ]
         d = diarize(speech / "ami" / f"{uri}.wav", embedder=embedder, num_speakers=2)
         r = der(ref, d.turns)
         assert d.speech_s > 10.0
@@ -134,7 +147,8 @@ def test_cluster_windows_bounded_set_and_smoothing() -> None:
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     labels = cluster_windows(x, np.zeros(20_000, np.int64), DiarizationConfig(max_cluster_windows=500))
     agree = max(np.mean(labels == truth), np.mean(labels == 1 - truth))
-    assert labels.max() == 1 and agree > 0.99
+    assert labels.max() == 1
+    assert agree > 0.99
 
 
 def test_duplicate_uris_are_refused() -> None:
@@ -142,7 +156,9 @@ def test_duplicate_uris_are_refused() -> None:
         check_unique_uris(["a/talk.wav", "b/talk.flac"])
 
 
-def test_link_files_gives_one_label_to_one_voice(pools: dict[str, list[Path]], embedder: SpeakerEmbedder) -> None:
+def test_link_files_gives_one_label_to_one_voice(
+    pools: dict[str, list[Path]], embedder: SpeakerEmbedder
+) -> None:
     names = sorted(pools)
     a = build_conversation(pools, names[:2], duration_s=40, seed=1)
     b = build_conversation(pools, [names[1], names[2]], duration_s=40, seed=2)
@@ -155,7 +171,8 @@ def test_link_files_gives_one_label_to_one_voice(pools: dict[str, list[Path]], e
     assert len(shared) == 1
     (label,) = shared
     entry = next(e for e in table if e["speaker"] == label)
-    assert entry["files"] == ["a", "b"] and len(entry["embedding"]) == 256
+    assert entry["files"] == ["a", "b"]
+    assert len(entry["embedding"]) == 256
     # the shared label is on the shared voice's turns in each file
     for conv, d in ((a, linked[0]), (b, linked[1])):
         mapped = [(s, e, names[1] if k == label else "other") for s, e, k in d.turns]
@@ -163,55 +180,67 @@ def test_link_files_gives_one_label_to_one_voice(pools: dict[str, list[Path]], e
         assert der(ref, mapped).confusion_s < 0.05 * der(ref, mapped).total_s
 
 
-def test_cli_diarize_rttm_errors_and_resume(tmp_path: Path, pools: dict[str, list[Path]], resemblyzer_weights: Path) -> None:
+def test_cli_diarize_rttm_errors_and_resume(
+    tmp_path: Path, pools: dict[str, list[Path]], resemblyzer_weights: Path
+) -> None:
     conv = _conversation(pools, 2, 5, 16000, duration_s=30)
     wav = conv.write(tmp_path / "talk.wav")
     import soundfile as sf
 
     sf.write(str(tmp_path / "quiet.wav"), np.zeros(32000, np.float32), 16000)
     out = tmp_path / "turns.rttm"
-    args = [str(wav), str(tmp_path / "quiet.wav"), "-o", str(out), "--weights", "resemblyzer", "--device", "cpu"]
+    args = [
+        str(wav),
+        str(tmp_path / "quiet.wav"),
+        "-o",
+        str(out),
+        "--weights",
+        "resemblyzer",
+        "--device",
+        "cpu",
+    ]
     assert main(["diarize", *args]) == 3  # the silent file fails, the job goes on
     lines = out.read_text().splitlines()
-    assert lines and all(x.split()[1] == "talk" for x in lines)
+    assert lines
+    assert all(x.split()[1] == "talk" for x in lines)
     assert len({x.split()[7] for x in lines}) == 2
     assert main(["diarize", *args, "--resume"]) == 3  # talk is skipped, quiet fails again
     assert out.read_text().splitlines() == lines
     js = tmp_path / "turns.json"
     assert main(["diarize", str(wav), "-o", str(js), "--weights", "resemblyzer", "--num-speakers", "2"]) == 0
     row = json.loads(js.read_text().splitlines()[0])
-    assert row["uri"] == "talk" and {t["speaker"] for t in row["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert row["uri"] == "talk"
+    assert {t["speaker"] for t in row["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
 
 
 @pytest.mark.parametrize(
     "extra",
     [
         ["--num-speakers", "2", "--max-speakers", "1"],
-        ["--num-speakers", "0"],
+        ["--min-speakers", "3", "--max-speakers", "2"],
         ["--format", "csv"],
         ["--resume"],
     ],
 )
-def test_cli_usage_errors_exit_2_before_audio(tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_usage_errors_exit_2_before_audio(
+    tmp_path: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     # the input does not exist: reaching the audio would be exit 1 or 3, not 2
-    with pytest.raises(SystemExit) if extra == ["--num-speakers", "0"] else _nothing():
-        code = main(["diarize", str(tmp_path / "missing.wav"), *extra])
-        assert code == 2
+    assert main(["diarize", str(tmp_path / "missing.wav"), *extra]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_count_below_one_exits_2(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["diarize", str(tmp_path / "missing.wav"), "--num-speakers", "0"])
+    assert exc.value.code == 2
 
 
 def test_cli_duplicate_uri_is_a_usage_error(tmp_path: Path) -> None:
     assert main(["diarize", str(tmp_path / "a" / "x.wav"), str(tmp_path / "b" / "x.flac")]) == 2
 
 
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def test_diarization_is_data() -> None:
     d = Diarization("u", (), {}, 1.0, 0.0)
-    assert d.to_rttm() == "" and json.loads(d.to_json()) == {"diarization": [], "exclusive_diarization": []}
+    assert d.to_rttm() == ""
+    assert json.loads(d.to_json()) == {"diarization": [], "exclusive_diarization": []}

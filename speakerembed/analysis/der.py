@@ -52,7 +52,9 @@ class JERResult(NamedTuple):
 def _as_turns(x: Any, name: str) -> list[Turn]:
     turns = getattr(x, "turns", x)
     if isinstance(turns, (str, bytes)) or not isinstance(turns, Iterable):
-        raise ConfigError(f"{name} must be a sequence of (start_s, end_s, speaker) turns, not {type(x).__name__}")
+        raise ConfigError(
+            f"{name} must be a sequence of (start_s, end_s, speaker) turns, not {type(x).__name__}"
+        )
     out: list[Turn] = []
     for i, t in enumerate(turns):
         try:
@@ -60,7 +62,8 @@ def _as_turns(x: Any, name: str) -> list[Turn]:
             start, end = float(start), float(end)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{name}[{i}]={t!r} is not a (start_s, end_s, speaker) turn; pass triples of two numbers and a label"
+                f"{name}[{i}]={t!r} is not a (start_s, end_s, speaker) turn; "
+                "pass triples of two numbers and a label"
             ) from exc
         if not (np.isfinite(start) and np.isfinite(end)) or end < start:
             raise ConfigError(f"{name}[{i}] = ({start}, {end}): a turn needs finite start_s <= end_s")
@@ -69,9 +72,7 @@ def _as_turns(x: Any, name: str) -> list[Turn]:
     return out
 
 
-def _activity(
-    bounds: npt.NDArray[np.float64], spans: Sequence[tuple[float, float]]
-) -> npt.NDArray[np.bool_]:
+def _activity(bounds: npt.NDArray[np.float64], spans: Sequence[tuple[float, float]]) -> npt.NDArray[np.bool_]:
     """Which elementary intervals ``[bounds[i], bounds[i+1])`` the spans cover."""
     diff = np.zeros(bounds.shape[0], np.int64)
     if spans:
@@ -84,7 +85,9 @@ def _activity(
 
 def _prepare(
     reference: Any, hypothesis: Any, collar: float, skip_overlap: bool
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], list[Hashable], list[Hashable]]:
+) -> tuple[
+    npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], list[Hashable], list[Hashable]
+]:
     """Interval durations (0 outside the UEM) and the speaker activity matrices."""
     if not (isinstance(collar, (int, float)) and np.isfinite(collar) and collar >= 0):
         raise ConfigError(f"collar={collar!r} must be a number of seconds >= 0 (0 scores strictly)")
@@ -97,7 +100,13 @@ def _prepare(
     hyp_labels = sorted({t[2] for t in hyp}, key=str)
     if bounds.shape[0] < 2:
         empty = np.zeros(0, np.float64)
-        return empty, np.zeros((0, len(ref_labels)), bool), np.zeros((0, len(hyp_labels)), bool), ref_labels, hyp_labels
+        return (
+            empty,
+            np.zeros((0, len(ref_labels)), bool),
+            np.zeros((0, len(hyp_labels)), bool),
+            ref_labels,
+            hyp_labels,
+        )
     lo = min(t[0] for t in ref + hyp)
     hi = max(t[1] for t in ref + hyp)
     keep = _activity(bounds, [(lo, hi)])
@@ -108,12 +117,22 @@ def _prepare(
         counts = sum(_activity(bounds, [t[:2]]).astype(np.int64) for t in ref)
         keep &= ~(np.asarray(counts) >= 2)
     durations = np.where(keep, np.diff(bounds), 0.0)
-    r = np.stack([_activity(bounds, [t[:2] for t in ref if t[2] == s]) for s in ref_labels], axis=1) if ref_labels else np.zeros((durations.shape[0], 0), bool)
-    h = np.stack([_activity(bounds, [t[:2] for t in hyp if t[2] == s]) for s in hyp_labels], axis=1) if hyp_labels else np.zeros((durations.shape[0], 0), bool)
+    r = (
+        np.stack([_activity(bounds, [t[:2] for t in ref if t[2] == s]) for s in ref_labels], axis=1)
+        if ref_labels
+        else np.zeros((durations.shape[0], 0), bool)
+    )
+    h = (
+        np.stack([_activity(bounds, [t[:2] for t in hyp if t[2] == s]) for s in hyp_labels], axis=1)
+        if hyp_labels
+        else np.zeros((durations.shape[0], 0), bool)
+    )
     return durations, r, h, ref_labels, hyp_labels
 
 
-def _mapping(d: npt.NDArray[np.float64], r: npt.NDArray[np.bool_], h: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+def _mapping(
+    d: npt.NDArray[np.float64], r: npt.NDArray[np.bool_], h: npt.NDArray[np.bool_]
+) -> list[tuple[int, int]]:
     if r.shape[1] == 0 or h.shape[1] == 0:
         return []
     from scipy.optimize import linear_sum_assignment

@@ -50,7 +50,18 @@ if TYPE_CHECKING:
     from ..embedder import SpeakerEmbedder
     from ..encoder import Precision
 
-__all__ = ["Diarization", "DiarizationConfig", "SpeechWindows", "Turn", "check_unique_uris", "cluster_windows", "diarize", "input_uri", "link_files", "speech_windows"]
+__all__ = [
+    "Diarization",
+    "DiarizationConfig",
+    "SpeechWindows",
+    "Turn",
+    "check_unique_uris",
+    "cluster_windows",
+    "diarize",
+    "input_uri",
+    "link_files",
+    "speech_windows",
+]
 
 ClusterMethod = Literal["spectral", "ahc"]
 
@@ -125,8 +136,12 @@ class DiarizationConfig:
                 raise ConfigError(f"DiarizationConfig({name}={value!r}) is out of range; pass {fix}")
 
         number("window_s", 0.5, 10.0, "a window length in seconds from 0.5 to 10")
-        number("step_s", 0.05, self.window_s if isinstance(self.window_s, (int, float)) else 10.0,
-               "a step from 0.05 s up to window_s")
+        number(
+            "step_s",
+            0.05,
+            self.window_s if isinstance(self.window_s, (int, float)) else 10.0,
+            "a step from 0.05 s up to window_s",
+        )
         number("vad_threshold", 0.01, 0.99, "a probability in (0, 1), such as 0.35")
         if self.vad_level_dbfs is not None:
             number("vad_level_dbfs", -60.0, 0.0, "a level in dBFS from -60 to 0, or None")
@@ -190,7 +205,8 @@ class Diarization:
     def to_rttm(self) -> str:
         """The turns as RTTM lines (``SPEAKER <uri> 1 <onset> <duration> <NA> <NA> <speaker> <NA> <NA>``)."""
         return "".join(
-            f"SPEAKER {self.uri} 1 {t.start_s:.3f} {t.end_s - t.start_s:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n"
+            f"SPEAKER {self.uri} 1 {t.start_s:.3f} {t.end_s - t.start_s:.3f} "
+            f"<NA> <NA> {t.speaker} <NA> <NA>\n"
             for t in self.turns
         )
 
@@ -200,7 +216,9 @@ class Diarization:
         ``{"diarization": [{"start", "end", "speaker"}, ...], "exclusive_diarization": [...]}``;
         both lists are the same, since this diarization is exclusive.
         """
-        rows = [{"start": round(t.start_s, 3), "end": round(t.end_s, 3), "speaker": t.speaker} for t in self.turns]
+        rows = [
+            {"start": round(t.start_s, 3), "end": round(t.end_s, 3), "speaker": t.speaker} for t in self.turns
+        ]
         return json.dumps({"diarization": rows, "exclusive_diarization": rows})
 
     def to_annotation(self) -> Any:
@@ -293,7 +311,9 @@ def _normalised(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> np
     if not level > 1e-7:
         return chunk
     gain_db = min(config.vad_level_dbfs - 20 * math.log10(level), config.max_gain_db)
-    out: npt.NDArray[np.float32] = np.clip(chunk * np.float32(10 ** (gain_db / 20)), -1.0, 1.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = np.clip(chunk * np.float32(10 ** (gain_db / 20)), -1.0, 1.0).astype(
+        np.float32
+    )
     return out
 
 
@@ -368,7 +388,9 @@ def _spectral(x: npt.NDArray[np.float32], lo: int, hi: int, fixed: int | None) -
     return np.asarray(labels, np.int64)
 
 
-def _ahc(x: npt.NDArray[np.float32], threshold: float, lo: int, hi: int, fixed: int | None) -> npt.NDArray[np.int64]:
+def _ahc(
+    x: npt.NDArray[np.float32], threshold: float, lo: int, hi: int, fixed: int | None
+) -> npt.NDArray[np.int64]:
     from scipy.cluster.hierarchy import fcluster, linkage
 
     tree = linkage(x.astype(np.float64), method="average", metric="cosine")
@@ -405,9 +427,7 @@ def _relabel(labels: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     return np.asarray(inverse, np.int64)
 
 
-def _viterbi(
-    scores: npt.NDArray[np.float32], penalties: npt.NDArray[np.float64]
-) -> npt.NDArray[np.int64]:
+def _viterbi(scores: npt.NDArray[np.float32], penalties: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Labels maximising the summed scores minus ``penalties[t]`` for each change at ``t``."""
     n, k = scores.shape
     back = np.zeros((n, k), np.int64)
@@ -426,14 +446,22 @@ def _viterbi(
 
 
 def _check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> None:
-    for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers)):
+    for name, value in (
+        ("num_speakers", num_speakers),
+        ("min_speakers", min_speakers),
+        ("max_speakers", max_speakers),
+    ):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{name}={value!r} must be a whole number of speakers, at least 1 (or None)")
     if num_speakers is not None:
         if min_speakers is not None and min_speakers > num_speakers:
-            raise ConfigError(f"min_speakers={min_speakers} contradicts num_speakers={num_speakers}; pass one or the other")
+            raise ConfigError(
+                f"min_speakers={min_speakers} contradicts num_speakers={num_speakers}; pass one or the other"
+            )
         if max_speakers is not None and max_speakers < num_speakers:
-            raise ConfigError(f"max_speakers={max_speakers} contradicts num_speakers={num_speakers}; pass one or the other")
+            raise ConfigError(
+                f"max_speakers={max_speakers} contradicts num_speakers={num_speakers}; pass one or the other"
+            )
     if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
         raise ConfigError(f"min_speakers={min_speakers} is above max_speakers={max_speakers}; swap them")
 
@@ -631,7 +659,9 @@ def speech_windows(
     good = np.isfinite(emb).all(axis=1) & (np.abs(norms - 1.0) <= 1e-3)
     if not good.any():
         raise AudioError("the encoder gave no usable window embedding", source=source, stage="encode")
-    return SpeechWindows(emb[good], np.concatenate(starts)[good], np.concatenate(seg_of)[good], segments, duration_s)
+    return SpeechWindows(
+        emb[good], np.concatenate(starts)[good], np.concatenate(seg_of)[good], segments, duration_s
+    )
 
 
 def diarize(
@@ -695,7 +725,9 @@ def diarize(
     _check_counts(num_speakers, min_speakers, max_speakers)
     cfg = config if config is not None else DiarizationConfig()
     if not isinstance(cfg, DiarizationConfig):
-        raise ConfigError(f"config={config!r} is not a DiarizationConfig; pass DiarizationConfig(...) or None")
+        raise ConfigError(
+            f"config={config!r} is not a DiarizationConfig; pass DiarizationConfig(...) or None"
+        )
     if embedder is None:
         from ..api import get_embedder
 

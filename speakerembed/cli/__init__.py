@@ -7,7 +7,7 @@
     speakerembed similarity A B
     speakerembed verify TRIALS [--root DIR] [-o REPORT.json] [--scores FILE] [--plot FILE.png]
     speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
-    speakerembed diarize INPUT... [-o turns.rttm] [--num-speakers N] [--link-files] [--format rttm|json|parquet]
+    speakerembed diarize INPUT... [-o turns.rttm] [--num-speakers N] [--link-files] [--format F]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3

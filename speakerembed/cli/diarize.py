@@ -41,10 +41,22 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         default=None,
         help="write the turns here (.rttm, .json for JSON lines, .parquet); default: RTTM on stdout",
     )
-    p.add_argument("--format", default=None, metavar="F", help="rttm, json or parquet (default: from -o's suffix)")
-    p.add_argument("--num-speakers", type=opt.positive_int, default=None, metavar="N", help="the number of speakers, when known")
-    p.add_argument("--min-speakers", type=opt.positive_int, default=None, metavar="N", help="at least N speakers")
-    p.add_argument("--max-speakers", type=opt.positive_int, default=None, metavar="N", help="at most N speakers")
+    p.add_argument(
+        "--format", default=None, metavar="F", help="rttm, json or parquet (default: from -o's suffix)"
+    )
+    p.add_argument(
+        "--num-speakers",
+        type=opt.positive_int,
+        default=None,
+        metavar="N",
+        help="the number of speakers, when known",
+    )
+    p.add_argument(
+        "--min-speakers", type=opt.positive_int, default=None, metavar="N", help="at least N speakers"
+    )
+    p.add_argument(
+        "--max-speakers", type=opt.positive_int, default=None, metavar="N", help="at most N speakers"
+    )
     p.add_argument(
         "--link-files",
         action="store_true",
@@ -57,9 +69,27 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="with an .rttm or .json output that exists, skip the inputs whose uri it already has and append",
     )
     g = p.add_argument_group("windows")
-    g.add_argument("--window", type=opt.positive_float, default=None, metavar="S", help="window length in seconds (default: 1.5)")
-    g.add_argument("--step", type=opt.positive_float, default=None, metavar="S", help="seconds between windows (default: 0.25)")
-    g.add_argument("--vad-threshold", type=opt.positive_float, default=None, metavar="P", help="Silero VAD threshold (default: 0.35)")
+    g.add_argument(
+        "--window",
+        type=opt.positive_float,
+        default=None,
+        metavar="S",
+        help="window length in seconds (default: 1.5)",
+    )
+    g.add_argument(
+        "--step",
+        type=opt.positive_float,
+        default=None,
+        metavar="S",
+        help="seconds between windows (default: 0.25)",
+    )
+    g.add_argument(
+        "--vad-threshold",
+        type=opt.positive_float,
+        default=None,
+        metavar="P",
+        help="Silero VAD threshold (default: 0.35)",
+    )
     opt.add_model_options(p)
     opt.add_verbose(p)
     return p
@@ -149,7 +179,13 @@ def _parquet(path: Path, results: list[tuple[str, Diarization | None, str | None
 
 def run(args: argparse.Namespace) -> int:
     """Run ``diarize``."""
-    from ..analysis.diarization import DiarizationConfig, _check_counts, check_unique_uris, diarize, link_files
+    from ..analysis.diarization import (
+        DiarizationConfig,
+        _check_counts,
+        check_unique_uris,
+        diarize,
+        link_files,
+    )
     from ..errors import ConfigError, SpeakerEmbedError
 
     fmt = _format(args)
@@ -215,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
         linked, speakers = link_files([d for _, d, _ in results if d is not None])
         it = iter(linked)
         results = [(u, next(it) if d is not None else None, e) for u, d, e in results]
-        table_path = (out.with_suffix(".speakers.json") if out is not None else Path("speakers.json"))
+        table_path = out.with_suffix(".speakers.json") if out is not None else Path("speakers.json")
         with opt.atomic_output(table_path) as tmp:
             tmp.write_text(json.dumps(speakers, indent=1), encoding="utf-8")
         print(f"wrote {len(speakers)} global speakers to {table_path}", file=sys.stderr)

@@ -45,6 +45,7 @@ FAMILIES = [
 SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("corpus", "bench_corpus.py", []),
     ("ray", "bench_ray.py", []),
+    ("speakers_diarize", "speakers_diarize.py", []),
 ]
 
 

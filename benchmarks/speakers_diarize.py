@@ -16,6 +16,9 @@ Usage::
 Prints the machine first. ``--quick`` runs 60 s and 300 s only, and fewer simulations.
 """
 
+# The report's lines are printed whole, as they read on the terminal.
+# ruff: noqa: E501
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +69,16 @@ def _child(path: str, threads: int) -> None:
     d = diarize(path, embedder=embedder)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "speakers": len(d.speakers), "turns": [list(t) for t in d.turns]}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_mb": peak,
+                "speakers": len(d.speakers),
+                "turns": [list(t) for t in d.turns],
+            }
+        )
+    )
 
 
 def _speed(durations: list[float], threads: int) -> dict[float, dict[str, float]]:
@@ -115,7 +127,9 @@ def _accuracy(quick: bool) -> None:
     embedder = SpeakerEmbedder("resemblyzer", device="cpu")
     pools = speaker_pools(SPEECH)
     names = sorted(pools)
-    print("\nDER on simulated conversations (strict: no collar, overlap kept; reference = Silero on the clean turns):")
+    print(
+        "\nDER on simulated conversations (strict: no collar, overlap kept; reference = Silero on the clean turns):"
+    )
     print("  set              est  DER    missed  false alarm  confusion")
     seeds = range(2) if quick else range(4)
     for n in (2, 3, 4):
@@ -133,13 +147,21 @@ def _accuracy(quick: bool) -> None:
                 f"{r.false_alarm_s / r.total_s:.3f}        {r.confusion_s / r.total_s:.3f}"
             )
         tot = sum(p[0].total_s for p in parts)
-        agg = [sum(getattr(p[0], k) for p in parts) / tot for k in ("missed_s", "false_alarm_s", "confusion_s")]
+        agg = [
+            sum(getattr(p[0], k) for p in parts) / tot for k in ("missed_s", "false_alarm_s", "confusion_s")
+        ]
         right = sum(p[1] == n for p in parts)
-        print(f"  sim {n} spk, all    {right}/{len(parts)} counts right; DER {sum(agg):.3f} = {agg[0]:.3f} + {agg[1]:.3f} + {agg[2]:.3f}")
-    print("\nDER on the real AMI excerpts (far-field meeting, 5-9 % overlap; pyannote community-1: 17.0 % IHM, 19.9 % SDM on full AMI):")
+        print(
+            f"  sim {n} spk, all    {right}/{len(parts)} counts right; DER {sum(agg):.3f} = {agg[0]:.3f} + {agg[1]:.3f} + {agg[2]:.3f}"
+        )
+    print(
+        "\nDER on the real AMI excerpts (far-field meeting, 5-9 % overlap; pyannote community-1: 17.0 % IHM, 19.9 % SDM on full AMI):"
+    )
     rttm = (SPEECH / "ami" / "dev.rttm").read_text().splitlines()
     for uri in ("dev00", "dev01"):
-        ref = [(float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in (x.split() for x in rttm) if f[1] == uri]
+        ref = [
+            (float(f[3]), float(f[3]) + float(f[4]), f[7]) for f in (x.split() for x in rttm) if f[1] == uri
+        ]
         for k in (None, 2):
             d = diarize(SPEECH / "ami" / f"{uri}.wav", embedder=embedder, num_speakers=k)
             r = der(ref, d.turns)
@@ -170,15 +192,21 @@ def main() -> int:
         durations = [float(x) for x in opts.durations.split(",")]
     else:
         durations = [60.0, 300.0] if opts.quick else [60.0, 3600.0, 14400.0]
-    print("diarize() speed and peak memory (4-speaker simulated conversation, 16 kHz FLAC, resemblyzer weights):")
+    print(
+        "diarize() speed and peak memory (4-speaker simulated conversation, 16 kHz FLAC, resemblyzer weights):"
+    )
     speed = _speed(durations, opts.threads)
     if 3600.0 in speed:
         s = speed[3600.0]
         ok = s["x_real_time"] >= 30 and s["peak_mb"] <= 1536
-        print(f"  1 h: {s['x_real_time']:.1f}x real time (target >= 30x), {s['peak_mb']:.0f} MB (target <= 1536 MB): {'met' if ok else 'NOT met'}")
+        print(
+            f"  1 h: {s['x_real_time']:.1f}x real time (target >= 30x), {s['peak_mb']:.0f} MB (target <= 1536 MB): {'met' if ok else 'NOT met'}"
+        )
     if 3600.0 in speed and 14400.0 in speed:
         ratio = speed[14400.0]["peak_mb"] / speed[3600.0]["peak_mb"]
-        print(f"  4 h peak / 1 h peak: {ratio:.2f} (target: bounded, <= 1.5): {'met' if ratio <= 1.5 else 'NOT met'}")
+        print(
+            f"  4 h peak / 1 h peak: {ratio:.2f} (target: bounded, <= 1.5): {'met' if ratio <= 1.5 else 'NOT met'}"
+        )
     if not opts.no_accuracy:
         _accuracy(opts.quick)
     return 0

@@ -33,7 +33,13 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_every_example_is_tested() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")} - {"serve_metrics.py"}
-    tested = {"quickstart.py", "verify_speakers.py", "chatterbox_conditioning.py", "clean_dataset.py"}
+    tested = {
+        "quickstart.py",
+        "verify_speakers.py",
+        "chatterbox_conditioning.py",
+        "clean_dataset.py",
+        "diarize_conversation.py",
+    }
     assert scripts == tested
 
 
@@ -145,3 +151,18 @@ def test_make_audio_regenerates_the_clips(tmp_path: Path) -> None:
     for name in made:
         # espeak-ng versions differ a little; the durations must still match closely.
         assert abs(sf.info(str(tmp_path / name)).duration - sf.info(str(AUDIO / name)).duration) < 0.3
+
+
+def test_diarize_conversation() -> None:
+    pytest.importorskip("silero_vad", reason="the vad extra (silero-vad) is not installed")
+    proc = run_example("diarize_conversation.py")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 speakers found (3 true)" in proc.stdout
+    turns = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    # alice, bob, carol, alice, bob, carol, alice, bob: the labels follow the voices
+    assert len(turns) == 8
+    assert turns[:3] == turns[3:6]
+    assert turns[6:] == turns[:2]
+    assert len(set(turns)) == 3
+    confusion = float(re.search(r"confusion ([0-9.]+) s", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert confusion < 1.0

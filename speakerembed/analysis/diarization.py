@@ -787,7 +787,7 @@ def link_files(
     """Give the same speaker the same label in every file.
 
     The per-file speaker embeddings are clustered with
-    :func:`~speakerembed.analysis.clustering.cluster_speakers` (``threshold`` is its cosine;
+    ``speakerembed.analysis.clustering.cluster_speakers`` (``threshold`` is its cosine;
     ``None`` its measured default), and each file's speakers are renamed ``SPK_000``,
     ``SPK_001``... after their cluster. Two speakers of one file that fall in one cluster become
     one speaker there.

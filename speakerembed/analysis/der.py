@@ -218,7 +218,7 @@ def jer(reference: Any, hypothesis: Any, *, collar: float = 0.0, skip_overlap: b
     --------
     >>> from speakerembed.scoring import jer
     >>> round(jer([(0, 10, "alice"), (10, 20, "bob")], [(0, 12, "A"), (12, 20, "B")]).jer, 3)
-    0.1
+    0.183
     """
     d, r, h, ref_labels, _ = _prepare(reference, hypothesis, collar, skip_overlap)
     pairs = dict(_mapping(d, r, h))

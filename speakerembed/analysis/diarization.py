@@ -626,16 +626,30 @@ def speech_windows(
     seg_of: list[npt.NDArray[np.int64]] = []
     segments: list[tuple[float, float]] = []
     offset = 0
+    pending: list[torch.Tensor] = []
+    held = 0
+
+    def encode(final: bool) -> None:
+        # Windows of consecutive segments share full batches of ``cap``: fewer, larger encoder
+        # calls, and one batch shape for all but the last.
+        nonlocal pending, held
+        while held >= cap or (final and held):
+            joined = torch.cat(pending) if len(pending) > 1 else pending[0]
+            batch, rest = joined[:cap], joined[cap:]
+            with torch.inference_mode():
+                out = embedder.encoder(batch.to(embedder.device))
+            rows.append(out.cpu().numpy().astype(np.float32, copy=False))
+            pending, held = ([rest] if rest.shape[0] else []), int(rest.shape[0])
+
     bar = _progress(duration_s, uri)
     try:
         for chunk in chunks:
             for a, b in _speech(chunk, config):
                 mel = melspectrogram(torch.from_numpy(np.ascontiguousarray(chunk[a:b])))
-                windows = partial_windows(mel, step, 0.5, frames)
-                with torch.inference_mode():
-                    for lo in range(0, windows.shape[0], cap):
-                        out = embedder.encoder(windows[lo : lo + cap].to(embedder.device))
-                        rows.append(out.cpu().numpy().astype(np.float32, copy=False))
+                windows = partial_windows(mel, step, 0.5, frames).contiguous()
+                pending.append(windows)
+                held += int(windows.shape[0])
+                encode(final=False)
                 t0 = (offset + a) / MODEL_SAMPLE_RATE
                 starts.append(t0 + np.arange(windows.shape[0]) * step / 100)
                 seg_of.append(np.full(windows.shape[0], len(segments), np.int64))
@@ -643,6 +657,7 @@ def speech_windows(
             offset += chunk.shape[0]
             if bar is not None:
                 bar.update(round(chunk.shape[0] / MODEL_SAMPLE_RATE))
+        encode(final=True)
     finally:
         if bar is not None:
             bar.close()

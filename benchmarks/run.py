@@ -53,6 +53,7 @@ SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("ray", "bench_ray.py", []),
     # The "speakers" family (issue 19): clustering 200,000 embeddings (diarization beside it).
     ("speakers_cluster", "speakers_cluster.py", []),
+    ("speakers_diarize", "speakers_diarize.py", []),
 ]
 
 

@@ -24,6 +24,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .analysis.clustering import SpeakerClusters, bcubed, cluster_corpus, cluster_speakers
+    from .analysis.diarization import Diarization, DiarizationConfig, diarize
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
     from .clean import CleanReport, clean_dataset, find_outliers
     from .consolidate import cosine_similarity, utt_to_spk_embed
@@ -43,6 +44,8 @@ __all__ = [
     "CleanReport",
     "ConfigError",
     "CorpusReport",
+    "Diarization",
+    "DiarizationConfig",
     "EmbeddingResult",
     "Failure",
     "InputTooLongError",
@@ -68,6 +71,7 @@ __all__ = [
     "cluster_speakers",
     "cosine_similarity",
     "det_curve",
+    "diarize",
     "eer",
     "embed_conditioning",
     "embed_corpus",
@@ -117,6 +121,9 @@ _LAZY = {
     "pick_reference": "voices",
     "export_onnx": "export.onnx",
     "OnnxExport": "export.onnx",
+    "diarize": "analysis.diarization",
+    "Diarization": "analysis.diarization",
+    "DiarizationConfig": "analysis.diarization",
     "cluster_speakers": "analysis.clustering",
     "cluster_corpus": "analysis.clustering",
     "bcubed": "analysis.clustering",

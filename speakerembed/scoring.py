@@ -12,6 +12,8 @@ target trial (same speaker) and ``False`` (or 0) for a non-target trial (differe
   ``compute_c_norm``) and its threshold.
 * :func:`~speakerembed.threshold_at`: the lowest threshold whose false-accept (or false-reject) rate stays
   within a target.
+* :func:`der` and :func:`jer`: diarization error rates on ``(start_s, end_s, speaker)`` turns
+  (defined in :mod:`speakerembed.analysis.der`, as pyannote.metrics defines them).
 * :func:`cosine_scores`, :func:`subtract_mean` and :func:`as_norm`: scores from embeddings, and
   the two usual normalisations (cohort-mean subtraction; adaptive symmetric score normalisation).
 
@@ -25,19 +27,24 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from .analysis.der import DERResult, JERResult, der, jer
 from .errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
 __all__ = [
+    "DERResult",
     "DetCurve",
+    "JERResult",
     "MetricResult",
     "OperatingPoint",
     "as_norm",
     "cosine_scores",
+    "der",
     "det_curve",
     "eer",
+    "jer",
     "min_dcf",
     "subtract_mean",
     "threshold_at",

@@ -41,6 +41,7 @@ def test_every_example_is_tested() -> None:
         "voice_library.py",
         "serve_metrics.py",
         "cluster_clips.py",
+        "diarize_conversation.py",
     }
     assert scripts == tested
 
@@ -188,3 +189,18 @@ def test_serve_metrics_is_a_client_of_the_real_service() -> None:
     assert "POST /v1/embeddings (a text file): 422, AudioError" in out.stdout
     assert 'endpoint="/v1/similarity",status="200"} 2.0' in out.stdout
     assert "service stopped with SIGTERM, exit code 0" in out.stdout
+
+
+def test_diarize_conversation() -> None:
+    pytest.importorskip("silero_vad", reason="the vad extra (silero-vad) is not installed")
+    proc = run_example("diarize_conversation.py")
+    assert proc.returncode == 0, proc.stderr
+    assert "3 speakers found (3 true)" in proc.stdout
+    turns = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("  ")]
+    # alice, bob, carol, alice, bob, carol, alice, bob: the labels follow the voices
+    assert len(turns) == 8
+    assert turns[:3] == turns[3:6]
+    assert turns[6:] == turns[:2]
+    assert len(set(turns)) == 3
+    confusion = float(re.search(r"confusion ([0-9.]+) s", proc.stdout).group(1))  # type: ignore[union-attr]
+    assert confusion < 1.0

@@ -11,6 +11,7 @@
     speakerembed serve [--host 127.0.0.1] [--port 8000] [--library LIB] [--api-key-file F] ...
     speakerembed export-onnx OUT.onnx [--waveform] [--weights W] [--opset N]
     speakerembed cluster CORPUS_OUT -o CLUSTERS.parquet [--threshold T] [--kaldi DIR] [--plot FILE.png]
+    speakerembed diarize INPUT... [-o turns.rttm] [--num-speakers N] [--link-files] [--format F]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -48,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "export-onnx": "export_onnx",
     "cluster": "cluster",
+    "diarize": "diarize",
 }
 
 
@@ -73,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed voices identify who.wav --library voices.db -o ids.jsonl\n"
         "  speakerembed serve --weights resemblyzer --port 8000\n"
         "  speakerembed export-onnx voice_encoder.onnx --weights resemblyzer\n"
-        "  speakerembed cluster corpus_out/ -o clusters.parquet --kaldi data/train\n\n"
+        "  speakerembed cluster corpus_out/ -o clusters.parquet --kaldi data/train\n"
+        "  speakerembed diarize meeting.wav -o turns.rttm --weights resemblyzer\n\n"
         "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -30,6 +30,9 @@ FLAGS: dict[str, str] = {
     "manifest": "--manifest",
     "manifest_format": "--manifest-format",
     "ext": "--ext",
+    "num_speakers": "--num-speakers",
+    "min_speakers": "--min-speakers",
+    "max_speakers": "--max-speakers",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

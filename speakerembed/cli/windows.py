@@ -43,6 +43,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="draw each window's cosine to the whole file and to the previous window along the "
         "file (.png, .svg or .pdf; needs matplotlib)",
     )
+    p.add_argument(
+        "--rate",
+        type=opt.positive_float,
+        default=None,
+        metavar="R",
+        help="windows per second (default: 1.3, Chatterbox's); 4 finds shorter speaker turns",
+    )
+    p.add_argument(
+        "--partial-frames",
+        type=opt.positive_int,
+        default=None,
+        metavar="N",
+        help="mel frames (10 ms) per window (default: 160, 1.6 s)",
+    )
     opt.add_model_options(p)
     opt.add_pipeline_options(p)
     opt.add_verbose(p)
@@ -80,6 +94,18 @@ def run(args: argparse.Namespace) -> int:
 
             raise missing_backend("pyarrow", "analysis", "speakerembed windows -o") from None
     pipeline = opt.pipeline_from_args(args)
+    changes = {
+        k: v for k, v in (("rate", args.rate), ("partial_frames", args.partial_frames)) if v is not None
+    }
+    if changes:
+        import dataclasses
+
+        from ..errors import ConfigError
+
+        try:
+            pipeline = dataclasses.replace(pipeline, **changes)
+        except ConfigError as exc:
+            raise opt.usage_error(str(exc)) from exc
     embedder = opt.embedder_from_args(args)
     from ..windowed import embed_windows
 

@@ -202,10 +202,10 @@ def encoder_alone(embedder: Any, batches: Sequence[Any]) -> dict[str, Callable[[
 
     ``"encoder"``: one call per batch on all of torch's threads. ``"encoder_streams"``: the
     batches shared between one-thread streams, one per torch thread
-    (:mod:`speakerembed._streams`), where the embedder would run them so (a CPU of two cores
+    (:mod:`speakerembed._engine.streams`), where the embedder would run them so (a CPU of two cores
     or more); on 2 and 16 cores the LSTM runs faster so than as one call on every thread.
     """
-    from speakerembed._streams import encode_in_order, encoder_streams
+    from speakerembed._engine.streams import encode_in_order, encoder_streams
 
     enc = embedder.encoder
     fns: dict[str, Callable[[], object]] = {"encoder": lambda: [enc(b) for b in batches]}
@@ -229,7 +229,7 @@ def preparation_alone(embedder: Any, wavs: Sequence[Any], rate: int) -> Callable
     thread: with :func:`ceiling_share`, how close to the encoder's limit a pipeline on the same
     cores can get at all.
     """
-    from speakerembed._prefetch import torch_threads
+    from speakerembed._engine.prefetch import torch_threads
 
     pipe, rec = embedder.pipeline, embedder._recorder
 

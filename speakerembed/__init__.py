@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import Pipeline
-from .consolidate import cosine_similarity, utt_to_spk_embed
 from .errors import (
     AudioError,
     BackendUnavailableError,
@@ -20,17 +19,18 @@ from .errors import (
     SpeakerEmbedError,
     WeightsError,
 )
+from .stages.consolidate import cosine_similarity, utt_to_spk_embed
 
 if TYPE_CHECKING:
+    from .analysis.clean import CleanReport, clean_dataset, find_outliers
+    from .analysis.per_window import WindowedEmbeddings, embed_windows
+    from .analysis.scoring import det_curve, eer, min_dcf, threshold_at
+    from .analysis.sim_eval import TTSSimilarityReport, tts_similarity
+    from .analysis.verify import VerificationReport, verify_trials
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
-    from .clean import CleanReport, clean_dataset, find_outliers
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
-    from .scoring import det_curve, eer, min_dcf, threshold_at
-    from .sim_eval import TTSSimilarityReport, tts_similarity
-    from .verify import VerificationReport, verify_trials
     from .weights import WeightsInfo
-    from .windowed import WindowedEmbeddings, embed_windows
 
 __all__ = [
     "AudioError",
@@ -77,19 +77,19 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
-    "embed_windows": "windowed",
-    "WindowedEmbeddings": "windowed",
-    "clean_dataset": "clean",
-    "find_outliers": "clean",
-    "CleanReport": "clean",
-    "eer": "scoring",
-    "min_dcf": "scoring",
-    "det_curve": "scoring",
-    "threshold_at": "scoring",
-    "verify_trials": "verify",
-    "VerificationReport": "verify",
-    "tts_similarity": "sim_eval",
-    "TTSSimilarityReport": "sim_eval",
+    "embed_windows": "analysis.per_window",
+    "WindowedEmbeddings": "analysis.per_window",
+    "clean_dataset": "analysis.clean",
+    "find_outliers": "analysis.clean",
+    "CleanReport": "analysis.clean",
+    "eer": "analysis.scoring",
+    "min_dcf": "analysis.scoring",
+    "det_curve": "analysis.scoring",
+    "threshold_at": "analysis.scoring",
+    "verify_trials": "analysis.verify",
+    "VerificationReport": "analysis.verify",
+    "tts_similarity": "analysis.sim_eval",
+    "TTSSimilarityReport": "analysis.sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
 }

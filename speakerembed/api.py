@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
-    from ._observe import Recorder
+    from ._engine.recorder import Recorder
     from .config import Pipeline
     from .embedder import AudioInput, EmbeddingResult, SpeakerEmbedder
-    from .encoder import EncoderImpl, Precision
+    from .stages.encoder import EncoderImpl, Precision
 
 __all__ = ["clear_cache", "embed_conditioning", "embed_speaker", "embed_utterances", "get_embedder"]
 
@@ -121,7 +121,7 @@ def embed_utterances(
         ``"cpu"``, ``"cuda"`` or ``"mps"``; ``None`` picks the best available.
     precision : {"fp32", "bf16", "auto"}
         Encoder precision; ``"auto"`` picks bf16 where the hardware runs it faster
-        (:func:`speakerembed.encoder.resolve_precision`).
+        (:func:`speakerembed.stages.encoder.resolve_precision`).
     encoder : {"builtin", "chatterbox"}
         Which implementation of the network to load the weights into.
     registry : prometheus_client.CollectorRegistry or None

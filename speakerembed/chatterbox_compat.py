@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
-from .consolidate import cosine_similarity, utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
+from .stages.consolidate import cosine_similarity, utt_to_spk_embed
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -245,7 +245,7 @@ def embeds_from_mels(
     ----------
     embedder : SpeakerEmbedder
     mels : list of arrays or tensors, each shape (n_frames, 40); or a tensor or array, shape (B, T, 40)
-        Power mel spectrograms as :func:`speakerembed.mel.melspectrogram` (or Chatterbox's
+        Power mel spectrograms as :func:`speakerembed.stages.mel.melspectrogram` (or Chatterbox's
         ``melspectrogram(wav, hp).T``) makes them, frames first.
     mel_lens : sequence of int or None
         With a (B, T, 40) batch, the number of frames of each; ``None`` means all ``T``. Ignored
@@ -295,8 +295,8 @@ def _mels_and_lengths(mels: object, mel_lens: object) -> list[tuple[torch.Tensor
     """Each mel as a float32 CPU tensor (frames, 40), with the frames that count."""
     import torch
 
-    from .load import _is_tensor
-    from .mel import N_MELS
+    from .stages.load import _is_tensor
+    from .stages.mel import N_MELS
 
     def as_tensor(x: object, name: str) -> torch.Tensor:
         try:
@@ -361,7 +361,7 @@ def _windows(
     """Chatterbox's ``inference`` windows: counted from ``n_frames``, read from ``mel``."""
     import torch
 
-    from .windows import num_windows
+    from .stages.windows import num_windows
 
     n_windows, target = num_windows(n_frames, step, min_coverage, partial_frames)
     mel = mel[:target]
@@ -430,8 +430,8 @@ def embed_conditioning(
         For unusable audio, naming the input.
     """
     from .embedder import _describe_inputs, _rates
-    from .load import load_audio
-    from .resample import resample
+    from .stages.load import load_audio
+    from .stages.resample import resample
 
     pipe = chatterbox_pipeline(embedder.pipeline, function="embed_conditioning", resampler="soxr_hq")
     items = _describe_inputs(inputs)

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, overload
 import numpy as np
 
 from . import chatterbox_compat as _cb
-from ._observe import NULL_RECORDER, Recorder
-from ._prefetch import (
+from ._engine.prefetch import (
     BURST_PER_THREAD,
     auto_prefetch_depth,
     burst_threads,
@@ -33,13 +32,14 @@ from ._prefetch import (
     prefetch,
     torch_threads,
 )
-from ._streams import batch_layout, encode_in_order, encoder_streams, preparing_threads, split_rows
+from ._engine.recorder import NULL_RECORDER, Recorder
+from ._engine.streams import batch_layout, encode_in_order, encoder_streams, preparing_threads, split_rows
 from .config import MODEL_SAMPLE_RATE, Pipeline
-from .consolidate import utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
-from .load import _is_tensor, _OpenAudio, load_audio
-from .resample import SincResampler, resample
-from .trim import (
+from .stages.consolidate import utt_to_spk_embed
+from .stages.load import _is_tensor, _OpenAudio, load_audio
+from .stages.resample import SincResampler, resample
+from .stages.trim import (
     check_kept,
     check_not_constant,
     check_not_silent,
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
-    from .encoder import EncoderImpl, ModuleEncoder, Precision, ResolvedPrecision
+    from .stages.encoder import EncoderImpl, ModuleEncoder, Precision, ResolvedPrecision
     from .weights import WeightsInfo
 
 __all__ = ["AudioInput", "EmbeddingResult", "Failure", "SpeakerEmbedder"]
@@ -132,13 +132,13 @@ class _Prepared:
     mel: torch.Tensor | None
     input_seconds: float
     trimmed_seconds: float
-    # A streamed long file (speakerembed.stream) has no mel: its window batches come lazily.
+    # A streamed long file (speakerembed.stages.longform) has no mel: its window batches come lazily.
     windows: Iterator[torch.Tensor] | None = None
     n_windows: int = 0
     # The input's own rate, in Hz, before resampling (0 for arrays and tensors given without one).
     sample_rate: int = 0
     # The kept audio, as (start, end) spans in the input's own seconds, joined end to end in
-    # the mel (one span after trimming; several after the VAD). speakerembed.windowed maps
+    # the mel (one span after trimming; several after the VAD). speakerembed.analysis.per_window maps
     # window times back through them.
     spans: tuple[tuple[float, float], ...] = ()
 
@@ -209,7 +209,7 @@ class SpeakerEmbedder:
         ``"bf16"`` runs the encoder in bfloat16: faster on CPUs with native bf16 (avx512_bf16,
         AMX) and on GPUs, with cosine above 0.999 against fp32; emulated, so slower, elsewhere.
         ``"auto"`` picks bf16 where the hardware runs it faster and fp32 elsewhere
-        (:func:`speakerembed.encoder.resolve_precision`); :attr:`precision` holds the choice,
+        (:func:`speakerembed.stages.encoder.resolve_precision`); :attr:`precision` holds the choice,
         and the repr shows it.
     pipeline : Pipeline or None
         The default preprocessing for calls that do not pass their own.
@@ -227,13 +227,13 @@ class SpeakerEmbedder:
     """
 
     #: Utterances prepared ahead of the encoder in a background thread: 0 for none, ``None``
-    #: for :func:`~speakerembed._prefetch.auto_prefetch_depth` (2 when torch leaves a core free).
+    #: for :func:`~speakerembed._engine.prefetch.auto_prefetch_depth` (2 when torch leaves a core free).
     _prefetch_depth: int | None = None
     #: Threads that prepare utterances in bursts between encoder batches: ``None`` picks
     #: (see :meth:`_preparation_plan`), 1 prepares in line.
     _prepare_threads: int | None = None
     #: One-thread encoder streams on the CPU: ``None`` picks
-    #: (:func:`~speakerembed._streams.encoder_streams`), 1 runs one call on torch's threads.
+    #: (:func:`~speakerembed._engine.streams.encoder_streams`), 1 runs one call on torch's threads.
     _encoder_streams: int | None = None
 
     def __init__(
@@ -247,7 +247,7 @@ class SpeakerEmbedder:
         registry: CollectorRegistry | None = None,
         revision: str | None = None,
     ) -> None:
-        from . import encoder as enc
+        from .stages import encoder as enc
 
         if pipeline is not None and not isinstance(pipeline, Pipeline):
             raise ConfigError(
@@ -491,19 +491,19 @@ class SpeakerEmbedder:
     def _preparation_plan(self, n_items: int, streams: int = 1) -> tuple[int, int, int | None]:
         """``(prefetch depth, preparation threads, torch threads)`` for ``n_items`` inputs.
 
-        See :mod:`speakerembed._prefetch`. When the encoder runs as one-thread streams
-        (:mod:`speakerembed._streams`, the rule on a CPU), in line on one torch thread, or from
-        :data:`~speakerembed._streams.PREPARE_BESIDE_FROM` cores on, in bursts on a quarter of
-        them beside the streams (:func:`~speakerembed._streams.preparing_threads`). Otherwise: a
+        See :mod:`speakerembed._engine.prefetch`. When the encoder runs as one-thread streams
+        (:mod:`speakerembed._engine.streams`, the rule on a CPU), in line on one torch thread, or from
+        :data:`~speakerembed._engine.streams.PREPARE_BESIDE_FROM` cores on, in bursts on a quarter of
+        them beside the streams (:func:`~speakerembed._engine.streams.preparing_threads`). Otherwise: a
         prefetch thread when the encoder leaves a core free (a GPU, or fewer torch threads
         than cores); bursts on one thread per core between the encoder's batches; and on a CPU
-        of :data:`~speakerembed._prefetch.MANY_CORES` cores or more, the encoder on three
+        of :data:`~speakerembed._engine.prefetch.MANY_CORES` cores or more, the encoder on three
         quarters of them for the call with the rest preparing beside it. The torch threads are
         the calling thread's for the call; ``None`` leaves its count as it is.
         """
         if streams > 1:
             # Encoder streams have no barrier to stall: this thread prepares in line while they
-            # run (speakerembed._streams), or on many cores bursts on a quarter of them prepare
+            # run (speakerembed._engine.streams), or on many cores bursts on a quarter of them prepare
             # beside. This thread runs on one torch thread, as each stream does: its idle OpenMP
             # threads would spin against the streams (a 10 s clip on 2 cores took 61-67 ms with
             # two, 52-59 ms with one).
@@ -528,7 +528,7 @@ class SpeakerEmbedder:
         return depth, max(1, min(threads, n_items)), None
 
     def _streams_for(self, encoder: object) -> int:
-        """How many one-thread streams run ``encoder`` (:mod:`speakerembed._streams`)."""
+        """How many one-thread streams run ``encoder`` (:mod:`speakerembed._engine.streams`)."""
         if self._encoder_streams is None:
             return encoder_streams(encoder, self.device.type)
         return self._encoder_streams if getattr(encoder, "concurrent_calls", False) else 1
@@ -597,7 +597,7 @@ class SpeakerEmbedder:
                     sig = resample(sig, sr, MODEL_SAMPLE_RATE, pipe.resampler)
                 sr = MODEL_SAMPLE_RATE
             elif pipe.vad is not None:
-                from .vad import keep_speech
+                from .stages.vad import keep_speech
 
                 sig, speech = keep_speech(sig, sr, pipe, source)
                 spans = tuple((a / sr, b / sr) for a, b in speech.bounds.tolist())
@@ -615,7 +615,7 @@ class SpeakerEmbedder:
         wav = sig
         kept = wav.shape[0] / MODEL_SAMPLE_RATE
         check_kept(wav.shape[0], pipe, source)
-        from .mel import melspectrogram
+        from .stages.mel import melspectrogram
 
         t0 = time.perf_counter()
         with torch.inference_mode():
@@ -648,8 +648,8 @@ class SpeakerEmbedder:
         self, index: int, item: str | os.PathLike[str], pipe: Pipeline, rec: Recorder
     ) -> _Prepared | _OpenAudio:
         """Pass 1 of the streaming path for a long file, or the file opened for the in-memory path."""
-        from . import stream
-        from .load import _check_duration, _open_file
+        from .stages import longform as stream
+        from .stages.load import _check_duration, _open_file
 
         assert pipe.stream_min_duration_s is not None
         source = f"input {index} ({os.fspath(item)})"
@@ -695,8 +695,8 @@ class SpeakerEmbedder:
         """
         import torch
 
-        from .consolidate import mean_embedding
-        from .windows import partial_windows
+        from .stages.consolidate import mean_embedding
+        from .stages.windows import partial_windows
 
         device = self.device
         step = pipe.frame_step

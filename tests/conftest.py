@@ -112,7 +112,7 @@ def weights_file(tmp_path: Path, resemblyzer_weights: Path) -> Iterator[Path]:
     """A copy of the Resemblyzer weights as a local ``.safetensors`` file (keys renamed to ``proj.*``)."""
     from safetensors.torch import save_file
 
-    from speakerembed.encoder import adapt_state_dict
+    from speakerembed.stages.encoder import adapt_state_dict
     from speakerembed.weights import load_state_dict
 
     path = tmp_path / "ve.safetensors"

@@ -12,7 +12,7 @@ from conftest import speech_wave
 
 import speakerembed
 from speakerembed import Pipeline, SpeakerEmbedder, embed_speaker, embed_utterances, utt_to_spk_embed
-from speakerembed.resample import resample
+from speakerembed.stages.resample import resample
 
 EMBED_DIM = 256
 
@@ -95,7 +95,8 @@ def test_speaker_embeddings_identify_held_out_utterances(
 def test_module_functions_reuse_one_embedder(
     monkeypatch: pytest.MonkeyPatch, short_utterances: list[Path]
 ) -> None:
-    from speakerembed import api, encoder
+    from speakerembed import api
+    from speakerembed.stages import encoder
 
     first = api.get_embedder("resemblyzer", device="cpu")
     assert api.get_embedder("resemblyzer", device="cpu") is first
@@ -156,7 +157,7 @@ def test_passed_in_module_is_used_as_is(embedder: SpeakerEmbedder, short_utteran
 def test_fresh_voice_encoder_module_gives_the_same_embeddings(
     embedder: SpeakerEmbedder, short_utterances: list[Path], resemblyzer_weights: Path
 ) -> None:
-    from speakerembed.encoder import VoiceEncoder, adapt_state_dict
+    from speakerembed.stages.encoder import VoiceEncoder, adapt_state_dict
     from speakerembed.weights import load_state_dict
 
     module = VoiceEncoder()

@@ -337,7 +337,7 @@ def _no_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide ffmpeg, so the messages are libsndfile's on every machine."""
     real_which = shutil.which
     monkeypatch.setattr(
-        speakerembed.load.shutil,
+        speakerembed.stages.load.shutil,
         "which",
         lambda cmd, *a, **k: None if "ff" in cmd else real_which(cmd, *a, **k),
     )
@@ -392,7 +392,7 @@ def test_fail_fast_stops_at_the_first_bad_input(
     embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default mode prepares no input after the bad one beyond the burst it was in."""
-    from speakerembed._prefetch import BURST_PER_THREAD
+    from speakerembed._engine.prefetch import BURST_PER_THREAD
 
     seen: list[object] = []
     real = speakerembed.embedder.load_audio
@@ -484,7 +484,7 @@ def test_unreadable_file_simulated(
             raise PermissionError(13, "Permission denied", target)
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(speakerembed.load, "open", guarded_open, raising=False)
+    monkeypatch.setattr(speakerembed.stages.load, "open", guarded_open, raising=False)
     with pytest.raises(AudioError) as info:
         embedder.embed_utterances(files / "good.wav")
     assert_actionable(info.value, target, r"permission denied")

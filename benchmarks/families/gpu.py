@@ -1,6 +1,6 @@
 """GPU: the full GPU path against the encoder alone on the GPU; resampling; batch sizes; bf16/fp16.
 
-Usage: ``python -m benchmarks.gpu [--runs 5]``. Skipped, with the reason, where torch sees no
+Usage: ``python -m benchmarks.families.gpu [--runs 5]``. Skipped, with the reason, where torch sees no
 CUDA device.
 
 * **Full GPU path** at 44.1 kHz, the default ``Pipeline()`` (libsoxr on the CPU) and
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, cast
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_gpu"]
@@ -45,7 +45,7 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device visible to torch on this machine: GPU figures not measured"}
     from speakerembed import Pipeline, SpeakerEmbedder
-    from speakerembed.resample import SincResampler, resample
+    from speakerembed.stages.resample import SincResampler, resample
 
     runs = int(cfg["runs"])
 
@@ -172,7 +172,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     """Measure the GPU figures, or report why they were skipped."""
     runs = opts.runs or (2 if opts.quick else 5)
     machine = h.machine_info(opts.threads)
-    r = h.run_worker("benchmarks.gpu:worker_gpu", {"runs": runs}, threads=opts.threads)
+    r = h.run_worker("benchmarks.families.gpu:worker_gpu", {"runs": runs}, threads=opts.threads)
     if "skipped" in r or "error" in r:
         why = r.get("skipped") or r["error"]
         return h.FamilyResult("gpu", [h.Figure("GPU", "—", verdict=f"skipped: {why}")], r, machine)

@@ -1,6 +1,6 @@
 """Latency: one 10 s clip against the encoder time of that clip's own windows; start-up.
 
-Usage: ``python -m benchmarks.latency [--runs 30] [--quick]``.
+Usage: ``python -m benchmarks.families.latency [--runs 30] [--quick]``.
 
 * **One 10 s clip** (real speech, at 16, 44.1 and 48 kHz): median wall time of
   ``embed_utterances(clip)`` against the median time of the encoder alone on the windows that
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_clip"]
@@ -101,7 +101,9 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     figures: list[h.Figure] = []
     data: dict[str, Any] = {}
     for rate in h.RATES:
-        r = h.run_worker("benchmarks.latency:worker_clip", {"rate": rate, "runs": runs}, threads=opts.threads)
+        r = h.run_worker(
+            "benchmarks.families.latency:worker_clip", {"rate": rate, "runs": runs}, threads=opts.threads
+        )
         data[f"clip_{rate}"] = r
         name = f"one 10 s clip, {rate / 1000:g} kHz, fp32, median"
         if "error" in r:

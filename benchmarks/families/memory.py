@@ -1,6 +1,6 @@
 """Memory: peak RSS of the CLI on a long file, against the encoder's own floor.
 
-Usage: ``python -m benchmarks.memory [--long-minutes 60] [--quick]``.
+Usage: ``python -m benchmarks.families.memory [--long-minutes 60] [--quick]``.
 
 * **The floor**: a process that imports torch, loads the weights and encodes one full batch
   (64 windows): no pipeline can use less.
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_floor", "worker_in_memory", "worker_set"]
@@ -107,7 +107,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
 
     machine = h.machine_info(opts.threads)
     figures: list[h.Figure] = []
-    floor = h.run_worker("benchmarks.memory:worker_floor", {}, threads=opts.threads)
+    floor = h.run_worker("benchmarks.families.memory:worker_floor", {}, threads=opts.threads)
     floor_mb = floor.get("peak_rss_mb")
     limit = f"encoder floor: {floor_mb:.0f} MB" if floor_mb else "floor not measured"
     data: dict[str, Any] = {"floor": floor}
@@ -120,7 +120,9 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
         cli += ["--device", "cpu", "--threads", str(opts.threads), "-o", str(out_npy)]
         wall, rss, code = run_rss(cli, opts.threads)
         long: dict[str, Any] = {"audio_s": seconds, "cli_seconds": wall, "cli_peak_rss_mb": rss, "exit": code}
-        ref = h.run_worker("benchmarks.memory:worker_in_memory", {"path": str(path)}, threads=opts.threads)
+        ref = h.run_worker(
+            "benchmarks.families.memory:worker_in_memory", {"path": str(path)}, threads=opts.threads
+        )
         if code == 0 and "embedding" in ref:
             long["cosine_vs_in_memory"] = float(np.load(out_npy) @ np.asarray(ref["embedding"]))
             long["in_memory_peak_rss_mb"] = ref["peak_rss_mb"]
@@ -155,7 +157,9 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
             )
         )
     s = h.run_worker(
-        "benchmarks.memory:worker_set", {"max_files": 20 if opts.quick else None}, threads=opts.threads
+        "benchmarks.families.memory:worker_set",
+        {"max_files": 20 if opts.quick else None},
+        threads=opts.threads,
     )
     data["set"] = s
     if "error" not in s:

@@ -1,6 +1,6 @@
 """Metrics overhead: what recording Prometheus metrics costs (runs ``bench_metrics.py``).
 
-Usage: ``python -m benchmarks.metrics_overhead [--runs 5]``. Target: the time spent inside the
+Usage: ``python -m benchmarks.families.metrics_overhead [--runs 5]``. Target: the time spent inside the
 recorder is at most 2 % of the embedding time (the wall-clock difference is reported too, but
 it is too noisy on a shared machine to judge).
 """
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run"]

@@ -1,6 +1,6 @@
 """Order: resample then trim, against trim then resample — time per stage, and EER.
 
-Usage: ``python -m benchmarks.order [--runs 3] [--quick]``.
+Usage: ``python -m benchmarks.families.order [--runs 3] [--quick]``.
 
 At 44.1 and 48 kHz, for each order: the preprocessing stages timed alone over the 60
 LibriSpeech utterances (resampled to the rate with libsoxr HQ), the EER of same- against
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["eer", "plot", "run", "worker_order"]
@@ -32,9 +32,9 @@ def worker_order(cfg: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from speakerembed import Pipeline, SpeakerEmbedder
-    from speakerembed.mel import melspectrogram
-    from speakerembed.resample import resample
-    from speakerembed.trim import trim_silence
+    from speakerembed.stages.mel import melspectrogram
+    from speakerembed.stages.resample import resample
+    from speakerembed.stages.trim import trim_silence
 
     rate, order = int(cfg["rate"]), cfg["order"]
     pipe = Pipeline(order=order)
@@ -175,7 +175,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     for rate in (44_100, 48_000):
         by_order = {
             o: h.run_worker(
-                "benchmarks.order:worker_order",
+                "benchmarks.families.order:worker_order",
                 {"rate": rate, "order": o, "runs": runs},
                 threads=opts.threads,
             )

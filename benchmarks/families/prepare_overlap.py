@@ -1,18 +1,19 @@
 """Where preparation should run beside a CPU encoder on a many-core machine.
 
-Usage: ``python -m benchmarks.prepare_overlap [--runs 3] [--rates 44100,16000] [--precisions fp32,bf16]``.
+Usage: ``python -m benchmarks.families.prepare_overlap [--runs 3] [--rates 44100,16000]
+[--precisions fp32,bf16]``.
 
 On two cores the encoder runs as two one-thread streams and the caller's thread prepares
-(decode, resample, trim, mel) in line beside them (:mod:`speakerembed._streams`). With many
+(decode, resample, trim, mel) in line beside them (:mod:`speakerembed._engine.streams`). With many
 cores one preparing thread cannot keep up with a stream per core. Each configuration runs
 ``embed_utterances`` on the throughput set in its own process with a torch thread per core,
 alternating with the encoder alone on the same windows, run the faster of two ways (one call
 on every thread, or one-thread streams: the machine's limit):
 
 * the default rule: a stream per core, and from 8 cores a quarter of the cores preparing in
-  bursts beside them (:func:`speakerembed._streams.preparing_threads`);
+  bursts beside them (:func:`speakerembed._engine.streams.preparing_threads`);
 * the many-core rule before streams: one call on three quarters of the cores, the other quarter
-  preparing beside it (:func:`speakerembed._prefetch.many_core_split`; below 16 cores, one call
+  preparing beside it (:func:`speakerembed._engine.prefetch.many_core_split`; below 16 cores, one call
   on every core with bursts between);
 * a stream per core, a quarter of the cores preparing beside (the rule from 8 cores, set by
   hand at any count);
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_overlap"]
@@ -62,7 +63,7 @@ def worker_overlap(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:
     """Measure each configuration at each rate."""
-    from speakerembed._prefetch import usable_cores
+    from speakerembed._engine.prefetch import usable_cores
 
     cores = usable_cores()  # under taskset, the cores it leaves
     runs = opts.runs or (2 if opts.quick else 3)
@@ -101,7 +102,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
                 "streams": streams,
                 "precision": precision,
             }
-            r = h.run_worker("benchmarks.prepare_overlap:worker_overlap", cfg, threads=threads)
+            r = h.run_worker("benchmarks.families.prepare_overlap:worker_overlap", cfg, threads=threads)
             name = f"{precision} {rate / 1000:g} kHz, {label}"
             data[name] = r
             if "error" in r:

@@ -1,13 +1,13 @@
 """Scaling with cores: processes x threads, total throughput in one run.
 
-Usage: ``python -m benchmarks.scaling [--runs 3] [--rounds 2] [--quick]``.
+Usage: ``python -m benchmarks.families.scaling [--runs 3] [--rounds 2] [--quick]``.
 
 Splits the throughput set (44.1 kHz) between P worker processes of T torch threads each and
 measures the total throughput: all audio embedded, over the wall time from a common start
 (a file barrier, after every worker has loaded and warmed up) to the last worker's end. The
 configurations -- 1 x 1, 1 x ``cores``, and ``cores`` x 1, or those ``--configs`` names --
 alternate, ``--rounds`` times.
-The rule that follows is :func:`speakerembed._plan.plan_workers`.
+The rule that follows is :func:`speakerembed._engine.workers.plan_workers`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_share"]
@@ -67,7 +67,7 @@ def _launch(procs: int, threads: int, runs: int, max_files: int | None) -> dict[
                         sys.executable,
                         "-m",
                         "benchmarks._harness",
-                        "benchmarks.scaling:worker_share",
+                        "benchmarks.families.scaling:worker_share",
                         json.dumps(cfg),
                     ],
                     stdout=subprocess.PIPE,

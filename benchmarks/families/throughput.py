@@ -1,6 +1,6 @@
 """Throughput: the whole pipeline against the encoder alone, at 16, 44.1 and 48 kHz.
 
-Usage: ``python -m benchmarks.throughput [--runs 5] [--quick]``.
+Usage: ``python -m benchmarks.families.throughput [--runs 5] [--quick]``.
 
 The limit is the encoder alone on *the same windows* the pipeline produced (captured from one
 pipeline run and replayed through the same encoder), timed in the same process, alternating
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_rotation"]
@@ -140,7 +140,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     data: dict[str, Any] = {}
     for rate in h.RATES:
         r = h.run_worker(
-            "benchmarks.throughput:worker_rotation",
+            "benchmarks.families.throughput:worker_rotation",
             {"rate": rate, "precisions": ["fp32"], "runs": runs, "max_files": max_files, "one_call": True},
             threads=opts.threads,
         )
@@ -165,7 +165,7 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     # Where bf16 is emulated it is several times slower than fp32: one run measures the cosine
     # (which does not depend on the hardware) and shows the slowdown.
     r = h.run_worker(
-        "benchmarks.throughput:worker_rotation",
+        "benchmarks.families.throughput:worker_rotation",
         {
             "rate": 44_100,
             "precisions": ["fp32", "bf16"],

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.torch_versions --torch-python /path/to/torch2.6-env/bin/python
+    python -m benchmarks.families.torch_versions --torch-python /path/to/torch2.6-env/bin/python
 
 or ``SPEAKEREMBED_BENCH_TORCH_PYTHONS=/a/bin/python:/b/bin/python``. The running interpreter
 is always measured. Each interpreter needs speakerembed's dependencies and this checkout on
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
 __all__ = ["run", "worker_probe"]
@@ -39,7 +39,7 @@ def worker_probe(cfg: dict[str, Any]) -> dict[str, Any]:
     """12 windows through fp32, module-cast bf16 and (recorded only) autocast bf16."""
     import torch
 
-    from speakerembed.encoder import ModuleEncoder, VoiceEncoder
+    from speakerembed.stages.encoder import ModuleEncoder, VoiceEncoder
 
     torch.manual_seed(0)
     module = VoiceEncoder().eval()
@@ -85,13 +85,13 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     data: dict[str, Any] = {}
     for py in dict.fromkeys(pythons):
         tp = h.run_worker(
-            "benchmarks.throughput:worker_rotation",
+            "benchmarks.families.throughput:worker_rotation",
             {"rate": 44_100, "precisions": ["fp32"], "runs": runs, "max_files": 10 if opts.quick else 30},
             python=py,
             threads=opts.threads,
         )
         probe = h.run_worker(
-            "benchmarks.torch_versions:worker_probe", {"runs": runs}, python=py, threads=opts.threads
+            "benchmarks.families.torch_versions:worker_probe", {"runs": runs}, python=py, threads=opts.threads
         )
         version = tp.get("torch") or probe.get("torch") or py
         data[version] = {"python": py, "throughput": tp, "probe": probe}

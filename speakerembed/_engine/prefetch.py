@@ -9,7 +9,7 @@ NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in 
   batches instead: when the encoder asks for the next utterance, a burst of the following ones
   is prepared on one thread per core, each thread with one torch thread.
 * A CPU encoder that can be called from several threads runs as one-thread streams instead
-  (:mod:`speakerembed._streams`); preparation runs in line beside them, or from 8 usable
+  (:mod:`speakerembed._engine.streams`); preparation runs in line beside them, or from 8 usable
   cores on, in bursts on a quarter of the cores, driven by a prefetch thread.
 * :func:`many_core_split`: for an encoder that cannot stream (a module of the caller's own),
   from :data:`MANY_CORES` usable cores on, the LSTM no longer gains from every core, so an
@@ -54,7 +54,7 @@ BURST_PER_THREAD = 4
 #: three quarters of them, a quarter preparing beside it. Measured on 16 cores (Xeon with AMX,
 #: torch 2.11, 86 utterances at 44.1 kHz): 12 encoder threads beside 4 preparing ran 1,428x
 #: real time against 894x for 16 threads and bursts (docs/performance.rst). Encoder streams
-#: have their own threshold (:data:`speakerembed._streams.PREPARE_BESIDE_FROM`).
+#: have their own threshold (:data:`speakerembed._engine.streams.PREPARE_BESIDE_FROM`).
 MANY_CORES = 16
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .weights import WeightsInfo
+    from ..weights import WeightsInfo
 
 __all__ = ["NULL_RECORDER", "Recorder"]
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from ._prefetch import MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
+from .prefetch import MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
 
 if TYPE_CHECKING:
     import torch
@@ -55,9 +55,10 @@ def encoder_streams(encoder: object, device_type: str) -> int:
     """How many one-thread streams to run ``encoder`` on (1: one call on torch's threads).
 
     One stream per torch thread when the encoder is on the CPU, can be called from several
-    threads at once (its ``concurrent_calls`` is true, as :class:`~speakerembed.encoder.ModuleEncoder`'s
-    is around speakerembed's or chatterbox's voice encoder: then ``embed_concurrently`` runs a
-    call without the lock), and torch and the machine have two threads or more.
+    threads at once (its ``concurrent_calls`` is true, as
+    :class:`~speakerembed.stages.encoder.ModuleEncoder`'s is around speakerembed's or
+    chatterbox's voice encoder: then ``embed_concurrently`` runs a call without the lock), and
+    torch and the machine have two threads or more.
     """
     import torch
 
@@ -89,7 +90,7 @@ def preparing_threads() -> int:
     1 below :data:`PREPARE_BESIDE_FROM` usable cores: the caller's thread, in line, between
     handing batches to the streams. From there, one thread cannot keep up with a stream per
     core (least of all in bf16, where the encoder is faster), so a quarter of the cores (at most
-    :data:`~speakerembed._prefetch.MAX_PREPARE_THREADS`) prepare in bursts, driven by a
+    :data:`~speakerembed._engine.prefetch.MAX_PREPARE_THREADS`) prepare in bursts, driven by a
     prefetch thread; they share the cores with the streams, and wait when they are ahead.
     """
     cores = usable_cores()

@@ -94,7 +94,7 @@ def plan_workers(
 
     Examples
     --------
-    >>> from speakerembed._plan import plan_workers
+    >>> from speakerembed._engine.workers import plan_workers
     >>> plan_workers(16, memory_bytes=64 * 2**30)
     WorkerPlan(workers=16, threads=1, reason='one 1-thread worker per core')
     >>> plan_workers(64, memory_bytes=8 * 2**30).workers

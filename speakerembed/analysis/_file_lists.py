@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .config import Pipeline
-    from .embedder import SpeakerEmbedder
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
 
 __all__ = ["embed_files", "resolve_embedder"]
 
@@ -34,12 +34,12 @@ def resolve_embedder(
 ) -> SpeakerEmbedder:
     """The embedder given, or the cached one for ``weights`` and ``device``."""
     if embedder is not None:
-        from .embedder import SpeakerEmbedder
+        from ..embedder import SpeakerEmbedder
 
         if not isinstance(embedder, SpeakerEmbedder):
             raise ConfigError(f"embedder= must be a SpeakerEmbedder, got {type(embedder).__name__}")
         return embedder
-    from .api import get_embedder
+    from ..api import get_embedder
 
     return get_embedder(weights, device=device)
 
@@ -80,7 +80,7 @@ def _embed_through_corpus(
 
     import pyarrow.parquet as pq
 
-    from .corpus.api import embed_corpus
+    from ..corpus.api import embed_corpus
 
     rows: dict[str, npt.NDArray[np.float32]] = {}
     failed: dict[str, str] = {}

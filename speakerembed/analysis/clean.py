@@ -43,14 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioError, ConfigError, missing_backend
+from ..errors import AudioError, ConfigError, missing_backend
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from .config import Pipeline
-    from .embedder import Failure, SpeakerEmbedder
-    from .encoder import Precision
+    from ..config import Pipeline
+    from ..embedder import Failure, SpeakerEmbedder
+    from ..stages.encoder import Precision
 
 __all__ = [
     "AUDIO_SUFFIXES",
@@ -109,7 +109,7 @@ def robust_centroid(embeddings: npt.ArrayLike) -> tuple[npt.NDArray[np.float64],
     Examples
     --------
     >>> import numpy as np
-    >>> from speakerembed.clean import robust_centroid
+    >>> from speakerembed.analysis.clean import robust_centroid
     >>> x = np.array([[1, 0], [0.99, 0.14], [0.98, -0.2], [0, 1]], dtype=float)
     >>> x /= np.linalg.norm(x, axis=1, keepdims=True)
     >>> robust_centroid(x)[1].tolist()
@@ -427,7 +427,7 @@ def clean_dataset(
     >>> report = clean_dataset("my_dataset/", weights="resemblyzer")  # doctest: +SKIP
     >>> report.write("report.csv")  # doctest: +SKIP
     """
-    from .embedder import Failure
+    from ..embedder import Failure
 
     folder = Path(source)
     if not folder.is_dir():
@@ -444,7 +444,7 @@ def clean_dataset(
                 f"({', '.join(AUDIO_SUFFIXES)}); pass a corpus output or a folder of speaker folders"
             )
         if embedder is None:
-            from .api import get_embedder
+            from ..api import get_embedder
 
             embedder = get_embedder(weights, device=device, precision=precision)
         result = embedder.embed_utterances(files, pipeline=pipeline, errors="skip")

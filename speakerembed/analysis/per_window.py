@@ -15,7 +15,7 @@ of the kept audio. With the VAD, a window can straddle a removed pause: its ``en
 then includes the pause.
 
 Memory: files at least ``Pipeline.stream_min_duration_s`` long go through the streaming path
-(:mod:`speakerembed.stream`), so an hour-long file needs a block of audio and one encoder batch
+(:mod:`speakerembed.stages.longform`), so an hour-long file needs a block of audio and one encoder batch
 at a time, plus the result itself (1 KiB per window: 4.7 MB for an hour at 1.3 windows/s).
 """
 
@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
-from .errors import AudioError, ConfigError
+from ..config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
+from ..errors import AudioError, ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .embedder import AudioInput, SpeakerEmbedder
-    from .encoder import Precision
+    from ..embedder import AudioInput, SpeakerEmbedder
+    from ..stages.encoder import Precision
 
 __all__ = ["WindowedEmbeddings", "embed_windows", "window_times"]
 
@@ -117,7 +117,7 @@ def window_times(
     Examples
     --------
     >>> from speakerembed import Pipeline
-    >>> from speakerembed.windowed import window_times
+    >>> from speakerembed.analysis.per_window import window_times
     >>> start, end = window_times(3, [(0.5, 3.5)], Pipeline())
     >>> start.round(2).tolist(), end.round(2).tolist()
     ([0.5, 1.27, 2.04], [2.1, 2.87, 3.5])
@@ -195,12 +195,12 @@ def embed_windows(
     >>> w.embeddings.shape[1], bool((w.start_s < w.end_s).all())
     (256, True)
     """
-    from ._observe import NULL_RECORDER
-    from .embedder import SpeakerEmbedder, _as_library_error, _describe_inputs
-    from .windows import partial_windows
+    from .._engine.recorder import NULL_RECORDER
+    from ..embedder import SpeakerEmbedder, _as_library_error, _describe_inputs
+    from ..stages.windows import partial_windows
 
     if embedder is None:
-        from .api import get_embedder
+        from ..api import get_embedder
 
         embedder = get_embedder(weights, device=device, precision=precision)
     elif not isinstance(embedder, SpeakerEmbedder):

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from .errors import ConfigError, missing_backend
+from ..errors import ConfigError, missing_backend
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -126,7 +126,7 @@ def plot_similarity_matrix(
     Examples
     --------
     >>> import numpy as np
-    >>> from speakerembed.plots import plot_similarity_matrix
+    >>> from speakerembed.analysis.plots import plot_similarity_matrix
     >>> x = np.random.default_rng(0).normal(size=(6, 8))
     >>> fig = plot_similarity_matrix(x, ["a", "b", "a", "b", "a", "b"])
     >>> len(fig.axes[0].images)
@@ -207,7 +207,7 @@ def plot_score_histograms(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_score_histograms
+    >>> from speakerembed.analysis.plots import plot_score_histograms
     >>> fig = plot_score_histograms([0.9, 0.8, 0.3, 0.4], [1, 1, 0, 0], threshold=0.6)
     >>> len(fig.axes[0].lines)
     1
@@ -273,7 +273,7 @@ def plot_similarity_histogram(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_similarity_histogram
+    >>> from speakerembed.analysis.plots import plot_similarity_histogram
     >>> fig = plot_similarity_histogram([0.81, 0.78, 0.85, 0.52], label="system A")
     >>> fig.axes[0].get_legend_handles_labels()[1]
     ['system A (4 pairs)', 'mean 0.740']
@@ -337,7 +337,7 @@ def plot_det_curve(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_det_curve
+    >>> from speakerembed.analysis.plots import plot_det_curve
     >>> fig = plot_det_curve([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], label="demo")
     >>> fig.axes[0].get_legend_handles_labels()[1]
     ['demo (EER 33.3%)']
@@ -414,7 +414,7 @@ def plot_verification(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_verification
+    >>> from speakerembed.analysis.plots import plot_verification
     >>> fig = plot_verification([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0])
     >>> len(fig.axes)
     2
@@ -488,7 +488,7 @@ def plot_projection(
     Examples
     --------
     >>> import numpy as np
-    >>> from speakerembed.plots import plot_projection
+    >>> from speakerembed.analysis.plots import plot_projection
     >>> x = np.random.default_rng(0).normal(size=(6, 8))
     >>> fig = plot_projection(x, ["a", "a", "b", "b", "c", "c"], method="pca")
     >>> len(fig.axes[0].collections)
@@ -598,7 +598,7 @@ def plot_windows(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_windows
+    >>> from speakerembed.analysis.plots import plot_windows
     >>> fig = plot_windows([0, 0.77], [1.6, 2.37], [0.9, 0.8], [0.7])
     >>> len(fig.axes[0].lines)
     2
@@ -660,7 +660,7 @@ def plot_clean_report(
 
     Examples
     --------
-    >>> from speakerembed.plots import plot_clean_report
+    >>> from speakerembed.analysis.plots import plot_clean_report
     >>> fig = plot_clean_report([0.9, 0.5], [0.6, 0.8], [False, True], outlier_threshold=0.74)
     >>> len(fig.axes[0].collections)
     2

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -165,7 +165,7 @@ def det_curve(scores: npt.ArrayLike, labels: npt.ArrayLike) -> DetCurve:
 
     Examples
     --------
-    >>> from speakerembed.scoring import det_curve
+    >>> from speakerembed.analysis.scoring import det_curve
     >>> curve = det_curve([0.9, 0.8, 0.3, 0.6], [1, 1, 0, 0])
     >>> curve.thresholds.tolist(), curve.fpr.tolist(), curve.fnr.tolist()
     ([0.3, 0.6, 0.8, 0.9, inf], [1.0, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5, 1.0])
@@ -202,7 +202,7 @@ def eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> MetricResult:
 
     Examples
     --------
-    >>> from speakerembed.scoring import eer
+    >>> from speakerembed.analysis.scoring import eer
     >>> result = eer([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0])
     >>> round(result.value, 4), round(result.threshold, 4)
     (0.3333, 0.7)
@@ -258,7 +258,7 @@ def min_dcf(
 
     Examples
     --------
-    >>> from speakerembed.scoring import min_dcf
+    >>> from speakerembed.analysis.scoring import min_dcf
     >>> round(min_dcf([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], p_target=0.05).value, 4)
     0.3333
     """
@@ -316,7 +316,7 @@ def threshold_at(
 
     Examples
     --------
-    >>> from speakerembed.scoring import threshold_at
+    >>> from speakerembed.analysis.scoring import threshold_at
     >>> threshold_at([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [1, 1, 0, 1, 0, 0], far=0.0)
     OperatingPoint(threshold=0.8, far=0.0, frr=0.3333333333333333)
     """
@@ -372,7 +372,7 @@ def cosine_scores(enroll: npt.ArrayLike, test: npt.ArrayLike) -> npt.NDArray[np.
 
     Examples
     --------
-    >>> from speakerembed.scoring import cosine_scores
+    >>> from speakerembed.analysis.scoring import cosine_scores
     >>> cosine_scores([[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [0.0, 1.0]]).round(4).tolist()
     [0.7071, 1.0]
     """

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
-    from .config import Pipeline
-    from .embedder import SpeakerEmbedder
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
 
 __all__ = ["ENCODER_NOTE", "SimilarityPair", "TTSSimilarityReport", "read_pairs", "tts_similarity"]
 
@@ -215,7 +215,7 @@ def tts_similarity(
     Parameters
     ----------
     meta : path, or sequence of (generated, reference) path pairs
-        A Seed-TTS-eval ``meta.lst``, a CSV (see :func:`~speakerembed.sim_eval.read_pairs`), or
+        A Seed-TTS-eval ``meta.lst``, a CSV (see :func:`~speakerembed.analysis.sim_eval.read_pairs`), or
         the pairs themselves.
     gen_dir : path, optional
         The folder of generated ``<utt>.wav`` files, for a ``meta.lst``.
@@ -242,7 +242,7 @@ def tts_similarity(
     Notes
     -----
     The numbers come from Chatterbox's voice encoder, not from the WavLM-TDNN model that
-    Seed-TTS-eval uses; see :data:`~speakerembed.sim_eval.ENCODER_NOTE`.
+    Seed-TTS-eval uses; see :data:`~speakerembed.analysis.sim_eval.ENCODER_NOTE`.
 
     Examples
     --------
@@ -267,7 +267,7 @@ def tts_similarity(
         if not pairs:
             raise ConfigError("meta= is empty; pass a meta.lst, a CSV, or some pairs")
 
-    from ._embed_files import embed_files, resolve_embedder
+    from ._file_lists import embed_files, resolve_embedder
 
     model = resolve_embedder(embedder, weights, device)
     rows, failed = embed_files(model, [f for p in pairs for f in (p.generated, p.reference)], pipeline)

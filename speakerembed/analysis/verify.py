@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .config import Pipeline
-    from .embedder import SpeakerEmbedder
+    from ..config import Pipeline
+    from ..embedder import SpeakerEmbedder
 
 __all__ = ["AUDIO_SUFFIXES", "Trial", "VerificationReport", "read_trials", "verify_trials"]
 
@@ -85,7 +85,7 @@ def read_trials(path: str | os.PathLike[str]) -> list[Trial]:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> from speakerembed.verify import read_trials
+    >>> from speakerembed.analysis.verify import read_trials
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "trials.txt").write_text("1 a.wav b.wav\n0 a.wav c.wav\n")
     >>> read_trials(folder / "trials.txt")[1]
@@ -256,7 +256,7 @@ def verify_trials(
     Parameters
     ----------
     trials : path, or sequence of Trial or (enroll, test[, label]) tuples
-        A trial list file (see :func:`~speakerembed.verify.read_trials`), or the trials themselves.
+        A trial list file (see :func:`~speakerembed.analysis.verify.read_trials`), or the trials themselves.
     root : path, optional
         The folder the trial paths are relative to; by default the trial list's folder (or
         the working directory for a sequence). Absolute paths are used as they are.
@@ -271,7 +271,7 @@ def verify_trials(
         An embedder to use instead of loading ``weights``.
     cohort : sequence of paths, optional
         Audio files or folders of speakers *not* in the trials. When given, scores are
-        AS-normalised (:func:`~speakerembed.scoring.as_norm`) against their embeddings.
+        AS-normalised (:func:`~speakerembed.analysis.scoring.as_norm`) against their embeddings.
     top_n : int
         The number of closest cohort embeddings AS-norm uses for each side.
 
@@ -296,7 +296,7 @@ def verify_trials(
     >>> report.eer, report.n_target, report.n_nontarget
     (0.0, 2, 2)
     """
-    from .errors import AudioError
+    from ..errors import AudioError
     from .scoring import as_norm, eer, min_dcf
 
     if isinstance(trials, (str, os.PathLike)):
@@ -314,7 +314,7 @@ def verify_trials(
     if not base.is_dir():
         raise ConfigError(f"root= {base} is not a folder")
 
-    from ._embed_files import embed_files, resolve_embedder
+    from ._file_lists import embed_files, resolve_embedder
 
     model = resolve_embedder(embedder, weights, device)
 

@@ -78,7 +78,7 @@ def cpu_preparer(pipeline: Pipeline) -> SpeakerEmbedder:
     """
     import torch
 
-    from .._observe import NULL_RECORDER
+    from .._engine.recorder import NULL_RECORDER
     from ..embedder import SpeakerEmbedder
 
     shell = SpeakerEmbedder.__new__(SpeakerEmbedder)
@@ -97,7 +97,7 @@ class _Details:
 
 
 def _details(p: _Prepared, pipeline: Pipeline) -> _Details:
-    from ..windows import num_windows
+    from ..stages.windows import num_windows
 
     if p.mel is not None:
         n_windows, _ = num_windows(

@@ -277,9 +277,9 @@ def _alone(index: int, record: Record, pipeline: Pipeline, preparer: SpeakerEmbe
 def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
     """Prepared records from this process, in bursts between encoder batches.
 
-    The same as ``embed_utterances`` (:func:`speakerembed._prefetch.map_in_bursts`).
+    The same as ``embed_utterances`` (:func:`speakerembed._engine.prefetch.map_in_bursts`).
     """
-    from .._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
+    from .._engine.prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
 
     threads = burst_threads(preparer.device.type, auto_prefetch_depth())
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import AudioError, ConfigError
+from ..errors import AudioError, ConfigError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -71,7 +71,7 @@ def utt_to_spk_embed(utt_embeds: npt.ArrayLike) -> npt.NDArray[np.float32]:
     ------
     ConfigError
         If the array is not 2-D, is empty, holds NaN or Inf, has rows that are not unit norm
-        (within :data:`~speakerembed.consolidate.UNIT_NORM_TOLERANCE`), or its rows cancel out.
+        (within :data:`~speakerembed.stages.consolidate.UNIT_NORM_TOLERANCE`), or its rows cancel out.
 
     Examples
     --------

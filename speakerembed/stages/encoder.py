@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from .errors import BackendUnavailableError, ConfigError, WeightsError
-from .weights import WeightsInfo, load_state_dict, resolve_weights
+from ..errors import BackendUnavailableError, ConfigError, WeightsError
+from ..weights import WeightsInfo, load_state_dict, resolve_weights
 
 logger = logging.getLogger("speakerembed")
 
@@ -242,7 +242,7 @@ class ModuleEncoder:
         """Embed windows as calling the instance does, without taking the instance's lock.
 
         For callers that run several calls at once, each on its own torch thread (the
-        embedder's encoder streams, ``speakerembed._streams``): the module is only read.
+        embedder's encoder streams, ``speakerembed._engine.streams``): the module is only read.
         """
         with torch.inference_mode():
             out = self.module(windows.to(self._dtype)).float()
@@ -288,7 +288,7 @@ class _MixedBF16Encoder(nn.Module):
                 # they are compacted again. They are: the cost is in the measured bf16 figures
                 # (docs/performance.rst, "GPU"), and the warning says nothing actionable. Only
                 # there: warnings' filters are process-wide, and the CPU encoder streams
-                # (speakerembed._streams) call this from several threads at once.
+                # (speakerembed._engine.streams) call this from several threads at once.
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=_CUDNN_COMPACT_WARNING, category=UserWarning)
                     x, (h, _) = layer(x.to(dtype))

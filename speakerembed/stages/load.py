@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._cstderr import decoder_output_quiet
-from .errors import AudioError, InputTooLongError
+from ..errors import AudioError, InputTooLongError
+from ._quiet_stderr import decoder_output_quiet
 
 if TYPE_CHECKING:
     import numpy.typing as npt

@@ -9,7 +9,7 @@ Trimming needs the loudest frame of the whole file, so the file is read twice:
 
 1. **Pass 1** decodes block by block, resamples with a streaming resampler where the order is
    ``"resample_trim"``, and keeps only the trimming energy of each frame (one float per 512
-   samples at 16 kHz): the trim bounds come from them, as in :func:`speakerembed.trim.trim_bounds`.
+   samples at 16 kHz): the trim bounds come from them, as in :func:`speakerembed.stages.trim.trim_bounds`.
 2. **Pass 2** decodes again (for ``"trim_resample"``, from the trim start only), resamples,
    keeps the samples between the bounds, and computes mel frames in blocks, with the STFT's
    reflect padding at the true edges of the trimmed audio. Partial windows are cut as soon as
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._cstderr import decoder_output_quiet
-from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
-from .errors import AudioError
+from ..config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
+from ..errors import AudioError
+from ._quiet_stderr import decoder_output_quiet
 from .mel import N_FFT
 from .resample import resampled_length
 from .trim import check_kept, check_not_constant, check_not_silent, trim_bounds
@@ -166,7 +166,7 @@ def _resampled(
 
 
 class _FramePower:
-    """:func:`speakerembed.trim.frame_power`, fed block by block."""
+    """:func:`speakerembed.stages.trim.frame_power`, fed block by block."""
 
     def __init__(self, frame: int, hop: int) -> None:
         self.frame, self.hop = frame, hop
@@ -388,7 +388,7 @@ def stream_file(
 
     Examples
     --------
-    >>> from speakerembed.stream import stream_file
+    >>> from speakerembed.stages.longform import stream_file
     >>> plan, batches = stream_file("long.wav")  # doctest: +SKIP
     >>> sum(b.shape[0] for b in batches) == plan.n_windows  # doctest: +SKIP
     True

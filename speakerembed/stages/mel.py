@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE
+from ..config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -105,7 +105,7 @@ def melspectrogram(waveform: torch.Tensor, *, center: bool = True) -> torch.Tens
     center : bool
         ``True`` (Chatterbox's mel) pads 200 samples by reflection at each end, giving
         ``1 + n_samples // 160`` frames. ``False`` frames the samples as they are, giving
-        ``1 + (n_samples - 400) // 160`` frames; :mod:`speakerembed.stream` pads blocks itself.
+        ``1 + (n_samples - 400) // 160`` frames; :mod:`speakerembed.stages.longform` pads blocks itself.
 
     Returns
     -------

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import missing_backend
+from ..errors import missing_backend
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .config import Resampler
+    from ..config import Resampler
 
 __all__ = ["SincResampler", "resample", "resampled_length", "sinc_resample_kernel"]
 
@@ -64,7 +64,7 @@ def resample(
     Examples
     --------
     >>> import numpy as np
-    >>> from speakerembed.resample import resample
+    >>> from speakerembed.stages.resample import resample
     >>> resample(np.zeros(44100, np.float32), 44100, 16000).shape
     (16000,)
     """

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import MODEL_SAMPLE_RATE
-from .errors import AudioError
+from ..config import MODEL_SAMPLE_RATE
+from ..errors import AudioError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .config import Pipeline
+    from ..config import Pipeline
 
 __all__ = [
     "MIN_SAMPLES",
@@ -214,7 +214,7 @@ def trim_silence(
     Examples
     --------
     >>> import numpy as np
-    >>> from speakerembed.trim import trim_silence
+    >>> from speakerembed.stages.trim import trim_silence
     >>> x = np.zeros(16000, np.float32); x[6000:10000] = 0.5
     >>> trim_silence(x)[1]
     (5120, 11264)

@@ -1,6 +1,6 @@
 """Stage 2b, alternative: keep only speech, found by Silero VAD (``Pipeline(vad="silero")``).
 
-Chatterbox trims only the leading and trailing silence (:mod:`speakerembed.trim`), so pauses,
+Chatterbox trims only the leading and trailing silence (:mod:`speakerembed.stages.trim`), so pauses,
 breaths and noise between words reach the encoder. With ``Pipeline(vad="silero")`` this stage
 runs in trimming's place (in the same position of ``Pipeline.order``): `Silero VAD
 <https://github.com/snakers4/silero-vad>`_ (MIT; its model ships inside the ``silero-vad``
@@ -13,8 +13,8 @@ counted) is refused with an :class:`~speakerembed.AudioError` that says how much
 found: three seconds of noise are not a voice.
 
 Install it with ``pip install 'speakerembed[vad]'``. Long files: the streaming path
-(:mod:`speakerembed.stream`) does not run the VAD; with ``vad="silero"`` every file is embedded
-by the in-memory path, whatever its length (see :func:`speakerembed.stream.can_stream`).
+(:mod:`speakerembed.stages.longform`) does not run the VAD; with ``vad="silero"`` every file is embedded
+by the in-memory path, whatever its length (see :func:`speakerembed.stages.longform.can_stream`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import MODEL_SAMPLE_RATE
-from .errors import AudioError, missing_backend
+from ..config import MODEL_SAMPLE_RATE
+from ..errors import AudioError, missing_backend
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from .config import Pipeline
+    from ..config import Pipeline
 
 __all__ = ["SpeechSegments", "detect_speech", "keep_speech", "load_vad_model"]
 

@@ -39,7 +39,7 @@ def num_windows(
 
     Examples
     --------
-    >>> from speakerembed.windows import num_windows
+    >>> from speakerembed.stages.windows import num_windows
     >>> num_windows(1000, 77, 0.8)
     (12, 1007)
     """

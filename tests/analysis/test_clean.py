@@ -9,7 +9,7 @@ import pytest
 from conftest import speech_wave
 
 from speakerembed import CleanReport, ConfigError, SpeakerEmbedder, clean_dataset, find_outliers
-from speakerembed.clean import robust_centroid
+from speakerembed.analysis.clean import robust_centroid
 from speakerembed.cli import main
 
 
@@ -225,7 +225,7 @@ def test_cli_clean_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 
 def test_plot_clean_report_marks_the_flagged() -> None:
     pytest.importorskip("matplotlib")
-    from speakerembed.plots import plot_clean_report
+    from speakerembed.analysis.plots import plot_clean_report
 
     fig = plot_clean_report([0.9, 0.5, np.nan], [0.6, 0.8, 0.7], [False, True, False], outlier_threshold=0.74)
     ok, flagged = fig.axes[0].collections

@@ -9,12 +9,12 @@ import pytest
 from conftest import speech_wave
 
 from speakerembed import AudioError, Pipeline, SpeakerEmbedder, embed_windows
+from speakerembed.analysis.per_window import window_times
 from speakerembed.cli import main
-from speakerembed.mel import n_mel_frames
-from speakerembed.resample import resample
-from speakerembed.trim import trim_silence
-from speakerembed.windowed import window_times
-from speakerembed.windows import num_windows
+from speakerembed.stages.mel import n_mel_frames
+from speakerembed.stages.resample import resample
+from speakerembed.stages.trim import trim_silence
+from speakerembed.stages.windows import num_windows
 
 HOP_S = 0.01
 
@@ -199,7 +199,7 @@ def test_cli_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path, short_utte
 
 def test_plot_windows_draws_the_similarities() -> None:
     pytest.importorskip("matplotlib")
-    from speakerembed.plots import plot_windows
+    from speakerembed.analysis.plots import plot_windows
 
     fig = plot_windows([0.0, 0.77, 1.54], [1.6, 2.37, 3.14], [0.9, 0.8, 0.85], [0.7, 0.75])
     to_file, to_prev = fig.axes[0].lines

@@ -1,4 +1,4 @@
-"""speakerembed.plots: each function draws the artists it promises (no pixel comparisons)."""
+"""speakerembed.analysis.plots: each function draws the artists it promises (no pixel comparisons)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ pytest.importorskip("matplotlib", reason="the plots need matplotlib (pip install
 
 from matplotlib.figure import Figure
 
-from speakerembed import plots
-from speakerembed.scoring import det_curve, eer
+from speakerembed.analysis import plots
+from speakerembed.analysis.scoring import det_curve, eer
 
 
 def clusters(n_per: int = 4, speakers: tuple[str, ...] = ("a", "b", "c")) -> tuple[np.ndarray, list[str]]:
@@ -188,6 +188,6 @@ def test_bad_inputs_name_the_keyword() -> None:
 
 
 def test_importing_plots_does_not_import_matplotlib() -> None:
-    code = "import speakerembed.plots, sys; print('matplotlib' in sys.modules)"
+    code = "import speakerembed.analysis.plots, sys; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

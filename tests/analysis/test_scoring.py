@@ -1,4 +1,4 @@
-"""speakerembed.scoring against independent computations.
+"""speakerembed.analysis.scoring against independent computations.
 
 References: a brute-force loop over every threshold; scikit-learn's ``roc_curve`` with SciPy's
 ``brentq`` (the usual EER recipe); WeSpeaker's ``compute_pmiss_pfa_rbst`` / ``compute_eer`` /
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from speakerembed import ConfigError
-from speakerembed.scoring import (
+from speakerembed.analysis.scoring import (
     as_norm,
     cosine_scores,
     det_curve,

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from speakerembed import ConfigError, SpeakerEmbedder, tts_similarity
+from speakerembed.analysis.sim_eval import ENCODER_NOTE, read_pairs
 from speakerembed.cli import main
-from speakerembed.sim_eval import ENCODER_NOTE, read_pairs
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 
 

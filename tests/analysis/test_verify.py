@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from speakerembed import ConfigError, SpeakerEmbedder, verify_trials
+from speakerembed.analysis.verify import Trial, read_trials
 from speakerembed.cli import main
-from speakerembed.verify import Trial, read_trials
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 CLIPS = sorted(p.name for p in AUDIO.glob("*.wav"))
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 
@@ -125,7 +125,7 @@ def test_unlabelled_trials_give_scores_without_metrics(embedder: SpeakerEmbedder
 
 
 def test_cohort_as_norm_matches_scoring(embedder: SpeakerEmbedder, speech: Path) -> None:
-    from speakerembed.scoring import as_norm
+    from speakerembed.analysis.scoring import as_norm
 
     pairs = all_pairs()
     cohort = sorted((speech / "vctk48k").glob("*.wav"))[:6]
@@ -181,7 +181,7 @@ def test_cli_verify_writes_report_scores_and_plot(
     assert [(a, b) for a, b, *_ in lines] == [(a, b) for a, b, _ in pairs]
     assert [kind for *_, kind in lines] == ["target" if y else "nontarget" for y in labels]
     got = np.array([float(s) for _, _, s, _ in lines])
-    from speakerembed.scoring import eer
+    from speakerembed.analysis.scoring import eer
 
     assert data["eer"] == pytest.approx(eer(got, labels).value, abs=1e-3)
     assert plot.read_bytes()[:4] == b"\x89PNG"
@@ -246,7 +246,7 @@ def test_cli_verify_usage_errors_before_any_work(
 def test_large_lists_go_through_the_corpus_job_with_the_same_rows(
     embedder: SpeakerEmbedder, tmp_path: Path
 ) -> None:
-    from speakerembed._embed_files import embed_files
+    from speakerembed.analysis._file_lists import embed_files
 
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio" * 50)

@@ -16,7 +16,7 @@ import pytest
 from speakerembed import Pipeline, SpeakerEmbedder
 from speakerembed.cli import build_parser, main
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 ALICE = [str(AUDIO / f"alice_{i}.wav") for i in (1, 2, 3)]
 BOB = [str(AUDIO / f"bob_{i}.wav") for i in (1, 2, 3)]
 W = ["--weights", "resemblyzer", "--device", "cpu"]

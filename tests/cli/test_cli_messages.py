@@ -79,7 +79,7 @@ def test_a_short_clip_names_the_min_duration_flag(capsys: pytest.CaptureFixture[
 def test_keep_going_skips_are_reported_with_flags(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     clip = tmp_path / "short.wav"
     sf.write(clip, (0.3 * np.random.default_rng(1).standard_normal(1600)).astype(np.float32), 16000)
-    alice = str(Path(__file__).resolve().parents[1] / "examples" / "audio" / "alice_1.wav")
+    alice = str(Path(__file__).resolve().parents[2] / "examples" / "audio" / "alice_1.wav")
     code = main(["embed", alice, str(clip), "--keep-going", *W])
     err = capsys.readouterr().err
     assert code == 3
@@ -92,7 +92,7 @@ def test_unavailable_cuda_names_the_device_flag(capsys: pytest.CaptureFixture[st
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    alice = str(Path(__file__).resolve().parents[1] / "examples" / "audio" / "alice_1.wav")
+    alice = str(Path(__file__).resolve().parents[2] / "examples" / "audio" / "alice_1.wav")
     code = main(["embed", alice, "--weights", "resemblyzer", "--device", "cuda"])
     err = capsys.readouterr().err
     assert code == 1

@@ -16,7 +16,7 @@ import soundfile
 
 from speakerembed.cli import main
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 ALICE = str(AUDIO / "alice_1.wav")
 W = ["--weights", "resemblyzer"]
 

@@ -10,8 +10,8 @@ import soundfile as sf
 import torch
 
 from speakerembed import AudioError, Pipeline, SpeakerEmbedder
-from speakerembed.mel import melspectrogram, slaney_filterbank
-from speakerembed.trim import frame_power, frame_power_tensor
+from speakerembed.stages.mel import melspectrogram, slaney_filterbank
+from speakerembed.stages.trim import frame_power, frame_power_tensor
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device, and torch sees none on this machine"
@@ -134,7 +134,7 @@ def test_overlapped_preparation_reports_the_failing_input(
 def test_prefetch_stops_when_the_consumer_stops() -> None:
     import threading
 
-    from speakerembed._prefetch import prefetch
+    from speakerembed._engine.prefetch import prefetch
 
     produced: list[int] = []
 
@@ -173,7 +173,7 @@ def test_burst_preparation_is_bitwise_deterministic(
 
 
 def test_many_core_split_leaves_a_quarter_to_preparation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from speakerembed import _prefetch
+    from speakerembed._engine import prefetch as _prefetch
 
     before = torch.get_num_threads()
     try:
@@ -196,7 +196,7 @@ def test_many_core_plan_runs_the_encoder_on_fewer_threads_for_the_call(
     embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same embeddings; the encoder sees the split's threads; the caller's count comes back."""
-    from speakerembed import _prefetch
+    from speakerembed._engine import prefetch as _prefetch
 
     monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", None)
     monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", None)
@@ -225,7 +225,7 @@ def test_many_core_plan_runs_the_encoder_on_fewer_threads_for_the_call(
 
 
 def test_map_in_bursts_keeps_order_and_waits_for_the_consumer() -> None:
-    from speakerembed._prefetch import map_in_bursts
+    from speakerembed._engine.prefetch import map_in_bursts
 
     started: list[int] = []
 

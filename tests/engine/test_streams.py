@@ -1,4 +1,4 @@
-"""The CPU encoder run as one-thread streams (speakerembed._streams)."""
+"""The CPU encoder run as one-thread streams (speakerembed._engine.streams)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError, _streams
-from speakerembed.encoder import ModuleEncoder
+from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError
+from speakerembed._engine import streams as _streams
+from speakerembed.stages.encoder import ModuleEncoder
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.integers(1, 6))

@@ -1,4 +1,4 @@
-"""The workers x threads rule for corpus jobs (speakerembed._plan)."""
+"""The workers x threads rule for corpus jobs (speakerembed._engine.workers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from speakerembed._plan import WORKER_BYTES, available_cores, plan_workers
+from speakerembed._engine.workers import WORKER_BYTES, available_cores, plan_workers
 
 PLENTY = 1 << 40
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerembed._cstderr import decoder_output_quiet, is_decoder_noise
+from speakerembed.stages._quiet_stderr import decoder_output_quiet, is_decoder_noise
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALICE = ROOT / "examples" / "audio" / "alice_1.wav"
 
 pytestmark = pytest.mark.skipif(
@@ -63,8 +63,8 @@ def test_plain_soundfile_prints_the_noise(noisy_mp3: Path) -> None:
 def test_loading_and_streaming_keep_the_noise_off_stderr(noisy_mp3: Path) -> None:
     code = (
         "import sys, warnings\n"
-        "from speakerembed.load import load_audio\n"
-        "from speakerembed.stream import _blocks\n"
+        "from speakerembed.stages.load import load_audio\n"
+        "from speakerembed.stages.longform import _blocks\n"
         "wave, rate = load_audio(sys.argv[1])\n"
         "streamed = sum(len(b) for b in _blocks(sys.argv[1]))\n"
         "print(len(wave), rate, streamed)\n"
@@ -104,7 +104,7 @@ def test_other_output_during_a_decode_is_passed_on(capfd: pytest.CaptureFixture[
 
 
 def test_threads_decoding_at_once_restore_stderr(noisy_mp3: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    from speakerembed.load import load_audio
+    from speakerembed.stages.load import load_audio
 
     before = os.fstat(2)
     errors: list[BaseException] = []

@@ -12,9 +12,9 @@ import pytest
 import soundfile as sf
 
 from speakerembed import Pipeline, SpeakerEmbedder
-from speakerembed.load import _open_file, read_file
+from speakerembed.stages.load import _open_file, read_file
 
-ALICE = Path(__file__).resolve().parents[1] / "examples" / "audio" / "alice_1.wav"
+ALICE = Path(__file__).resolve().parents[2] / "examples" / "audio" / "alice_1.wav"
 
 
 @pytest.fixture(params=["wav", "flac"])

@@ -1,4 +1,4 @@
-"""The streaming path for long files (speakerembed.stream) against the in-memory path."""
+"""The streaming path for long files (speakerembed.stages.longform) against the in-memory path."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from speakerembed import AudioError, Pipeline, SpeakerEmbedder
-from speakerembed import stream as st
+from speakerembed.stages import longform as st
 
 IN_MEMORY = Pipeline(stream_min_duration_s=None)
 STREAMED = Pipeline(stream_min_duration_s=0.0)
@@ -47,11 +47,11 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 def _windows_in_memory(path: Path, pipe: Pipeline) -> np.ndarray:
     import torch
 
-    from speakerembed.load import load_audio
-    from speakerembed.mel import melspectrogram
-    from speakerembed.resample import resample
-    from speakerembed.trim import trim_silence
-    from speakerembed.windows import partial_windows
+    from speakerembed.stages.load import load_audio
+    from speakerembed.stages.mel import melspectrogram
+    from speakerembed.stages.resample import resample
+    from speakerembed.stages.trim import trim_silence
+    from speakerembed.stages.windows import partial_windows
 
     wav, sr = load_audio(path)
     for step in ("resample", "trim") if pipe.order == "resample_trim" else ("trim", "resample"):
@@ -147,7 +147,7 @@ def test_streamed_too_short_after_trim_is_rejected(tmp_path: Path) -> None:
 
 
 def test_frame_power_streamed_equals_whole() -> None:
-    from speakerembed.trim import frame_power
+    from speakerembed.stages.trim import frame_power
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(50_003).astype(np.float32)

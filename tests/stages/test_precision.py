@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from speakerembed import SpeakerEmbedder, encoder
+from speakerembed import SpeakerEmbedder
 from speakerembed.cli import main
-from speakerembed.encoder import (
+from speakerembed.stages import encoder
+from speakerembed.stages.encoder import (
     ModuleEncoder,
     VoiceEncoder,
     cpu_bf16_ok,
@@ -19,7 +20,7 @@ from speakerembed.encoder import (
 )
 
 CPU = torch.device("cpu")
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 
 
 def _flags_from_cpuinfo() -> set[str]:

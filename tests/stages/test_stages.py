@@ -19,10 +19,10 @@ from conftest import speech_wave
 
 from speakerembed import AudioError
 from speakerembed.config import Pipeline
-from speakerembed.load import load_audio, to_float32, to_mono
-from speakerembed.resample import resample, resampled_length
-from speakerembed.trim import frame_power, trim_bounds, trim_silence
-from speakerembed.windows import num_windows, partial_windows
+from speakerembed.stages.load import load_audio, to_float32, to_mono
+from speakerembed.stages.resample import resample, resampled_length
+from speakerembed.stages.trim import frame_power, trim_bounds, trim_silence
+from speakerembed.stages.windows import num_windows, partial_windows
 
 librosa = pytest.importorskip("librosa", reason="librosa is the reference implementation (test group)")
 
@@ -98,7 +98,7 @@ def _reference_mel(wav: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
 
 
 def test_filterbank_matches_librosa() -> None:
-    from speakerembed.mel import slaney_filterbank
+    from speakerembed.stages.mel import slaney_filterbank
 
     ref = librosa.filters.mel(sr=16000, n_fft=400, n_mels=40, fmin=0, fmax=8000)
     ours = slaney_filterbank()
@@ -110,7 +110,7 @@ def test_filterbank_matches_librosa() -> None:
 def test_mel_matches_librosa_on_real_speech(librispeech_files: list[Path]) -> None:
     import torch
 
-    from speakerembed.mel import melspectrogram, n_mel_frames
+    from speakerembed.stages.mel import melspectrogram, n_mel_frames
 
     for path in librispeech_files[::6]:
         wav, _ = speech_wave(path)
@@ -128,7 +128,7 @@ def test_mel_matches_librosa_on_real_speech(librispeech_files: list[Path]) -> No
 def test_mel_frame_count(n_samples: int) -> None:
     import torch
 
-    from speakerembed.mel import melspectrogram
+    from speakerembed.stages.mel import melspectrogram
 
     x = np.random.default_rng(n_samples).standard_normal(n_samples).astype(np.float32) * 0.1
     ours = melspectrogram(torch.from_numpy(x))
@@ -254,7 +254,7 @@ def test_torchaudio_port_is_a_good_resampler(speech: Path, name: str) -> None:
 
 
 def test_torchaudio_resampler_is_cached() -> None:
-    from speakerembed.resample import SincResampler
+    from speakerembed.stages.resample import SincResampler
 
     a = SincResampler.get(44100, 16000, "cpu")
     b = SincResampler.get(44100, 16000, "cpu")

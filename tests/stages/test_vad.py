@@ -21,7 +21,7 @@ def _silero(wav16k: np.ndarray, pad_ms: int) -> list[dict[str, int]]:
     import torch
     from silero_vad import get_speech_timestamps
 
-    from speakerembed.vad import load_vad_model
+    from speakerembed.stages.vad import load_vad_model
 
     return get_speech_timestamps(torch.from_numpy(wav16k), load_vad_model(), speech_pad_ms=pad_ms)
 
@@ -39,7 +39,7 @@ def _merge_touching(stamps: list[dict[str, int]]) -> list[list[int]]:
 
 
 def test_segments_match_silero_at_16k(short_utterances: list[Path]) -> None:
-    from speakerembed.vad import detect_speech
+    from speakerembed.stages.vad import detect_speech
 
     for path in short_utterances[:3]:
         wav, sr = speech_wave(path)
@@ -54,7 +54,7 @@ def test_segments_match_silero_at_16k(short_utterances: list[Path]) -> None:
 def test_segments_at_48k_map_back_to_the_input_rate(speech: Path) -> None:
     import soxr
 
-    from speakerembed.vad import detect_speech
+    from speakerembed.stages.vad import detect_speech
 
     wav, sr = speech_wave(speech / "vctk48k" / "p228_023.wav")
     assert sr == 48000
@@ -104,7 +104,7 @@ def test_trim_resample_order_and_device_paths_agree(embedder: SpeakerEmbedder, s
 
 
 def test_long_files_take_the_in_memory_path(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
-    from speakerembed.stream import can_stream
+    from speakerembed.stages.longform import can_stream
 
     assert not can_stream(16000, VAD)
     assert can_stream(16000, Pipeline())
@@ -141,7 +141,7 @@ def test_config_is_validated(field: str, value: object) -> None:
 
 
 def test_missing_silero_is_a_backend_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import speakerembed.vad as vad
+    import speakerembed.stages.vad as vad
 
     monkeypatch.setattr(vad, "_model", None)
     monkeypatch.setitem(sys.modules, "silero_vad", None)

@@ -12,8 +12,9 @@ rule before it.
 
 Streams also leave no barrier for preparation (decode, resample, trim, mel) to stall: the
 caller's thread prepares the next batch while the streams encode (from
-:data:`PREPARE_BESIDE_FROM` cores, a quarter of the cores do, in bursts:
-:func:`preparing_threads`), and the OS shares the cores between them.
+:data:`~speakerembed._engine.schedule.PREPARE_BESIDE_FROM` cores, a quarter of the cores
+do, in bursts: :func:`~speakerembed._engine.schedule.preparing_threads`), and the OS shares
+the cores between them.
 
 :func:`encode_in_order` keeps at most ``streams + 1`` batches in flight and yields the results
 in the order the batches came, so embeddings do not depend on timing.
@@ -26,99 +27,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
-from .prefetch import MAX_PREPARE_THREADS, _one_torch_thread, usable_cores
+from .prefetch import one_torch_thread
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = [
-    "PREPARE_BESIDE_FROM",
-    "batch_layout",
-    "encode_in_order",
-    "encoder_streams",
-    "preparing_threads",
-    "split_rows",
-]
-
-#: Usable cores from which a quarter of them prepare inputs beside the streams, instead of the
-#: caller's thread in line. Measured at 44.1 kHz on a Xeon with AMX (torch 2.11,
-#: ``benchmarks/prepare_overlap.py``): on 16 cores, 4 threads beside 16 streams ran 1,939x real
-#: time in fp32 against 1,492x in line; on 8 of them (``taskset``), 2 or 4 threads beside 8
-#: streams ran 1,466-1,652x in bf16 against 1,158-1,487x in line, and in fp32 1,113-1,215x
-#: against 1,044-1,161x. On 2 cores one thread keeps up (in line and one thread beside ran alike).
-PREPARE_BESIDE_FROM = 8
+__all__ = ["encode_in_order"]
 
 T = TypeVar("T")
-
-
-def encoder_streams(encoder: object, device_type: str) -> int:
-    """How many one-thread streams to run ``encoder`` on (1: one call on torch's threads).
-
-    One stream per torch thread when the encoder is on the CPU, can be called from several
-    threads at once (its ``concurrent_calls`` is true, as
-    :class:`~speakerembed.stages.encoder.ModuleEncoder`'s is around speakerembed's or
-    chatterbox's voice encoder: then ``embed_concurrently`` runs a call without the lock), and
-    torch and the machine have two threads or more.
-    """
-    import torch
-
-    layout = batch_layout(device_type)
-    if layout < 2 or not getattr(encoder, "concurrent_calls", False):
-        return 1
-    return max(1, min(torch.get_num_threads(), layout))
-
-
-def batch_layout(device_type: str) -> int:
-    """How many streams the encoder's batches are laid out for.
-
-    The layout is the batches' size and how the last ones are shared out
-    (:meth:`~speakerembed.Pipeline.windows_per_batch`, :func:`split_rows`): laid out for the
-    usable cores on a CPU of two cores or more, else for 1. It
-    depends on the machine only, not on how many streams run (torch's thread count, which may
-    change between calls or differ between threads), so that the embeddings are the same bits
-    however many threads run them: the LSTM's results depend on the batch, not on the threads.
-    """
-    if device_type != "cpu":
-        return 1
-    cores = usable_cores()
-    return cores if cores >= 2 else 1
-
-
-def preparing_threads() -> int:
-    """Threads that prepare inputs beside CPU encoder streams.
-
-    1 below :data:`PREPARE_BESIDE_FROM` usable cores: the caller's thread, in line, between
-    handing batches to the streams. From there, one thread cannot keep up with a stream per
-    core (least of all in bf16, where the encoder is faster), so a quarter of the cores (at most
-    :data:`~speakerembed._engine.prefetch.MAX_PREPARE_THREADS`) prepare in bursts, driven by a
-    prefetch thread; they share the cores with the streams, and wait when they are ahead.
-    """
-    cores = usable_cores()
-    return 1 if cores < PREPARE_BESIDE_FROM else max(1, min(cores // 4, MAX_PREPARE_THREADS))
-
-
-def split_rows(pending: list[tuple[T, torch.Tensor]], parts: int) -> list[list[tuple[T, torch.Tensor]]]:
-    """Split ``(owner, rows)`` pieces into at most ``parts`` lists with row counts within one.
-
-    Pieces are cut where needed and stay in order, so concatenating the lists gives back the
-    rows in their order.
-    """
-    total = sum(int(rows.shape[0]) for _, rows in pending)
-    parts = max(1, min(parts, total))
-    sizes = [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-    out: list[list[tuple[T, torch.Tensor]]] = [[] for _ in sizes]
-    part, room = 0, sizes[0]
-    for owner, rows in pending:
-        start = 0
-        while start < rows.shape[0]:
-            if room == 0:
-                part += 1
-                room = sizes[part]
-            take = min(room, int(rows.shape[0]) - start)
-            out[part].append((owner, rows[start : start + take]))
-            start += take
-            room -= take
-    return [p for p in out if p]
 
 
 def encode_in_order(
@@ -139,7 +55,7 @@ def encode_in_order(
         return
     inflight: deque[tuple[T, Future[tuple[torch.Tensor, float]]]] = deque()
     with ThreadPoolExecutor(
-        streams, thread_name_prefix="speakerembed-encode", initializer=_one_torch_thread
+        streams, thread_name_prefix="speakerembed-encode", initializer=one_torch_thread
     ) as pool:
         try:
             for owner, batch in batches:

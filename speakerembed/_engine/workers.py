@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .schedule import usable_cores
+
 __all__ = ["THREADS_PER_WORKER", "WORKER_BYTES", "WorkerPlan", "available_cores", "plan_workers"]
 
 #: torch threads per CPU encoder process (see the module docstring for the measurement).
@@ -52,11 +54,8 @@ class WorkerPlan:
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells it), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Cores this process may run on: :func:`~speakerembed._engine.schedule.usable_cores`."""
+    return usable_cores()
 
 
 def _available_memory() -> int | None:

@@ -195,8 +195,9 @@ def embed_windows(
     >>> w.embeddings.shape[1], bool((w.start_s < w.end_s).all())
     (256, True)
     """
+    from .._engine.preparation import as_library_error, describe_inputs
     from .._engine.recorder import NULL_RECORDER
-    from ..embedder import SpeakerEmbedder, _as_library_error, _describe_inputs
+    from ..embedder import SpeakerEmbedder
     from ..stages.windows import partial_windows
 
     if embedder is None:
@@ -208,7 +209,7 @@ def embed_windows(
     if pipeline is not None and not isinstance(pipeline, Pipeline):
         raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None")
     pipe = pipeline if pipeline is not None else embedder.pipeline
-    items = _describe_inputs(input)
+    items = describe_inputs(input)
     if len(items) != 1:
         raise AudioError(
             f"embed_windows takes one input, not {len(items)}; call it once per file",
@@ -216,9 +217,9 @@ def embed_windows(
             stage="load",
         )
     try:
-        prepared = embedder._prepare(0, items[0], sample_rate, pipe, NULL_RECORDER)
+        prepared = embedder.engine.prepare(0, items[0], sample_rate, pipe, NULL_RECORDER)
     except Exception as exc:  # noqa: BLE001 - every failure is reported as ours
-        err = _as_library_error(exc, "input 0")
+        err = as_library_error(exc, "input 0")
         raise err from (None if err is exc else exc)
     import torch
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from .._engine.preparation import Preparer
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
     from .progress import Progress
@@ -142,7 +143,7 @@ def gpu_default_workers(n_records: int) -> int:
 
 # -- the worker processes ---------------------------------------------------------------------
 
-_PREPARER: SpeakerEmbedder | None = None
+_PREPARER: Preparer | None = None
 _PIPELINE: Pipeline | None = None
 
 

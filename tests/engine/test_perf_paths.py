@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import soundfile as sf
 import torch
 
 from speakerembed import AudioError, Pipeline, SpeakerEmbedder
+from speakerembed._engine.preparation import preprocess_on_device
 from speakerembed.stages.mel import melspectrogram, slaney_filterbank
 from speakerembed.stages.trim import frame_power, frame_power_tensor
 
@@ -93,33 +95,28 @@ def test_bf16_close_to_fp32_on_real_speech(embedder: SpeakerEmbedder, short_utte
     assert next(embedder.encoder.module.parameters()).dtype == torch.float32
 
 
-def test_prefetch_is_bitwise_deterministic(embedder: SpeakerEmbedder, short_utterances: list[Path]) -> None:
+def test_prefetch_is_bitwise_deterministic(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path]
+) -> None:
     import soxr
 
     wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances]
-    saved = SpeakerEmbedder._prefetch_depth
-    try:
-        SpeakerEmbedder._prefetch_depth = 2
-        first = embedder.embed_utterances(wavs, sample_rate=44_100)
-        again = embedder.embed_utterances(wavs, sample_rate=44_100)
-        SpeakerEmbedder._prefetch_depth = 0
-        serial = embedder.embed_utterances(wavs, sample_rate=44_100)
-    finally:
-        SpeakerEmbedder._prefetch_depth = saved
+    ahead = tuned(prefetch_depth=2)
+    first = ahead.embed_utterances(wavs, sample_rate=44_100)
+    again = ahead.embed_utterances(wavs, sample_rate=44_100)
+    serial = tuned(prefetch_depth=0).embed_utterances(wavs, sample_rate=44_100)
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, serial)
 
 
 @pytest.mark.parametrize(("depth", "threads"), [(2, 1), (0, 2)], ids=["prefetch", "bursts"])
 def test_overlapped_preparation_reports_the_failing_input(
-    embedder: SpeakerEmbedder,
+    tuned: Callable[..., SpeakerEmbedder],
     short_utterances: list[Path],
-    monkeypatch: pytest.MonkeyPatch,
     depth: int,
     threads: int,
 ) -> None:
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", depth)
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", threads)
+    embedder = tuned(prefetch_depth=depth, prepare_threads=threads)
     inputs: list[object] = [*short_utterances[:2], np.zeros(16_000, np.float32), short_utterances[2]]
     with pytest.raises(AudioError, match="input 2") as info:
         embedder.embed_utterances(inputs, sample_rate=16_000)  # type: ignore[arg-type]
@@ -153,58 +150,41 @@ def test_prefetch_stops_when_the_consumer_stops() -> None:
 
 
 def test_burst_preparation_is_bitwise_deterministic(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path]
 ) -> None:
     import soxr
 
     wavs = [soxr.resample(_read(p), 16_000, 44_100).astype(np.float32) for p in short_utterances]
     inputs: list[object] = [*wavs, *short_utterances]  # arrays and files, as one call
     rates = [44_100] * len(wavs) + [None] * len(short_utterances)
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 3)
-    assert embedder._preparation_plan(len(inputs)) == (0, 3, None)
+    embedder = tuned(prefetch_depth=0, prepare_threads=3, encoder_streams=1)
+    s = embedder.engine.schedule(len(inputs))
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (0, 3, None)
     threads_before = torch.get_num_threads()
     bursts = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
     # The preparing threads' one torch thread is theirs; the encoder's thread keeps its own.
     assert torch.get_num_threads() == threads_before
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
-    serial = embedder.embed_utterances(inputs, sample_rate=rates)  # type: ignore[arg-type]
+    serial = tuned(prefetch_depth=0, prepare_threads=1, encoder_streams=1).embed_utterances(
+        inputs,
+        sample_rate=rates,  # type: ignore[arg-type]
+    )
     np.testing.assert_array_equal(bursts, serial)
 
 
-def test_many_core_split_leaves_a_quarter_to_preparation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from speakerembed._engine import prefetch as _prefetch
-
-    before = torch.get_num_threads()
-    try:
-        for cores, threads, expected in [
-            (2, 2, None),  # bursts: measured better on 2 cores
-            (8, 8, None),  # below MANY_CORES: not measured, bursts stay
-            (16, 16, (12, 4)),
-            (16, 8, None),  # the caller left cores free: a prefetch thread already overlaps
-            (64, 64, (56, 8)),  # at most MAX_PREPARE_THREADS preparing
-        ]:
-            monkeypatch.setattr(_prefetch, "usable_cores", lambda c=cores: c)
-            torch.set_num_threads(threads)
-            assert _prefetch.many_core_split("cpu") == expected, (cores, threads)
-            assert _prefetch.many_core_split("cuda") is None
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_many_core_plan_runs_the_encoder_on_fewer_threads_for_the_call(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    embedder: SpeakerEmbedder,
+    tuned: Callable[..., SpeakerEmbedder],
+    short_utterances: list[Path],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Same embeddings; the encoder sees the split's threads; the caller's count comes back."""
     from speakerembed._engine import prefetch as _prefetch
 
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", None)
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", None)
     expected = embedder.embed_utterances(short_utterances)
-    monkeypatch.setattr("speakerembed.embedder.many_core_split", lambda device: (1, 2))
-    assert embedder._preparation_plan(len(short_utterances)) == (4, 2, 1)
+    # A 16-core machine whose torch uses every core, for an encoder that cannot stream.
+    many = tuned(cores=16, torch_threads=16)
     seen: list[int] = []
-    real = embedder._encoder
+    real = many.engine.encoder
 
     class _Spy:
         device = real.device
@@ -214,10 +194,12 @@ def test_many_core_plan_runs_the_encoder_on_fewer_threads_for_the_call(
             return real(windows)
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(embedder, "_encoder", _Spy())
-    got = embedder.embed_utterances(short_utterances)
+    monkeypatch.setattr(many.engine, "encoder", _Spy())
+    s = many.engine.schedule(len(short_utterances))
+    assert (s.streams, s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (1, 8, 4, 12)
+    got = many.embed_utterances(short_utterances)
     assert seen
-    assert set(seen) == {1}
+    assert set(seen) == {12}
     assert torch.get_num_threads() == before
     np.testing.assert_allclose(got, expected, atol=1e-5)
     with _prefetch.torch_threads(None):
@@ -263,9 +245,9 @@ def test_device_path_on_cpu_matches_host_path(
 def test_auto_resample_device_stays_on_the_cpu_without_a_gpu(embedder: SpeakerEmbedder) -> None:
     pipe = Pipeline(resampler="torchaudio", resample_device="auto")
     assert embedder.device.type == "cpu"
-    assert not embedder._preprocess_on_device(pipe, 44_100, 44_100 * 3600)
-    assert not embedder._preprocess_on_device(
-        Pipeline(resample_device="device"), 44_100, 44_100
+    assert not preprocess_on_device(embedder.device.type, pipe, 44_100, 44_100 * 3600)
+    assert not preprocess_on_device(
+        embedder.device.type, Pipeline(resample_device="device"), 44_100, 44_100
     )  # soxr: CPU only
 
 

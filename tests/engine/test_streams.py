@@ -4,34 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
 
 from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError
 from speakerembed._engine import streams as _streams
-from speakerembed.stages.encoder import ModuleEncoder
-
-
-@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.integers(1, 6))
-def test_split_rows_balances_and_keeps_order(lengths: list[int], parts: int) -> None:
-    pending = []
-    start = 0
-    for owner, n in enumerate(lengths):
-        pending.append((owner, torch.arange(start, start + n)))
-        start += n
-    pieces = _streams.split_rows(pending, parts)
-    sizes = [sum(int(rows.shape[0]) for _, rows in piece) for piece in pieces]
-    assert len(pieces) == min(parts, start)
-    assert max(sizes) - min(sizes) <= 1
-    rows = torch.cat([rows for piece in pieces for _, rows in piece])
-    assert rows.tolist() == list(range(start))
-    owners = [owner for piece in pieces for owner, rows in piece for _ in range(rows.shape[0])]
-    assert owners == [owner for owner, n in enumerate(lengths) for _ in range(n)]
 
 
 def test_encode_in_order_keeps_order_bounds_what_is_in_flight_and_uses_one_thread() -> None:
@@ -117,37 +98,11 @@ class _Own(torch.nn.Module):
         return out
 
 
-def test_streams_follow_torch_threads_on_a_cpu_only(
-    embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = torch.get_num_threads()
-    encoder = embedder.encoder
-    try:
-        for cores, threads, expected in [
-            (2, 2, 2),
-            (2, 1, 1),
-            (8, 8, 8),
-            (8, 4, 4),
-            (4, 8, 4),
-            (16, 16, 16),
-            (64, 32, 32),
-        ]:
-            monkeypatch.setattr(_streams, "usable_cores", lambda c=cores: c)
-            torch.set_num_threads(threads)
-            assert _streams.encoder_streams(encoder, "cpu") == expected, (cores, threads)
-            assert _streams.encoder_streams(encoder, "cuda") == 1
-            # An encoder of the caller's own may not be safe to call from several threads.
-            assert _streams.encoder_streams(lambda w: w, "cpu") == 1
-            assert _streams.encoder_streams(ModuleEncoder(_Own()), "cpu") == 1
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_streams_give_the_embeddings_of_one_call(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
-    one = embedder.embed_utterances(short_utterances)
+    one = tuned(encoder_streams=1).embed_utterances(short_utterances)
+    embedder = tuned(encoder_streams=3)
     calls: list[tuple[str, int]] = []
     real = embedder.encoder.embed_concurrently
 
@@ -155,7 +110,6 @@ def test_streams_give_the_embeddings_of_one_call(
         calls.append((threading.current_thread().name, torch.get_num_threads()))
         return real(windows)
 
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 3)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
     before = torch.get_num_threads()
     streamed = embedder.embed_utterances(short_utterances)
@@ -169,8 +123,12 @@ def test_streams_give_the_embeddings_of_one_call(
     np.testing.assert_array_equal(streamed, again)
 
 
-def _two_streams_recording_batches(embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run ``embedder`` on two streams; the returned list fills with each call's batch size."""
+def _two_streams_recording_batches(
+    tuned: Callable[..., SpeakerEmbedder], monkeypatch: pytest.MonkeyPatch
+) -> tuple[SpeakerEmbedder, list[int]]:
+    """An embedder on two streams, and the list that fills with each call's batch size."""
+    # Batches are laid out for the machine's cores: two here, whatever the host has.
+    embedder = tuned(encoder_streams=2, cores=2)
     sizes: list[int] = []
     real = embedder.encoder.embed_concurrently
 
@@ -178,17 +136,14 @@ def _two_streams_recording_batches(embedder: SpeakerEmbedder, monkeypatch: pytes
         sizes.append(int(windows.shape[0]))
         return real(windows)
 
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
-    # Batches are laid out for the machine's cores: two here, whatever the host has.
-    monkeypatch.setattr(_streams, "usable_cores", lambda: 2)
-    return sizes
+    return embedder, sizes
 
 
 def test_streams_split_the_last_windows_between_them(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sizes = _two_streams_recording_batches(embedder, monkeypatch)
+    embedder, sizes = _two_streams_recording_batches(tuned, monkeypatch)
     embedder.embed_utterances(short_utterances[:2], pipeline=Pipeline(max_windows_per_batch=1000))
     # Fewer windows than one batch: shared out between the two streams.
     assert len(sizes) == 2
@@ -196,16 +151,14 @@ def test_streams_split_the_last_windows_between_them(
 
 
 def test_streams_share_out_the_last_two_batches(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Full batches, then the last full one and the rest split evenly: no stream ends alone."""
-    sizes = _two_streams_recording_batches(embedder, monkeypatch)
+    embedder, sizes = _two_streams_recording_batches(tuned, monkeypatch)
     pipe = Pipeline(max_windows_per_batch=3)
     got = embedder.embed_utterances(short_utterances, pipeline=pipe)
     monkeypatch.undo()
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
-    monkeypatch.setattr(_streams, "usable_cores", lambda: 2)
-    one = embedder.embed_utterances(short_utterances, pipeline=pipe)
+    one = tuned(encoder_streams=1, cores=2).embed_utterances(short_utterances, pipeline=pipe)
     np.testing.assert_allclose(got, one, atol=2e-6)
     assert len(sizes) >= 4, sizes
     small, full = sorted(sizes)[:2], sorted(sizes)[2:]
@@ -214,12 +167,12 @@ def test_streams_share_out_the_last_two_batches(
 
 
 def test_a_failing_stream_raises_the_library_error(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(windows: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
+    embedder = tuned(encoder_streams=2)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", broken)
     with pytest.raises(SpeakerEmbedError, match="the encoder failed on a batch") as info:
         embedder.embed_utterances(short_utterances)
@@ -228,30 +181,22 @@ def test_a_failing_stream_raises_the_library_error(
 
 
 def test_on_many_cores_a_quarter_prepares_beside_the_streams(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for cores, expected in [(1, 1), (2, 1), (7, 1), (8, 2), (15, 3), (16, 4), (24, 6), (64, 8), (256, 8)]:
-        monkeypatch.setattr(_streams, "usable_cores", lambda c=cores: c)
-        assert _streams.preparing_threads() == expected, cores
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
-    one = embedder.embed_utterances(short_utterances)
-    monkeypatch.undo()
-    monkeypatch.setattr(_streams, "usable_cores", lambda: 16)
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 2)
+    """The rule's table is tests/engine/test_schedule.py; here it runs, laid out for 16 cores."""
+    one = tuned(encoder_streams=1).embed_utterances(short_utterances)
+    embedder = tuned(encoder_streams=2, cores=16)
     # A prefetch thread two bursts deep, bursts on four threads, the caller on one torch thread.
-    assert embedder._preparation_plan(len(short_utterances), streams=2) == (
-        8,
-        min(4, len(short_utterances)),
-        1,
-    )
+    s = embedder.engine.schedule(len(short_utterances))
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (8, min(4, len(short_utterances)), 1)
     preparing: set[str] = set()
-    real = embedder._prepare
+    real = embedder.engine.preparer.prepare
 
     def spy(*args: object, **kwargs: object) -> object:
         preparing.add(threading.current_thread().name)
-        return real(*args, **kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(embedder, "_prepare", spy)
+    monkeypatch.setattr(embedder.engine.preparer, "prepare", spy)
     before = torch.get_num_threads()
     streamed = embedder.embed_utterances(short_utterances)
     assert torch.get_num_threads() == before
@@ -262,12 +207,12 @@ def test_on_many_cores_a_quarter_prepares_beside_the_streams(
 
 
 def test_one_input_is_shared_out_between_the_streams(
-    embedder: SpeakerEmbedder, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A single utterance's windows, laid out for four cores, run on the streams side by side."""
-    monkeypatch.setattr(_streams, "usable_cores", lambda: 4)
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 1)
-    one = embedder.embed_utterances(short_utterances[0])
+    single = tuned(encoder_streams=1, cores=4)
+    one = single.embed_utterances(short_utterances[0])
+    embedder = tuned(encoder_streams=4, cores=4)
     calls: list[tuple[str, int]] = []
     real = embedder.encoder.embed_concurrently
 
@@ -275,12 +220,13 @@ def test_one_input_is_shared_out_between_the_streams(
         calls.append((threading.current_thread().name, int(windows.shape[0])))
         return real(windows)
 
-    monkeypatch.setattr(SpeakerEmbedder, "_encoder_streams", 4)
     monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
     # The caller prepares it on one torch thread: idle OpenMP threads would spin against the
     # streams. Without streams, its torch threads stay as they are.
-    assert embedder._preparation_plan(1, streams=4) == (0, 1, 1)
-    assert embedder._preparation_plan(1, streams=1) == (0, 1, None)
+    s = embedder.engine.schedule(1)
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (0, 1, 1)
+    s = single.engine.schedule(1)
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (0, 1, None)
     before = torch.get_num_threads()
     streamed = embedder.embed_utterances(short_utterances[0])
     assert torch.get_num_threads() == before

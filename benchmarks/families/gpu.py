@@ -10,7 +10,7 @@ CUDA device.
 * **Resampling**: one utterance of 1 to 120 s on the CPU (libsoxr HQ) against the GPU
   (windowed sinc, copy in and out included), and one utterance of 2.5, 10 and 60 s end to end
   each way: where the ``"auto"`` rule's threshold
-  (``speakerembed.embedder.AUTO_DEVICE_MIN_SECONDS``) should lie.
+  (``speakerembed._engine.preparation.AUTO_DEVICE_MIN_SECONDS``) should lie.
 * **Batch sizes**: the encoder alone at 16 to 4096 windows per batch, and the full path at 64,
   the default (1024) and 4096; the default with 15 preparing threads instead of 8.
 * **Precision**: the encoder alone in fp32, bf16 (speakerembed's module cast) and fp16 (a
@@ -45,6 +45,7 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device visible to torch on this machine: GPU figures not measured"}
     from speakerembed import Pipeline, SpeakerEmbedder
+    from speakerembed._engine.schedule import Overrides
     from speakerembed.stages.resample import SincResampler, resample
 
     runs = int(cfg["runs"])
@@ -76,8 +77,13 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
         pipe = Pipeline(resampler="torchaudio", resample_device=rule)
         setups[f"torchaudio, resample_device={rule!r}"] = (pipe, "fp32", None)
     for label, (pipe, precision, threads) in setups.items():
-        emb = SpeakerEmbedder("resemblyzer", device="cuda", pipeline=pipe, precision=cast(Any, precision))
-        emb._prepare_threads = threads  # instance attribute: this embedder only
+        emb = SpeakerEmbedder(
+            "resemblyzer",
+            device="cuda",
+            pipeline=pipe,
+            precision=cast(Any, precision),
+            _overrides=Overrides(prepare_threads=threads),
+        )
         if precision == "auto":
             out["auto_precision"] = f"{emb.encoder.precision} ({emb.encoder.precision_reason})"
 

@@ -11,9 +11,9 @@ alternating with the encoder alone on the same windows, run the faster of two wa
 on every thread, or one-thread streams: the machine's limit):
 
 * the default rule: a stream per core, and from 8 cores a quarter of the cores preparing in
-  bursts beside them (:func:`speakerembed._engine.streams.preparing_threads`);
+  bursts beside them (:func:`speakerembed._engine.schedule.preparing_threads`);
 * the many-core rule before streams: one call on three quarters of the cores, the other quarter
-  preparing beside it (:func:`speakerembed._engine.prefetch.many_core_split`; below 16 cores, one call
+  preparing beside it (:func:`speakerembed._engine.schedule.many_core_split`; below 16 cores, one call
   on every core with bursts between);
 * a stream per core, a quarter of the cores preparing beside (the rule from 8 cores, set by
   hand at any count);
@@ -46,10 +46,14 @@ def worker_overlap(cfg: dict[str, Any]) -> dict[str, Any]:
     rate = int(cfg["rate"])
     wavs = h.load_set(h.eval_files(cfg.get("max_files")), rate)
     audio_s = sum(w.shape[0] for w in wavs) / rate
-    emb = SpeakerEmbedder("resemblyzer", device="cpu", precision=cfg.get("precision", "fp32"))
-    emb._prefetch_depth = cfg["depth"]
-    emb._prepare_threads = cfg["prepare"]
-    emb._encoder_streams = cfg["streams"]
+    from speakerembed._engine.schedule import Overrides
+
+    overrides = Overrides(
+        prefetch_depth=cfg["depth"], prepare_threads=cfg["prepare"], encoder_streams=cfg["streams"]
+    )
+    emb = SpeakerEmbedder(
+        "resemblyzer", device="cpu", precision=cfg.get("precision", "fp32"), _overrides=overrides
+    )
 
     def pipeline() -> None:
         emb.embed_utterances(wavs, sample_rate=rate)
@@ -63,7 +67,7 @@ def worker_overlap(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def run(opts: argparse.Namespace) -> h.FamilyResult:
     """Measure each configuration at each rate."""
-    from speakerembed._engine.prefetch import usable_cores
+    from speakerembed._engine.schedule import usable_cores
 
     cores = usable_cores()  # under taskset, the cores it leaves
     runs = opts.runs or (2 if opts.quick else 3)

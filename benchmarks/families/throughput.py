@@ -42,6 +42,7 @@ def worker_rotation(cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from speakerembed import SpeakerEmbedder
+    from speakerembed._engine.schedule import Overrides
 
     rate = int(cfg["rate"])
     wavs = h.load_set(h.eval_files(cfg.get("max_files")), rate)
@@ -61,10 +62,11 @@ def worker_rotation(cfg: dict[str, Any]) -> dict[str, Any]:
         n_windows = sum(int(b.shape[0]) for b in batches)
 
         fns[f"pipeline_{prec}"] = pipeline
-        if prec == "fp32" and cfg.get("one_call") and emb._streams_for(emb.encoder) > 1:
+        if prec == "fp32" and cfg.get("one_call") and emb.engine.schedule(len(wavs)).streams > 1:
             # The way before encoder streams: one call on every thread, bursts between calls.
-            single = SpeakerEmbedder("resemblyzer", device="cpu", precision=prec)
-            single._encoder_streams = 1
+            single = SpeakerEmbedder(
+                "resemblyzer", device="cpu", precision=prec, _overrides=Overrides(encoder_streams=1)
+            )
             fns["pipeline_fp32_one_call"] = lambda e=single: e.embed_utterances(wavs, sample_rate=rate)
         for way, fn in h.encoder_alone(emb, batches).items():
             fns[f"encoder_{prec}" + way.removeprefix("encoder")] = fn

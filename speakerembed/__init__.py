@@ -5,9 +5,8 @@
 Importing the package is cheap: torch, soundfile and prometheus_client load on first use.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._version import __version__
 from .config import Pipeline
@@ -21,7 +20,7 @@ from .errors import (
 )
 from .stages.consolidate import cosine_similarity, utt_to_spk_embed
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .analysis.clean import CleanReport, clean_dataset, find_outliers
     from .analysis.per_window import WindowedEmbeddings, embed_windows
     from .analysis.scoring import det_curve, eer, min_dcf, threshold_at
@@ -95,7 +94,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'speakerembed' has no attribute {name!r}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -119,7 +118,9 @@ def default_workers(device_type: str) -> int:
     """
     import torch
 
-    cores = os.cpu_count() or 1
+    from .._engine.schedule import usable_cores
+
+    cores = usable_cores()
     if device_type == "cuda":
         return max(1, min(8, cores - 1))
     return max(0, min(8, cores - torch.get_num_threads()))

@@ -18,6 +18,7 @@ __all__ = [
     "MODEL_SAMPLE_RATE",
     "Order",
     "Pipeline",
+    "Precision",
     "ResampleDevice",
     "Resampler",
     "Vad",
@@ -73,6 +74,10 @@ Vad = Literal["silero"]
 """``"silero"``: keep only the speech that Silero VAD finds (:mod:`speakerembed.stages.vad`, needs
 ``speakerembed[vad]``) instead of trimming the edges. ``None`` (or ``"none"``) trims the edges,
 as Chatterbox does."""
+
+Precision = Literal["fp32", "bf16", "auto"]
+"""The encoder's precision, as callers ask for it: ``"auto"`` resolves to one of the other two
+(:func:`speakerembed.stages.encoder.resolve_precision`)."""
 
 _ORDERS: tuple[str, ...] = get_args(Order)
 _RESAMPLERS: tuple[str, ...] = get_args(Resampler)

@@ -7,6 +7,9 @@
     speakerembed similarity A B
     speakerembed verify TRIALS [--root DIR] [-o REPORT.json] [--scores FILE] [--plot FILE.png]
     speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
+    speakerembed windows FILE [-o OUT.parquet] [--plot FILE.png]
+    speakerembed clean INPUT [-o REPORT] [--plot FILE.png]
+    speakerembed corpus INPUTS... -o OUT_DIR [--workers N] [--engine local|ray]
 
 Exit codes (:class:`~speakerembed.cli._options.ExitCode`): 0 when everything was done, 1 when
 the job could not run (weights, output, an input of a single-shot command), 2 for bad usage, 3
@@ -60,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed similarity alice1.wav alice2.wav\n"
         "  speakerembed similarity alice*.wav --against bob*.wav\n"
         "  speakerembed verify trials.txt -o report.json --scores scores.txt\n"
-        "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n\n"
-        "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
+        "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n"
+        "  speakerembed windows meeting.wav -o windows.parquet --plot windows.png\n"
+        "  speakerembed clean speakers/ -o report.csv\n"
+        "  speakerembed corpus dataset/ -o embeddings/\n\n"
+        "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs, 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"speakerembed {__version__}")

@@ -24,6 +24,12 @@ FLAGS: dict[str, str] = {
     "weights": "--weights",
     "device": "--device",
     "precision": "--precision",
+    # corpus
+    "output": "-o",
+    "shard_size": "--shard-size",
+    "workers": "--workers",
+    "threads": "--threads",
+    "engine": "--engine",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

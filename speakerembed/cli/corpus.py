@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from . import _options as opt
+from ._messages import FLAGS
 
 if TYPE_CHECKING:
     from ..config import Pipeline
@@ -19,13 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "run"]
 
 NAME = "corpus"
-_FLAGS = {
-    "output": "-o",
-    "shard_size": "--shard-size",
-    "workers": "--workers",
-    "threads": "--threads",
-    "engine": "--engine",
-}
+# The job's keywords in this command's flags: from the one keyword -> flag map.
+_FLAGS = {name: FLAGS[name] for name in ("output", "shard_size", "workers", "threads", "engine")}
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

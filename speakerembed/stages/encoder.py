@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..config import Precision
 from ..errors import BackendUnavailableError, ConfigError, WeightsError
 from ..weights import WeightsInfo, load_state_dict, resolve_weights
 
@@ -45,8 +46,6 @@ __all__ = [
     "resolve_precision",
 ]
 
-#: What callers ask for: ``"auto"`` resolves to one of the other two (:func:`resolve_precision`).
-Precision = Literal["fp32", "bf16", "auto"]
 #: What an encoder runs in.
 ResolvedPrecision = Literal["fp32", "bf16"]
 

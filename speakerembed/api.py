@@ -212,7 +212,7 @@ def embed_conditioning(
     computes it from ``audio_prompt_path``: the file loaded at 24 kHz and resampled to 16 kHz
     (soxr both times, as librosa does), trimmed at 20 dB, embedded, and, for several references,
     the mean of their rows **without** renormalising. See
-    :func:`speakerembed.chatterbox_compat.embed_conditioning` and :doc:`/chatterbox`.
+    :meth:`speakerembed.SpeakerEmbedder.embed_conditioning` and :doc:`/chatterbox`.
 
     Parameters
     ----------

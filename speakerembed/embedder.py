@@ -190,7 +190,7 @@ class SpeakerEmbedder(ChatterboxAPI):
         self._recorder.model_loaded(self.load_seconds, self.weights_info, self.device.type)
         if _overrides is not None and not isinstance(_overrides, Overrides):
             raise ConfigError(f"_overrides={_overrides!r} is not a speakerembed._engine.schedule.Overrides")
-        #: The engine every call is handed to (internal: speakerembed._engine, not a stable API).
+        # The engine every call is handed to (internal: speakerembed._engine, not a stable API).
         self.engine = Engine(self._encoder, self.device, self._recorder, _overrides or NO_OVERRIDES)
 
     def __repr__(self) -> str:

@@ -55,9 +55,9 @@ def clear_cache() -> None:
 
 
 def _recorder(registry: CollectorRegistry | None) -> Recorder:
-    from .embedder import _recorder_for
+    from .embedder import recorder_for
 
-    return _recorder_for(registry)
+    return recorder_for(registry)
 
 
 @overload
@@ -153,8 +153,10 @@ def embed_utterances(
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
     rec = _recorder(registry)
     rec.embedder_used(embedder)  # its load time and build info, once per registry
-    return embedder._run(  # type: ignore[no-any-return]
-        "embed_utterances", inputs, sample_rate, pipeline, errors, rec
+    from .embedder import run_call
+
+    return run_call(  # type: ignore[no-any-return]
+        embedder, "embed_utterances", inputs, sample_rate, pipeline, errors, rec
     )
 
 
@@ -192,8 +194,10 @@ def embed_speaker(
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
     rec = _recorder(registry)
     rec.embedder_used(embedder)  # its load time and build info, once per registry
-    return embedder._run(  # type: ignore[no-any-return]
-        "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
+    from .embedder import run_call
+
+    return run_call(  # type: ignore[no-any-return]
+        embedder, "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
     )
 
 

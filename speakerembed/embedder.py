@@ -54,6 +54,7 @@ logger = logging.getLogger("speakerembed")
 AudioInput = Union[str, "os.PathLike[str]", "npt.NDArray[Any]", "torch.Tensor"]
 """One utterance: a file path, a NumPy array or a torch tensor."""
 
+
 @dataclasses.dataclass(frozen=True)
 class Failure:
     """An input that could not be embedded, in ``errors="skip"`` mode.
@@ -162,7 +163,7 @@ class SpeakerEmbedder(ChatterboxAPI):
                 f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None"
             )
         self.pipeline = pipeline if pipeline is not None else Pipeline()
-        self._recorder: Recorder = _recorder_for(registry)
+        self._recorder: Recorder = recorder_for(registry)
         start = time.perf_counter()
         if isinstance(encoder, str):
             self.device = enc.resolve_device(device)
@@ -263,8 +264,8 @@ class SpeakerEmbedder(ChatterboxAPI):
         ConfigError
             For invalid arguments.
         """
-        result: npt.NDArray[np.float32] | EmbeddingResult = self._run(
-            "embed_utterances", inputs, sample_rate, pipeline, errors, self._recorder
+        result: npt.NDArray[np.float32] | EmbeddingResult = run_call(
+            self, "embed_utterances", inputs, sample_rate, pipeline, errors, self._recorder
         )
         return result
 
@@ -283,76 +284,81 @@ class SpeakerEmbedder(ChatterboxAPI):
         -------
         numpy.ndarray, shape (256,), float32, unit norm
         """
-        result: npt.NDArray[np.float32] = self._run(
-            "embed_speaker", inputs, sample_rate, pipeline, "raise", self._recorder
+        result: npt.NDArray[np.float32] = run_call(
+            self, "embed_speaker", inputs, sample_rate, pipeline, "raise", self._recorder
         )
         return result
 
-    # -- the pipeline ---------------------------------------------------------------------------
 
-    def _run(
-        self,
-        operation: str,
-        inputs: object,
-        sample_rate: object,
-        pipeline: Pipeline | None,
-        errors: str,
-        rec: Recorder,
-    ) -> Any:
-        if errors not in ("raise", "skip"):
-            raise ConfigError(f"errors={errors!r} is not 'raise' or 'skip'")
-        if pipeline is not None and not isinstance(pipeline, Pipeline):
-            raise ConfigError(
-                f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None"
+def run_call(
+    embedder: SpeakerEmbedder,
+    operation: str,
+    inputs: object,
+    sample_rate: object,
+    pipeline: Pipeline | None,
+    errors: str,
+    rec: Recorder,
+) -> Any:
+    """Run one call (``operation``) of ``embedder`` with the recorder ``rec``: the hand-off.
+
+    :meth:`SpeakerEmbedder.embed_utterances`, :meth:`~SpeakerEmbedder.embed_speaker` and the
+    module-level functions of :mod:`speakerembed.api` (which record to their own registry) all
+    come here: the inputs are checked, :func:`~speakerembed._engine.schedule.plan` picks the
+    schedule, and the embedder's engine prepares and encodes them.
+    """
+    if errors not in ("raise", "skip"):
+        raise ConfigError(f"errors={errors!r} is not 'raise' or 'skip'")
+    if pipeline is not None and not isinstance(pipeline, Pipeline):
+        raise ConfigError(f"pipeline={pipeline!r} is not a speakerembed.Pipeline; pass Pipeline(...) or None")
+    pipe = pipeline if pipeline is not None else embedder.pipeline
+    start = time.perf_counter()
+    rec.in_progress(operation, 1)
+    ok = False
+    try:
+        items = describe_inputs(inputs)
+        rates = per_input_rates(sample_rate, len(items))
+        failures: list[Failure] = []
+
+        def skip(index: int, source: str, error: SpeakerEmbedError) -> None:
+            failures.append(Failure(index, source, error))
+
+        on_failure = skip if errors == "skip" else None
+        # One utterance streams too: its last windows are shared out between the streams
+        # (_engine/streams.py), so one call would run those pieces one after another.
+        schedule = embedder.engine.schedule(len(items))
+        prepared = embedder.engine.prepare_all(items, rates, pipe, rec, on_failure, schedule.prepare_threads)
+        if schedule.prefetch_depth > 0:
+            # Prepare the next utterances while the encoder runs (see _engine/prefetch.py).
+            prepared = prefetch(prepared, schedule.prefetch_depth)
+        kept: dict[int, float] = {}
+        with torch_threads(schedule.encoder_threads):
+            embeds = embedder.engine.encode(
+                prepared, pipe, on_failure=on_failure, kept=kept, rec=rec, schedule=schedule
             )
-        pipe = pipeline if pipeline is not None else self.pipeline
-        start = time.perf_counter()
-        rec.in_progress(operation, 1)
-        ok = False
-        try:
-            items = describe_inputs(inputs)
-            rates = per_input_rates(sample_rate, len(items))
-            failures: list[Failure] = []
+        failures.sort(key=lambda f: f.index)
+        if operation == "embed_speaker":
+            rows = np.stack([embeds[i] for i in sorted(embeds)])
+            t0 = time.perf_counter()
+            result: Any = utt_to_spk_embed(rows)
+            rec.stage("consolidate", "cpu", time.perf_counter() - t0)
+            rec.speaker(len(rows))
+        elif errors == "skip":
+            order = sorted(embeds)
+            rows = np.stack([embeds[i] for i in order]) if order else np.zeros((0, 256), np.float32)
+            speech = np.asarray([kept[i] for i in order], dtype=np.float64)
+            result = EmbeddingResult(rows, np.asarray(order, dtype=np.int64), tuple(failures), speech)
+        else:
+            result = np.stack([embeds[i] for i in range(len(items))])
+        ok = True
+        return result
+    except SpeakerEmbedError as exc:
+        if exc.stage is None or exc.source in ("inputs", "sample_rate"):
+            rec.error(exc.stage or "load", exc)
+        raise
+    finally:
+        rec.in_progress(operation, -1)
+        rec.call(operation, time.perf_counter() - start, ok)
 
-            def skip(index: int, source: str, error: SpeakerEmbedError) -> None:
-                failures.append(Failure(index, source, error))
-
-            on_failure = skip if errors == "skip" else None
-            # One utterance streams too: its last windows are shared out between the streams
-            # (_engine/streams.py), so one call would run those pieces one after another.
-            schedule = self.engine.schedule(len(items))
-            prepared = self.engine.prepare_all(items, rates, pipe, rec, on_failure, schedule.prepare_threads)
-            if schedule.prefetch_depth > 0:
-                # Prepare the next utterances while the encoder runs (see _engine/prefetch.py).
-                prepared = prefetch(prepared, schedule.prefetch_depth)
-            kept: dict[int, float] = {}
-            with torch_threads(schedule.encoder_threads):
-                embeds = self.engine.encode(
-                    prepared, pipe, on_failure=on_failure, kept=kept, rec=rec, schedule=schedule
-                )
-            failures.sort(key=lambda f: f.index)
-            if operation == "embed_speaker":
-                rows = np.stack([embeds[i] for i in sorted(embeds)])
-                t0 = time.perf_counter()
-                result: Any = utt_to_spk_embed(rows)
-                rec.stage("consolidate", "cpu", time.perf_counter() - t0)
-                rec.speaker(len(rows))
-            elif errors == "skip":
-                order = sorted(embeds)
-                rows = np.stack([embeds[i] for i in order]) if order else np.zeros((0, 256), np.float32)
-                speech = np.asarray([kept[i] for i in order], dtype=np.float64)
-                result = EmbeddingResult(rows, np.asarray(order, dtype=np.int64), tuple(failures), speech)
-            else:
-                result = np.stack([embeds[i] for i in range(len(items))])
-            ok = True
-            return result
-        except SpeakerEmbedError as exc:
-            if exc.stage is None or exc.source in ("inputs", "sample_rate"):
-                rec.error(exc.stage or "load", exc)
-            raise
-        finally:
-            rec.in_progress(operation, -1)
-            rec.call(operation, time.perf_counter() - start, ok)
 
 def _module_info(module: Any) -> WeightsInfo:
     from .weights import WeightsInfo
@@ -367,7 +373,8 @@ def _module_info(module: Any) -> WeightsInfo:
 _recorders_lock = threading.Lock()
 
 
-def _recorder_for(registry: object) -> Recorder:
+def recorder_for(registry: object) -> Recorder:
+    """The recorder for ``registry`` (one per registry, shared), or the null one for ``None``."""
     if registry is None:
         return NULL_RECORDER
     from .metrics import recorder_for_registry

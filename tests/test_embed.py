@@ -246,7 +246,7 @@ def test_encoder_never_sees_more_windows_than_the_cap(
 ) -> None:
     sizes: list[int] = []
     wrapped = SpeakerEmbedder(encoder=embedder.encoder.module)
-    inner = wrapped._encoder
+    inner = wrapped.engine.encoder
 
     class Spy:
         device = inner.device
@@ -255,7 +255,7 @@ def test_encoder_never_sees_more_windows_than_the_cap(
             sizes.append(int(windows.shape[0]))
             return inner(windows)
 
-    monkeypatch.setattr(wrapped, "_encoder", Spy())
+    monkeypatch.setattr(wrapped.engine, "encoder", Spy())
     wrapped.embed_utterances(short_utterances, pipeline=Pipeline(max_windows_per_batch=3))
     assert sizes
     assert max(sizes) <= 3

@@ -136,7 +136,7 @@ def examples(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Every benchmark family (benchmarks/run.py; ``-- --only throughput`` for one): benchmarks/results/."""
+    """Every benchmark family (benchmarks/families/ via benchmarks/run.py; ``-- --only throughput``)."""
     _install(session, "test", "bench")
     session.install("-e", ".[ray]", TORCH)  # benchmarks/bench_ray.py
     session.run("python", "benchmarks/run.py", *session.posargs)

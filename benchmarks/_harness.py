@@ -174,7 +174,7 @@ def capture_batches(embedder: Any, fn: Callable[[], object]) -> list[Any]:
     Replaying them through ``embedder.encoder`` costs exactly the encoder's share of the work:
     the limit any pipeline in front of it can reach.
     """
-    real = embedder._encoder
+    real = embedder.engine.encoder
     batches: list[Any] = []
 
     class _Spy:
@@ -189,11 +189,11 @@ def capture_batches(embedder: Any, fn: Callable[[], object]) -> list[Any]:
             batches.append(windows.clone())  # list.append is atomic
             return real.embed_concurrently(windows)
 
-    embedder._encoder = _Spy()
+    embedder.engine.encoder = _Spy()
     try:
         fn()
     finally:
-        embedder._encoder = real
+        embedder.engine.encoder = real
     return batches
 
 
@@ -202,14 +202,14 @@ def encoder_alone(embedder: Any, batches: Sequence[Any]) -> dict[str, Callable[[
 
     ``"encoder"``: one call per batch on all of torch's threads. ``"encoder_streams"``: the
     batches shared between one-thread streams, one per torch thread
-    (:mod:`speakerembed._streams`), where the embedder would run them so (a CPU of two cores
+    (:mod:`speakerembed._engine.streams`), where the embedder would run them so (a CPU of two cores
     or more); on 2 and 16 cores the LSTM runs faster so than as one call on every thread.
     """
-    from speakerembed._streams import encode_in_order, encoder_streams
+    from speakerembed._engine.streams import encode_in_order
 
     enc = embedder.encoder
     fns: dict[str, Callable[[], object]] = {"encoder": lambda: [enc(b) for b in batches]}
-    streams = encoder_streams(enc, enc.device.type)
+    streams = embedder.engine.schedule(len(batches)).streams
     if streams > 1:
 
         def streamed() -> None:
@@ -229,14 +229,14 @@ def preparation_alone(embedder: Any, wavs: Sequence[Any], rate: int) -> Callable
     thread: with :func:`ceiling_share`, how close to the encoder's limit a pipeline on the same
     cores can get at all.
     """
-    from speakerembed._prefetch import torch_threads
+    from speakerembed._engine.prefetch import torch_threads
 
-    pipe, rec = embedder.pipeline, embedder._recorder
+    pipe, engine = embedder.pipeline, embedder.engine
 
     def prepare() -> None:
         with torch_threads(1):
             for i, w in enumerate(wavs):
-                embedder._prepare(i, w, rate, pipe, rec)
+                engine.prepare(i, w, rate, pipe)
 
     return prepare
 

@@ -12,7 +12,7 @@ meetings and the long concatenations are left out), embeds it with the offline
    different speakers) with Chatterbox's edge trim (``Pipeline()``) and with Silero VAD
    (``Pipeline(vad="silero")``), for LibriSpeech, ARCTIC, LJ Speech + VCTK + ARCTIC pooled,
    and everything pooled; and the seconds of audio each keeps.
-2. **Cleaning thresholds** (:mod:`speakerembed.clean`):
+2. **Cleaning thresholds** (:mod:`speakerembed.analysis.clean`):
 
    - clip-to-centroid cosines: each clip against its own speaker's leave-one-out robust
      centroid (same speaker) and against every other speaker's centroid (different speaker);
@@ -23,7 +23,7 @@ meetings and the long concatenations are left out), embeds it with the offline
      between them.
 
 EER is computed here by brute force over every threshold (no dependency on
-``speakerembed.scoring``).
+``speakerembed.analysis.scoring``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from speakerembed import Pipeline, SpeakerEmbedder  # noqa: E402
-from speakerembed.clean import find_outliers  # noqa: E402
+from speakerembed.analysis.clean import find_outliers  # noqa: E402
 
 SPEECH = ROOT.parent / "shared" / "data" / "speech"
 
@@ -140,7 +140,7 @@ def main() -> None:
     own = report.columns["own_similarity"][order]
     genuine = own[np.isfinite(own)]
     # different speaker: each clip against every other speaker's robust centroid
-    from speakerembed.clean import robust_centroid
+    from speakerembed.analysis.clean import robust_centroid
 
     names = sorted(set(spk))
     cents = np.stack([robust_centroid(x[[i for i, s in enumerate(spk) if s == n]])[0] for n in names])

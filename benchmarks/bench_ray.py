@@ -6,7 +6,8 @@ Run it from the repository root (needs ``pip install 'speakerembed[ray]'``)::
     python benchmarks/bench_ray.py --files 60  # a smoke test
 
 It builds a corpus of short cuts (2 to 5 s) of the shared speech in four formats and rates
-(``bench_corpus.build_corpus``), then runs, each in its own subprocess, on the same files:
+(``_corpus.build_corpus``, shared with ``bench_corpus.py``), then runs, each in its own
+subprocess, on the same files:
 
 - the local engine, in line (``workers=0``), with 1 and with 2 torch threads;
 - the Ray engine on a local Ray of 2 CPUs, with 1 actor and with 2 actors of 1 thread each.
@@ -101,7 +102,7 @@ CONFIGS = (
 
 def run(files: int) -> dict[str, Any]:
     """Build the corpus, run every configuration, print the figures; returns them."""
-    from bench_corpus import build_corpus
+    from _corpus import build_corpus
 
     with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
         corpus = Path(tmp) / "corpus"

@@ -9,7 +9,7 @@ For each length it writes a 16 kHz FLAC of that many minutes (LibriSpeech speake
 :func:`speakerembed.embed_windows` on it in a fresh interpreter and reports the peak resident
 memory (``ru_maxrss``) and the number of windows. Files at least
 ``Pipeline.stream_min_duration_s`` (600 s by default; here 60 s, so both lengths stream) go
-through :mod:`speakerembed.stream`; the result itself grows by 1 KiB a window.
+through :mod:`speakerembed.stages.longform`; the result itself grows by 1 KiB a window.
 
 Last run (``--minutes 3 15``, CPU): ``benchmarks/results/windows_memory.jsonl``.
 """

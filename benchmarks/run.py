@@ -6,7 +6,7 @@ Usage::
                              [--torch-python /path/to/other-torch/bin/python]
 
 Each family is a module of this folder over the shared harness (``_harness.py``) and also runs
-alone (``python -m benchmarks.throughput``). Every family writes
+alone (``python -m benchmarks.families.throughput``). Every family writes
 ``benchmarks/results/<family>.json``; this script then writes ``benchmarks/results/summary.md``
 (every figure beside its limit, target and verdict, and the machine) and
 ``benchmarks/results/expect.rst`` (what users should expect, included by the docs).
@@ -42,7 +42,7 @@ FAMILIES = [
     "onnx",
     "startup",
 ]
-#: Families whose module has another name than the family (``benchmarks/<module>.py``).
+#: Families whose module has another name than the family (``benchmarks/families/<module>.py``).
 MODULE_OF = {"onnx": "onnx_export"}
 
 #: Standalone benchmark scripts run as they are (their output goes to
@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the summaries from the JSON files"
     )
-    modules = {name: importlib.import_module(f"benchmarks.{MODULE_OF.get(name, name)}") for name in FAMILIES}
+    modules = {name: importlib.import_module(f"benchmarks.families.{MODULE_OF.get(name, name)}") for name in FAMILIES}
     for module in modules.values():
         if hasattr(module, "add_args"):
             module.add_args(parser)

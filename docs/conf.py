@@ -124,7 +124,7 @@ nitpick_ignore_regex = [
     # and quoted choices ("shape", "n_ok", "256", "float32", '"gauge"') are descriptions, never
     # speakerembed classes (which are CamelCase and still checked).
     (r"py:class", r"[a-z_][a-z0-9_]*|[0-9]+|.*[\s\"'{}].*"),
-    # Private base classes shown by show-inheritance (speakerembed._observe.Recorder).
+    # Private base classes shown by show-inheritance (speakerembed._engine.recorder.Recorder).
     (r"py:class", r"speakerembed\._[a-z_]+\..*"),
 ]
 

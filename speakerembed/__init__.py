@@ -5,9 +5,8 @@
 Importing the package is cheap: NumPy, torch, soundfile and prometheus_client load on first use.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from ._version import __version__
 from .config import Pipeline
@@ -22,21 +21,21 @@ from .errors import (
     WeightsError,
 )
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
+    from .analysis.clean import CleanReport, clean_dataset, find_outliers
     from .analysis.clustering import SpeakerClusters, bcubed, cluster_corpus, cluster_speakers
     from .analysis.diarization import Diarization, DiarizationConfig, diarize
+    from .analysis.per_window import WindowedEmbeddings, embed_windows
+    from .analysis.scoring import det_curve, eer, min_dcf, threshold_at
+    from .analysis.sim_eval import TTSSimilarityReport, tts_similarity
+    from .analysis.verify import VerificationReport, verify_trials
     from .api import clear_cache, embed_conditioning, embed_speaker, embed_utterances
-    from .clean import CleanReport, clean_dataset, find_outliers
-    from .consolidate import cosine_similarity, utt_to_spk_embed
     from .corpus.api import CorpusReport, embed_corpus
     from .embedder import EmbeddingResult, Failure, SpeakerEmbedder
     from .export.onnx import OnnxExport, export_onnx
-    from .scoring import det_curve, eer, min_dcf, threshold_at
-    from .sim_eval import TTSSimilarityReport, tts_similarity
-    from .verify import VerificationReport, verify_trials
+    from .stages.consolidate import cosine_similarity, utt_to_spk_embed
     from .voices import Match, VoiceLibrary, pick_reference
     from .weights import WeightsInfo
-    from .windowed import WindowedEmbeddings, embed_windows
 
 __all__ = [
     "AudioError",
@@ -91,8 +90,8 @@ __all__ = [
 # NumPy too loads on first use (``cosine_similarity``, ``utt_to_spk_embed``), so that
 # ``speakerembed --help`` starts in the interpreter's own time.
 _LAZY = {
-    "cosine_similarity": "consolidate",
-    "utt_to_spk_embed": "consolidate",
+    "cosine_similarity": "stages.consolidate",
+    "utt_to_spk_embed": "stages.consolidate",
     "embed_conditioning": "api",
     "embed_speaker": "api",
     "embed_utterances": "api",
@@ -101,19 +100,19 @@ _LAZY = {
     "EmbeddingResult": "embedder",
     "Failure": "embedder",
     "WeightsInfo": "weights",
-    "embed_windows": "windowed",
-    "WindowedEmbeddings": "windowed",
-    "clean_dataset": "clean",
-    "find_outliers": "clean",
-    "CleanReport": "clean",
-    "eer": "scoring",
-    "min_dcf": "scoring",
-    "det_curve": "scoring",
-    "threshold_at": "scoring",
-    "verify_trials": "verify",
-    "VerificationReport": "verify",
-    "tts_similarity": "sim_eval",
-    "TTSSimilarityReport": "sim_eval",
+    "embed_windows": "analysis.per_window",
+    "WindowedEmbeddings": "analysis.per_window",
+    "clean_dataset": "analysis.clean",
+    "find_outliers": "analysis.clean",
+    "CleanReport": "analysis.clean",
+    "eer": "analysis.scoring",
+    "min_dcf": "analysis.scoring",
+    "det_curve": "analysis.scoring",
+    "threshold_at": "analysis.scoring",
+    "verify_trials": "analysis.verify",
+    "VerificationReport": "analysis.verify",
+    "tts_similarity": "analysis.sim_eval",
+    "TTSSimilarityReport": "analysis.sim_eval",
     "embed_corpus": "corpus.api",
     "CorpusReport": "corpus.api",
     "VoiceLibrary": "voices",
@@ -131,7 +130,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'speakerembed' has no attribute {name!r}")

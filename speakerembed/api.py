@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
-    from ._observe import Recorder
+    from ._engine.recorder import Recorder
     from .config import Pipeline
     from .embedder import AudioInput, EmbeddingResult, SpeakerEmbedder
-    from .encoder import EncoderImpl, Precision
+    from .stages.encoder import EncoderImpl, Precision
 
 __all__ = ["clear_cache", "embed_conditioning", "embed_speaker", "embed_utterances", "get_embedder"]
 
@@ -55,9 +55,9 @@ def clear_cache() -> None:
 
 
 def _recorder(registry: CollectorRegistry | None) -> Recorder:
-    from .embedder import _recorder_for
+    from .embedder import recorder_for
 
-    return _recorder_for(registry)
+    return recorder_for(registry)
 
 
 @overload
@@ -121,7 +121,7 @@ def embed_utterances(
         ``"cpu"``, ``"cuda"`` or ``"mps"``; ``None`` picks the best available.
     precision : {"fp32", "bf16", "auto"}
         Encoder precision; ``"auto"`` picks bf16 where the hardware runs it faster
-        (:func:`speakerembed.encoder.resolve_precision`).
+        (:func:`speakerembed.stages.encoder.resolve_precision`).
     encoder : {"builtin", "chatterbox"}
         Which implementation of the network to load the weights into.
     registry : prometheus_client.CollectorRegistry or None
@@ -153,8 +153,10 @@ def embed_utterances(
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
     rec = _recorder(registry)
     rec.embedder_used(embedder)  # its load time and build info, once per registry
-    return embedder._run(  # type: ignore[no-any-return]
-        "embed_utterances", inputs, sample_rate, pipeline, errors, rec
+    from .embedder import run_call
+
+    return run_call(  # type: ignore[no-any-return]
+        embedder, "embed_utterances", inputs, sample_rate, pipeline, errors, rec
     )
 
 
@@ -192,8 +194,10 @@ def embed_speaker(
     embedder = get_embedder(weights, encoder=encoder, device=device, precision=precision)
     rec = _recorder(registry)
     rec.embedder_used(embedder)  # its load time and build info, once per registry
-    return embedder._run(  # type: ignore[no-any-return]
-        "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
+    from .embedder import run_call
+
+    return run_call(  # type: ignore[no-any-return]
+        embedder, "embed_speaker", inputs, sample_rate, pipeline, "raise", rec
     )
 
 
@@ -212,7 +216,7 @@ def embed_conditioning(
     computes it from ``audio_prompt_path``: the file loaded at 24 kHz and resampled to 16 kHz
     (soxr both times, as librosa does), trimmed at 20 dB, embedded, and, for several references,
     the mean of their rows **without** renormalising. See
-    :func:`speakerembed.chatterbox_compat.embed_conditioning` and :doc:`/chatterbox`.
+    :meth:`speakerembed.SpeakerEmbedder.embed_conditioning` and :doc:`/chatterbox`.
 
     Parameters
     ----------

@@ -47,22 +47,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
-from .consolidate import cosine_similarity, utt_to_spk_embed
 from .errors import AudioError, ConfigError, SpeakerEmbedError
+from .stages.consolidate import cosine_similarity, utt_to_spk_embed
 
 if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-    from .embedder import AudioInput, SpeakerEmbedder
+    from ._engine.runner import Engine
+
+    #: One utterance, as :data:`speakerembed.embedder.AudioInput`.
+    AudioInput = str | os.PathLike[str] | npt.NDArray[Any] | torch.Tensor
 
 __all__ = [
     "CONDITIONING_SAMPLE_RATE",
     "INFERENCE_KWARGS",
+    "ChatterboxAPI",
     "chatterbox_pipeline",
-    "embed_conditioning",
-    "embeds_from_mels",
-    "embeds_from_wavs",
     "voice_similarity",
 ]
 
@@ -181,122 +182,12 @@ def _batch_size(function: str, batch_size: object, default: int | None) -> int |
     return value if value > 0 else default
 
 
-def embeds_from_wavs(
-    embedder: SpeakerEmbedder,
-    wavs: Sequence[Any] | npt.NDArray[Any],
-    sample_rate: int,
-    as_spk: bool = False,
-    batch_size: int | None = 32,
-    trim_top_db: float | None = 20,
-    **kwargs: float | None,
-) -> npt.NDArray[np.float32]:
-    """Chatterbox's ``VoiceEncoder.embeds_from_wavs``, on a :class:`~speakerembed.SpeakerEmbedder`.
-
-    Parameters
-    ----------
-    embedder : SpeakerEmbedder
-    wavs : sequence of numpy.ndarray, each shape (n_samples,), float
-        The utterances (a 2-D array is read as one utterance per row, as Chatterbox reads it).
-    sample_rate : int
-        Their rate, in Hz. At any rate but 16 kHz they are resampled with ``kaiser_fast``.
-    as_spk : bool
-        Return one speaker embedding (:func:`~speakerembed.utt_to_spk_embed` of the rows).
-    batch_size : int or None
-        Most windows per encoder pass.
-    trim_top_db : float or None
-        Trim threshold in dB; ``None`` or 0 does not trim.
-    **kwargs
-        ``rate`` (default 1.3), ``overlap`` (0.5, used when ``rate=None``) and ``min_coverage``
-        (0.8), as Chatterbox passes them to ``VoiceEncoder.inference``.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n_wavs, 256), float32, unit rows; or shape (256,) with ``as_spk``
-
-    Raises
-    ------
-    ConfigError
-        For an unknown keyword or a value out of range.
-    AudioError
-        For unusable audio, naming the input.
-    BackendUnavailableError
-        When the audio needs resampling and resampy is not installed.
-    """
-    pipe = chatterbox_pipeline(
-        embedder.pipeline, batch_size=batch_size, trim_top_db=trim_top_db, inference=kwargs
-    )
-    inputs = list(wavs)
-    if as_spk:
-        return embedder.embed_speaker(inputs, sample_rate=sample_rate, pipeline=pipe)
-    return embedder.embed_utterances(inputs, sample_rate=sample_rate, pipeline=pipe)
-
-
-def embeds_from_mels(
-    embedder: SpeakerEmbedder,
-    mels: torch.Tensor | npt.NDArray[Any] | Sequence[Any],
-    mel_lens: Sequence[int] | npt.NDArray[Any] | torch.Tensor | None = None,
-    as_spk: bool = False,
-    batch_size: int | None = 32,
-    **kwargs: float | None,
-) -> npt.NDArray[np.float32]:
-    """Chatterbox's ``VoiceEncoder.embeds_from_mels``, on a :class:`~speakerembed.SpeakerEmbedder`.
-
-    Parameters
-    ----------
-    embedder : SpeakerEmbedder
-    mels : list of arrays or tensors, each shape (n_frames, 40); or a tensor or array, shape (B, T, 40)
-        Power mel spectrograms as :func:`speakerembed.mel.melspectrogram` (or Chatterbox's
-        ``melspectrogram(wav, hp).T``) makes them, frames first.
-    mel_lens : sequence of int or None
-        With a (B, T, 40) batch, the number of frames of each; ``None`` means all ``T``. Ignored
-        for a list, whose arrays carry their own lengths. As in Chatterbox, a window that runs past
-        an utterance's length reads the batch's frames there (zeros, in a padded batch).
-    as_spk : bool
-        Return one speaker embedding instead of one row per mel.
-    batch_size : int or None
-        Most windows per encoder pass.
-    **kwargs
-        ``rate`` (default ``None``: step by ``overlap``), ``overlap`` (0.5) and ``min_coverage``
-        (0.8).
-
-    Returns
-    -------
-    numpy.ndarray, shape (B, 256), float32, unit rows; or shape (256,) with ``as_spk``
-
-    Raises
-    ------
-    AudioError
-        For a mel that is empty, not (n_frames, 40), or not finite, naming it.
-    ConfigError
-        For bad ``mel_lens``, an unknown keyword or a value out of range.
-    """
-    from .embedder import _Prepared
-
-    pipe = chatterbox_pipeline(
-        embedder.pipeline,
-        function="embeds_from_mels",
-        batch_size=batch_size,
-        trim_top_db=None,
-        default_rate=None,
-        inference=kwargs,
-    )
-    step, pf = pipe.frame_step, pipe.partial_frames
-    prepared = []
-    for index, (mel, n_frames) in enumerate(_mels_and_lengths(mels, mel_lens)):
-        windows, n_windows = _windows(mel, n_frames, step, pipe.min_coverage, pf)
-        seconds = n_frames * MEL_HOP_LENGTH / MODEL_SAMPLE_RATE
-        prepared.append(_Prepared(index, f"mels[{index}]", None, seconds, 0.0, iter([windows]), n_windows))
-    embeds = embedder._encode(iter(prepared), pipe, False, [], embedder._recorder)
-    rows = np.stack([embeds[i] for i in range(len(prepared))])
-    return utt_to_spk_embed(rows) if as_spk else rows
-
-
 def _mels_and_lengths(mels: object, mel_lens: object) -> list[tuple[torch.Tensor, int]]:
     """Each mel as a float32 CPU tensor (frames, 40), with the frames that count."""
     import torch
 
-    from .load import _is_tensor
-    from .mel import N_MELS
+    from .stages.load import _is_tensor
+    from .stages.mel import N_MELS
 
     def as_tensor(x: object, name: str) -> torch.Tensor:
         try:
@@ -361,7 +252,7 @@ def _windows(
     """Chatterbox's ``inference`` windows: counted from ``n_frames``, read from ``mel``."""
     import torch
 
-    from .windows import num_windows
+    from .stages.windows import num_windows
 
     n_windows, target = num_windows(n_frames, step, min_coverage, partial_frames)
     mel = mel[:target]
@@ -393,72 +284,220 @@ def voice_similarity(embeds_x: npt.ArrayLike, embeds_y: npt.ArrayLike) -> float:
     return cosine_similarity(embeds_x, embeds_y)
 
 
-def embed_conditioning(
-    embedder: SpeakerEmbedder,
-    inputs: AudioInput | Sequence[AudioInput],
-    *,
-    sample_rate: int | Sequence[int] | None = None,
-) -> npt.NDArray[np.float32]:
-    """The speaker embedding that Chatterbox TTS conditions on, for a reference recording.
-
-    ``ChatterboxTTS.prepare_conditionals(path)`` (chatterbox-tts 0.1.7) loads the file at
-    24 kHz with librosa (mono, soxr ``"soxr_hq"``), resamples that to 16 kHz (soxr again), and
-    calls ``embeds_from_wavs([wav_16k], 16000)``: a 20 dB trim, rate 1.3, the mean of the windows,
-    renormalised. The mean over utterances of that, **not** renormalised, is
-    ``T3Cond.speaker_emb``. This runs the same chain. Only the embedder's weights, device,
-    precision, ``min_duration_s``, ``max_duration_s`` and ``max_windows_per_batch`` apply: the rest
-    of its pipeline is Chatterbox's.
-
-    Parameters
-    ----------
-    embedder : SpeakerEmbedder
-    inputs : path, numpy.ndarray, torch.Tensor, or a sequence of them
-        The reference recording. Chatterbox takes one file; for several, the rows are averaged the
-        same way (their mean, not renormalised).
-    sample_rate : int, sequence of int, or None
-        The rate of arrays and tensors, in Hz.
-
-    Returns
-    -------
-    numpy.ndarray, shape (256,), float32
-        Unit norm for one reference; shorter than 1 for several, as in Chatterbox.
-        ``torch.from_numpy(cond)[None]`` is ``T3Cond.speaker_emb``, shape (1, 256).
-
-    Raises
-    ------
-    AudioError
-        For unusable audio, naming the input.
-    """
-    from .embedder import _describe_inputs, _rates
-    from .load import load_audio
-    from .resample import resample
-
-    pipe = chatterbox_pipeline(embedder.pipeline, function="embed_conditioning", resampler="soxr_hq")
-    items = _describe_inputs(inputs)
-    rows = []
-    for index, (item, rate) in enumerate(zip(items, _rates(sample_rate, len(items)), strict=True)):
-        source = f"input {index}"
-        if isinstance(item, (str, os.PathLike)):
-            source = f"{source} ({os.fspath(item)})"
-        try:
-            wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=source)
-            # librosa.load(path, sr=24000); embed_utterances then resamples to 16 kHz with soxr.
-            wav_24k = resample(wav, sr, CONDITIONING_SAMPLE_RATE, "soxr_hq")
-            # Timed and counted as its own operation ("embed_conditioning"), not embed_utterances.
-            rows.append(
-                embedder._run(
-                    "embed_conditioning", wav_24k, CONDITIONING_SAMPLE_RATE, pipe, "raise", embedder._recorder
-                )[0]
-            )
-        except SpeakerEmbedError as exc:
-            exc.source = _relabel(exc.source, source)
-            raise
-    cond: npt.NDArray[np.float32] = np.mean(np.stack(rows), axis=0, dtype=np.float32)
-    return cond
-
-
 def _relabel(label: str | None, source: str) -> str:
     """``input 0`` (from the one-input call) as the caller's ``input 3 (ref.wav)``."""
     if label is None or re.fullmatch(r"input 0( \(.*\))?", label):
         return source
     return label
+
+
+class ChatterboxAPI:
+    """Chatterbox's ``VoiceEncoder`` methods, for :class:`~speakerembed.SpeakerEmbedder` (a mixin).
+
+    Each method maps Chatterbox's arguments onto a :class:`~speakerembed.Pipeline`
+    (:func:`chatterbox_pipeline`) and runs the embedder's own calls, or, for mels, its engine.
+    """
+
+    if TYPE_CHECKING:
+        pipeline: Pipeline
+        engine: Engine
+
+        def embed_utterances(  # noqa: D102 - SpeakerEmbedder documents it
+            self,
+            inputs: AudioInput | Sequence[AudioInput],
+            *,
+            sample_rate: int | Sequence[int] | None = None,
+            pipeline: Pipeline | None = None,
+        ) -> npt.NDArray[np.float32]:
+            ...
+
+        def embed_speaker(  # noqa: D102 - SpeakerEmbedder documents it
+            self,
+            inputs: AudioInput | Sequence[AudioInput],
+            *,
+            sample_rate: int | Sequence[int] | None = None,
+            pipeline: Pipeline | None = None,
+        ) -> npt.NDArray[np.float32]:
+            ...
+
+        def _embed_as(
+            self, operation: str, inputs: object, sample_rate: object, pipeline: Pipeline
+        ) -> npt.NDArray[np.float32]: ...
+
+    def embeds_from_wavs(
+        self,
+        wavs: Sequence[Any] | npt.NDArray[Any],
+        sample_rate: int,
+        as_spk: bool = False,
+        batch_size: int | None = 32,
+        trim_top_db: float | None = 20,
+        **kwargs: float | None,
+    ) -> npt.NDArray[np.float32]:
+        """Chatterbox's ``VoiceEncoder.embeds_from_wavs``.
+
+        Parameters
+        ----------
+        wavs : sequence of numpy.ndarray, each shape (n_samples,), float
+            The utterances (a 2-D array is read as one utterance per row, as Chatterbox reads it).
+        sample_rate : int
+            Their rate, in Hz. At any rate but 16 kHz they are resampled with ``kaiser_fast``.
+        as_spk : bool
+            Return one speaker embedding (:func:`~speakerembed.utt_to_spk_embed` of the rows).
+        batch_size : int or None
+            Most windows per encoder pass.
+        trim_top_db : float or None
+            Trim threshold in dB; ``None`` or 0 does not trim.
+        **kwargs
+            ``rate`` (default 1.3), ``overlap`` (0.5, used when ``rate=None``) and ``min_coverage``
+            (0.8), as Chatterbox passes them to ``VoiceEncoder.inference``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_wavs, 256), float32, unit rows; or shape (256,) with ``as_spk``
+
+        Raises
+        ------
+        ConfigError
+            For an unknown keyword or a value out of range.
+        AudioError
+            For unusable audio, naming the input.
+        BackendUnavailableError
+            When the audio needs resampling and resampy is not installed.
+        """
+        pipe = chatterbox_pipeline(
+            self.pipeline, batch_size=batch_size, trim_top_db=trim_top_db, inference=kwargs
+        )
+        inputs = list(wavs)
+        if as_spk:
+            return self.embed_speaker(inputs, sample_rate=sample_rate, pipeline=pipe)
+        return self.embed_utterances(inputs, sample_rate=sample_rate, pipeline=pipe)
+
+    def embeds_from_mels(
+        self,
+        mels: torch.Tensor | npt.NDArray[Any] | Sequence[Any],
+        mel_lens: Sequence[int] | npt.NDArray[Any] | torch.Tensor | None = None,
+        as_spk: bool = False,
+        batch_size: int | None = 32,
+        **kwargs: float | None,
+    ) -> npt.NDArray[np.float32]:
+        """Chatterbox's ``VoiceEncoder.embeds_from_mels``, on a :class:`~speakerembed.SpeakerEmbedder`.
+
+        Parameters
+        ----------
+        mels : list of arrays or tensors, each shape (n_frames, 40); or a tensor or array, shape (B, T, 40)
+            Power mel spectrograms as :func:`speakerembed.stages.mel.melspectrogram` (or Chatterbox's
+            ``melspectrogram(wav, hp).T``) makes them, frames first.
+        mel_lens : sequence of int or None
+            With a (B, T, 40) batch, the number of frames of each; ``None`` means all ``T``. Ignored
+            for a list, whose arrays carry their own lengths. As in Chatterbox, a window that runs past
+            an utterance's length reads the batch's frames there (zeros, in a padded batch).
+        as_spk : bool
+            Return one speaker embedding instead of one row per mel.
+        batch_size : int or None
+            Most windows per encoder pass.
+        **kwargs
+            ``rate`` (default ``None``: step by ``overlap``), ``overlap`` (0.5) and ``min_coverage``
+            (0.8).
+
+        Returns
+        -------
+        numpy.ndarray, shape (B, 256), float32, unit rows; or shape (256,) with ``as_spk``
+
+        Raises
+        ------
+        AudioError
+            For a mel that is empty, not (n_frames, 40), or not finite, naming it.
+        ConfigError
+            For bad ``mel_lens``, an unknown keyword or a value out of range.
+        """
+        from ._engine.preparation import Prepared
+
+        pipe = chatterbox_pipeline(
+            self.pipeline,
+            function="embeds_from_mels",
+            batch_size=batch_size,
+            trim_top_db=None,
+            default_rate=None,
+            inference=kwargs,
+        )
+        step, pf = pipe.frame_step, pipe.partial_frames
+        prepared = []
+        for index, (mel, n_frames) in enumerate(_mels_and_lengths(mels, mel_lens)):
+            windows, n_windows = _windows(mel, n_frames, step, pipe.min_coverage, pf)
+            seconds = n_frames * MEL_HOP_LENGTH / MODEL_SAMPLE_RATE
+            prepared.append(Prepared(index, f"mels[{index}]", None, seconds, 0.0, iter([windows]), n_windows))
+        embeds = self.engine.encode(prepared, pipe)
+        rows = np.stack([embeds[i] for i in range(len(prepared))])
+        return utt_to_spk_embed(rows) if as_spk else rows
+
+    def embed_conditioning(
+        self,
+        inputs: AudioInput | Sequence[AudioInput],
+        *,
+        sample_rate: int | Sequence[int] | None = None,
+    ) -> npt.NDArray[np.float32]:
+        """The speaker embedding that Chatterbox TTS conditions on, for a reference recording.
+
+        ``ChatterboxTTS.prepare_conditionals(path)`` (chatterbox-tts 0.1.7) loads the file at
+        24 kHz with librosa (mono, soxr ``"soxr_hq"``), resamples that to 16 kHz (soxr again), and
+        calls ``embeds_from_wavs([wav_16k], 16000)``: a 20 dB trim, rate 1.3, the mean of the windows,
+        renormalised. The mean over utterances of that, **not** renormalised, is
+        ``T3Cond.speaker_emb``. This runs the same chain. Only the embedder's weights, device,
+        precision, ``min_duration_s``, ``max_duration_s`` and ``max_windows_per_batch`` apply: the rest
+        of its pipeline is Chatterbox's.
+
+        Parameters
+        ----------
+        inputs : path, numpy.ndarray, torch.Tensor, or a sequence of them
+            The reference recording. Chatterbox takes one file; for several, the rows are averaged the
+            same way (their mean, not renormalised).
+        sample_rate : int, sequence of int, or None
+            The rate of arrays and tensors, in Hz.
+
+        Returns
+        -------
+        numpy.ndarray, shape (256,), float32
+            Unit norm for one reference; shorter than 1 for several, as in Chatterbox.
+            ``torch.from_numpy(cond)[None]`` is ``T3Cond.speaker_emb``, shape (1, 256).
+
+        Raises
+        ------
+        AudioError
+            For unusable audio, naming the input.
+        """
+        from ._engine.preparation import describe_inputs, per_input_rates
+        from .stages.load import load_audio
+        from .stages.resample import resample
+
+        pipe = chatterbox_pipeline(self.pipeline, function="embed_conditioning", resampler="soxr_hq")
+        items = describe_inputs(inputs)
+        rows = []
+        rates = per_input_rates(sample_rate, len(items))
+        for index, (item, rate) in enumerate(zip(items, rates, strict=True)):
+            source = f"input {index}"
+            if isinstance(item, (str, os.PathLike)):
+                source = f"{source} ({os.fspath(item)})"
+            try:
+                wav, sr = load_audio(item, rate, max_duration_s=pipe.max_duration_s, source=source)
+                # librosa.load(path, sr=24000); embed_utterances then resamples to 16 kHz with soxr.
+                wav_24k = resample(wav, sr, CONDITIONING_SAMPLE_RATE, "soxr_hq")
+                # Timed and counted as its own operation ("embed_conditioning"), not embed_utterances.
+                rows.append(self._embed_as("embed_conditioning", wav_24k, CONDITIONING_SAMPLE_RATE, pipe)[0])
+            except SpeakerEmbedError as exc:
+                exc.source = _relabel(exc.source, source)
+                raise
+        cond: npt.NDArray[np.float32] = np.mean(np.stack(rows), axis=0, dtype=np.float32)
+        return cond
+
+    #: Chatterbox's ``VoiceEncoder.utt_to_spk_embed``: :func:`speakerembed.utt_to_spk_embed`.
+    utt_to_spk_embed = staticmethod(utt_to_spk_embed)
+
+    @staticmethod
+    def voice_similarity(embeds_x: npt.ArrayLike, embeds_y: npt.ArrayLike) -> float:
+        """Chatterbox's ``VoiceEncoder.voice_similarity``: the cosine of two voices.
+
+        See :func:`speakerembed.chatterbox_compat.voice_similarity`.
+        """
+        return voice_similarity(embeds_x, embeds_y)
+
+

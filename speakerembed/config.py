@@ -18,6 +18,7 @@ __all__ = [
     "MODEL_SAMPLE_RATE",
     "Order",
     "Pipeline",
+    "Precision",
     "ResampleDevice",
     "Resampler",
     "Vad",
@@ -60,7 +61,7 @@ MIN_RATE, MAX_RATE = 0.05, 100.0
 #: the encoder alone ran 18,895x real time at 64 windows, 66,659x at 256, 194,865x at 1,024 and
 #: 394,495x at 4,096, and the whole pipeline 4,584x, 6,038x (1,024) and 5,911x (4,096), bound by
 #: the CPU from 1,024 on (docs/performance.rst, "GPU"). ``"cpu_stream"`` is for each call of a
-#: CPU encoder run as one-thread streams (speakerembed._streams): on the 2-core dev host, 32
+#: CPU encoder run as one-thread streams (speakerembed._engine.streams): on the 2-core dev host, 32
 #: windows per call ran the pipeline at 44.1 and 16 kHz in about 4 % less time than 16 or 64
 #: (medians of five alternating rounds; 8 was slower still).
 DEFAULT_WINDOWS_PER_BATCH = {"cpu": 64, "cpu_stream": 32, "gpu": 1024}
@@ -70,9 +71,13 @@ MAX_WINDOWS_PER_BATCH = 2**16
 #: 116 days: longer than any file libsndfile can hold at 16 kHz).
 MAX_DURATION_S = 1e7
 Vad = Literal["silero"]
-"""``"silero"``: keep only the speech that Silero VAD finds (:mod:`speakerembed.vad`, needs
+"""``"silero"``: keep only the speech that Silero VAD finds (:mod:`speakerembed.stages.vad`, needs
 ``speakerembed[vad]``) instead of trimming the edges. ``None`` (or ``"none"``) trims the edges,
 as Chatterbox does."""
+
+Precision = Literal["fp32", "bf16", "auto"]
+"""The encoder's precision, as callers ask for it: ``"auto"`` resolves to one of the other two
+(:func:`speakerembed.stages.encoder.resolve_precision`)."""
 
 _ORDERS: tuple[str, ...] = get_args(Order)
 _RESAMPLERS: tuple[str, ...] = get_args(Resampler)
@@ -147,14 +152,14 @@ class Pipeline:
     stream_min_duration_s : float or None
         In [0, 1e7].
         Files at least this long (by their header) are embedded by the streaming path of
-        :mod:`speakerembed.stream`: decoded, resampled, trimmed and windowed in blocks, in memory
+        :mod:`speakerembed.stages.longform`: decoded, resampled, trimmed and windowed in blocks, in memory
         that does not grow with their length. It matches the in-memory path to a cosine above
         0.9999. It applies to files that libsndfile reads, with ``resampler="soxr_hq"`` or 16 kHz
         input. ``None`` never streams. With ``vad="silero"`` nothing streams.
     vad : {"silero"} or None
         ``None`` (default, Chatterbox's behaviour) trims the leading and trailing silence with
         ``top_db``. ``"silero"`` runs Silero VAD in trimming's place and keeps only the speech,
-        padded (see :mod:`speakerembed.vad`); ``top_db`` is then not used. ``"none"`` is
+        padded (see :mod:`speakerembed.stages.vad`); ``top_db`` is then not used. ``"none"`` is
         accepted for ``None``.
     vad_threshold : float
         Silero's speech probability threshold, in (0, 1) (Silero's default, 0.5).
@@ -306,7 +311,7 @@ class Pipeline:
         ``max_windows_per_batch`` when it is set, else
         ``speakerembed.config.DEFAULT_WINDOWS_PER_BATCH``: ``"cpu_stream"`` for a CPU encoder
         laid out for ``streams`` one-thread streams (2 or more: the default on two cores or more; see
-        ``speakerembed._streams``).
+        ``speakerembed._engine.streams``).
 
         Examples
         --------

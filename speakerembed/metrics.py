@@ -37,7 +37,7 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._observe import Recorder
+from ._engine.recorder import Recorder
 from ._version import __version__
 from .errors import (
     AudioError,

@@ -8,7 +8,7 @@ absent. Set ``SPEAKEREMBED_SPEECH_DIR`` to use another copy.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,22 @@ def embedder() -> SpeakerEmbedder:
     return SpeakerEmbedder("resemblyzer", device="cpu")
 
 
+@pytest.fixture
+def tuned() -> Callable[..., SpeakerEmbedder]:
+    """A maker of CPU Resemblyzer embedders whose engine schedule is fixed: ``tuned(encoder_streams=2)``.
+
+    The keywords are :class:`speakerembed._engine.schedule.Overrides`'s; each call loads a new
+    embedder, so a test's overrides never reach another test's embedder.
+    """
+    from speakerembed import SpeakerEmbedder
+    from speakerembed._engine.schedule import Overrides
+
+    def make(**overrides: int | None) -> SpeakerEmbedder:
+        return SpeakerEmbedder("resemblyzer", device="cpu", _overrides=Overrides(**overrides))
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def librispeech_embeddings(
     embedder: SpeakerEmbedder, librispeech: dict[str, list[Path]]
@@ -112,7 +128,7 @@ def weights_file(tmp_path: Path, resemblyzer_weights: Path) -> Iterator[Path]:
     """A copy of the Resemblyzer weights as a local ``.safetensors`` file (keys renamed to ``proj.*``)."""
     from safetensors.torch import save_file
 
-    from speakerembed.encoder import adapt_state_dict
+    from speakerembed.stages.encoder import adapt_state_dict
     from speakerembed.weights import load_state_dict
 
     path = tmp_path / "ve.safetensors"

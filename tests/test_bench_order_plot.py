@@ -1,4 +1,4 @@
-"""The order plot (benchmarks/order.py): titles inside the figure, every EER bar labelled."""
+"""The order plot (benchmarks/families/order.py): titles inside the figure, every EER bar labelled."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _order_module():  # type: ignore[no-untyped-def]
     pytest.importorskip("matplotlib", reason="the order plot needs matplotlib (the bench group)")
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from benchmarks import order
+    from benchmarks.families import order
 
     return order
 

@@ -27,8 +27,8 @@ from speakerembed import (
 )
 from speakerembed.chatterbox_compat import chatterbox_pipeline
 from speakerembed.cli import main
-from speakerembed.load import load_audio
-from speakerembed.mel import melspectrogram
+from speakerembed.stages.load import load_audio
+from speakerembed.stages.mel import melspectrogram
 
 AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
 FILES = [AUDIO / f"{v}_{i}.wav" for v in ("alice", "bob") for i in (1, 2)]
@@ -281,7 +281,7 @@ def test_embed_conditioning_mean_is_not_renormalised(embedder: SpeakerEmbedder) 
 
 
 def test_embed_conditioning_arrays_and_module_function(embedder: SpeakerEmbedder) -> None:
-    from speakerembed.resample import resample
+    from speakerembed.stages.resample import resample
 
     wav, sr = load_audio(FILES[0])
     mono_44k = resample(wav, sr, 44100, "soxr_hq")

@@ -43,7 +43,7 @@ REFERENCES = [
 def chatterbox_ve() -> object:
     from chatterbox.models.voice_encoder import VoiceEncoder
 
-    from speakerembed.encoder import adapt_state_dict
+    from speakerembed.stages.encoder import adapt_state_dict
     from speakerembed.weights import load_state_dict, resolve_weights
 
     ve = VoiceEncoder()

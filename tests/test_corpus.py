@@ -466,7 +466,7 @@ def test_default_encoders_follow_the_job_and_the_main_script(
 ) -> None:
     import types
 
-    from speakerembed._plan import plan_workers
+    from speakerembed._engine.workers import plan_workers
     from speakerembed.corpus import encoders
     from speakerembed.corpus.engine import Job
     from speakerembed.corpus.sources import Record

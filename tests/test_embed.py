@@ -12,7 +12,7 @@ from conftest import speech_wave
 
 import speakerembed
 from speakerembed import Pipeline, SpeakerEmbedder, embed_speaker, embed_utterances, utt_to_spk_embed
-from speakerembed.resample import resample
+from speakerembed.stages.resample import resample
 
 EMBED_DIM = 256
 
@@ -95,7 +95,8 @@ def test_speaker_embeddings_identify_held_out_utterances(
 def test_module_functions_reuse_one_embedder(
     monkeypatch: pytest.MonkeyPatch, short_utterances: list[Path]
 ) -> None:
-    from speakerembed import api, encoder
+    from speakerembed import api
+    from speakerembed.stages import encoder
 
     first = api.get_embedder("resemblyzer", device="cpu")
     assert api.get_embedder("resemblyzer", device="cpu") is first
@@ -156,7 +157,7 @@ def test_passed_in_module_is_used_as_is(embedder: SpeakerEmbedder, short_utteran
 def test_fresh_voice_encoder_module_gives_the_same_embeddings(
     embedder: SpeakerEmbedder, short_utterances: list[Path], resemblyzer_weights: Path
 ) -> None:
-    from speakerembed.encoder import VoiceEncoder, adapt_state_dict
+    from speakerembed.stages.encoder import VoiceEncoder, adapt_state_dict
     from speakerembed.weights import load_state_dict
 
     module = VoiceEncoder()
@@ -245,7 +246,7 @@ def test_encoder_never_sees_more_windows_than_the_cap(
 ) -> None:
     sizes: list[int] = []
     wrapped = SpeakerEmbedder(encoder=embedder.encoder.module)
-    inner = wrapped._encoder
+    inner = wrapped.engine.encoder
 
     class Spy:
         device = inner.device
@@ -254,7 +255,7 @@ def test_encoder_never_sees_more_windows_than_the_cap(
             sizes.append(int(windows.shape[0]))
             return inner(windows)
 
-    monkeypatch.setattr(wrapped, "_encoder", Spy())
+    monkeypatch.setattr(wrapped.engine, "encoder", Spy())
     wrapped.embed_utterances(short_utterances, pipeline=Pipeline(max_windows_per_batch=3))
     assert sizes
     assert max(sizes) <= 3

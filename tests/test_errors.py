@@ -337,7 +337,7 @@ def _no_ffmpeg(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hide ffmpeg, so the messages are libsndfile's on every machine."""
     real_which = shutil.which
     monkeypatch.setattr(
-        speakerembed.load.shutil,
+        speakerembed.stages.load.shutil,
         "which",
         lambda cmd, *a, **k: None if "ff" in cmd else real_which(cmd, *a, **k),
     )
@@ -389,31 +389,30 @@ def test_errors_carry_the_input_and_the_stage(embedder: SpeakerEmbedder, files: 
 
 
 def test_fail_fast_stops_at_the_first_bad_input(
-    embedder: SpeakerEmbedder, monkeypatch: pytest.MonkeyPatch
+    tuned: Callable[..., SpeakerEmbedder], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The default mode prepares no input after the bad one beyond the burst it was in."""
-    from speakerembed._prefetch import BURST_PER_THREAD
+    from speakerembed._engine.prefetch import BURST_PER_THREAD
 
     seen: list[object] = []
-    real = speakerembed.embedder.load_audio
+    from speakerembed._engine import preparation
+
+    real = preparation.load_audio
 
     def spy(item: object, *args: Any, **kwargs: Any) -> Any:
         seen.append(kwargs.get("source"))
         return real(item, *args, **kwargs)
 
-    monkeypatch.setattr(speakerembed.embedder, "load_audio", spy)
-    monkeypatch.setattr(SpeakerEmbedder, "_prefetch_depth", 0)
+    monkeypatch.setattr(preparation, "load_audio", spy)
     inputs = [GOOD, np.zeros(0, np.float32), *[GOOD] * 20]
     # In line: nothing after the bad input.
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 1)
     with pytest.raises(AudioError, match="input 1"):
-        embedder.embed_utterances(inputs, sample_rate=SR)
+        tuned(prefetch_depth=0, prepare_threads=1).embed_utterances(inputs, sample_rate=SR)
     assert seen == ["input 0", "input 1"]
     # In bursts on two threads: the rest of the first burst at most, never the next burst.
     seen.clear()
-    monkeypatch.setattr(SpeakerEmbedder, "_prepare_threads", 2)
     with pytest.raises(AudioError, match="input 1"):
-        embedder.embed_utterances(inputs, sample_rate=SR)
+        tuned(prefetch_depth=0, prepare_threads=2).embed_utterances(inputs, sample_rate=SR)
     assert {"input 0", "input 1"} <= set(seen) <= {f"input {i}" for i in range(2 * BURST_PER_THREAD)}
 
 
@@ -484,7 +483,7 @@ def test_unreadable_file_simulated(
             raise PermissionError(13, "Permission denied", target)
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(speakerembed.load, "open", guarded_open, raising=False)
+    monkeypatch.setattr(speakerembed.stages.load, "open", guarded_open, raising=False)
     with pytest.raises(AudioError) as info:
         embedder.embed_utterances(files / "good.wav")
     assert_actionable(info.value, target, r"permission denied")

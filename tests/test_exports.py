@@ -7,6 +7,7 @@ import json
 import pkgutil
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -14,11 +15,11 @@ import speakerembed
 
 MODULES = sorted(
     name
-    for _, name, _ in pkgutil.iter_modules(speakerembed.__path__, "speakerembed.")
+    for _, name, _ in pkgutil.walk_packages(speakerembed.__path__, "speakerembed.")
     if name != "speakerembed.__main__"
 )
 # Modules whose import needs an optional package; checked only where it is installed.
-OPTIONAL = {"speakerembed.metrics": "prometheus_client"}
+OPTIONAL = {"speakerembed.metrics": "prometheus_client", "speakerembed.corpus.ray_engine": "ray"}
 
 
 def test_all_lists_exactly_the_public_names() -> None:
@@ -28,6 +29,33 @@ def test_all_lists_exactly_the_public_names() -> None:
     assert set(speakerembed.__all__) - {"__version__"} == public - {"__version__"}
     for name in speakerembed.__all__:
         assert getattr(speakerembed, name) is not None, name
+
+
+def _public_vars(module: types.ModuleType) -> set[str]:
+    """The module's public names, as ``vars()`` holds them, submodules aside."""
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+
+
+def test_vars_hold_no_public_name_outside_all() -> None:
+    # ``dir()`` returns ``__all__`` (the package's ``__dir__``), so it cannot catch a leak; the
+    # module's own namespace can: ``Any``, ``TYPE_CHECKING`` or ``annotations`` left there are
+    # public names that ``from speakerembed import *`` users and IDEs see.
+    assert _public_vars(speakerembed) <= set(speakerembed.__all__)
+    code = (
+        "import json, types, speakerembed\n"
+        "print(json.dumps(sorted(n for n, v in vars(speakerembed).items() if not n.startswith('_')"
+        " and not isinstance(v, types.ModuleType))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    fresh = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert fresh <= set(speakerembed.__all__), fresh - set(speakerembed.__all__)
+    assert {"Any", "TYPE_CHECKING", "annotations"}.isdisjoint(fresh)
 
 
 def test_all_is_sorted_and_unique() -> None:

@@ -33,8 +33,8 @@ from hypothesis import strategies as st
 
 from speakerembed import ConfigError, Pipeline, SpeakerEmbedder, SpeakerEmbedError
 from speakerembed.config import MODEL_SAMPLE_RATE
-from speakerembed.load import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from speakerembed.windows import num_windows
+from speakerembed.stages.load import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from speakerembed.stages.windows import num_windows
 
 GOOD_DTYPES = [np.float32, np.float64, np.float16, np.int16, np.int32, np.int8, np.uint8]
 BAD_DTYPES = [np.int64, np.uint16, np.bool_, np.complex64]

@@ -13,7 +13,7 @@ import torch
 from conftest import speech_wave
 
 from speakerembed import SpeakerEmbedder
-from speakerembed.resample import resample
+from speakerembed.stages.resample import resample
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import pytest
 from conftest import speech_wave
 
 from speakerembed import Pipeline, SpeakerEmbedder
-from speakerembed.encoder import adapt_state_dict
-from speakerembed.load import load_audio
-from speakerembed.resample import resample
+from speakerembed.stages.encoder import adapt_state_dict
+from speakerembed.stages.load import load_audio
+from speakerembed.stages.resample import resample
 from speakerembed.weights import load_state_dict
 
 pytestmark = pytest.mark.chatterbox

@@ -1,7 +1,7 @@
 """Start-up: ``speakerembed --help`` and ``import speakerembed.cli`` load neither torch nor pyarrow.
 
 What a command imports before it does its work is what every user waits for; the times are in
-``benchmarks/startup.py``, never here.
+``benchmarks/families/startup.py``, never here.
 """
 
 from __future__ import annotations

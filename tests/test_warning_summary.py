@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from speakerembed import SpeakerEmbedder
-from speakerembed._log_summary import FIRST_LOGGED, SkippedInputs, quiet_skips
+from speakerembed._engine.log_summary import FIRST_LOGGED, SkippedInputs, quiet_skips
 
 
 def test_many_tiny_arrays_log_a_few_lines_and_a_count(

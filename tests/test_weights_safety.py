@@ -22,7 +22,7 @@ import torch
 
 from speakerembed import SpeakerEmbedder, WeightsError
 from speakerembed import weights as weights_mod
-from speakerembed.encoder import adapt_state_dict
+from speakerembed.stages.encoder import adapt_state_dict
 from speakerembed.weights import PRESETS, load_state_dict, resolve_weights
 
 FIX = re.compile(r"\b(pass|check|download|reinstall|convert|install|chmod)\b")

@@ -4,7 +4,7 @@ Run it from the repository root (about a minute on a CPU; needs matplotlib)::
 
     python docs/scripts/gallery.py
 
-Every plot comes from :mod:`speakerembed.plots`; the code below is what docs/gallery.rst shows.
+Every plot comes from :mod:`speakerembed.analysis.plots`; the code below is what docs/gallery.rst shows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from speakerembed import SpeakerEmbedder  # noqa: E402
-from speakerembed.plots import (  # noqa: E402
+from speakerembed.analysis.plots import (  # noqa: E402
     plot_det_curve,
     plot_projection,
     plot_score_histograms,

@@ -38,8 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from speakerembed import SpeakerEmbedder  # noqa: E402
-from speakerembed.plots import plot_det_curve, plot_verification, save_figure  # noqa: E402
-from speakerembed.scoring import eer, threshold_at  # noqa: E402
+from speakerembed.analysis.plots import plot_det_curve, plot_verification, save_figure  # noqa: E402
+from speakerembed.analysis.scoring import eer, threshold_at  # noqa: E402
 
 CORPORA = {"librispeech": "LibriSpeech", "vctk": "VCTK (halves)", "cmu_arctic": "CMU ARCTIC"}
 OLD_THRESHOLD = 0.8

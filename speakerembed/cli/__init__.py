@@ -7,6 +7,9 @@
     speakerembed similarity A B
     speakerembed verify TRIALS [--root DIR] [-o REPORT.json] [--scores FILE] [--plot FILE.png]
     speakerembed sim-eval META [GEN_DIR] [-o SCORES.jsonl]
+    speakerembed windows FILE [-o OUT.parquet] [--plot FILE.png]
+    speakerembed clean INPUT [-o REPORT] [--plot FILE.png]
+    speakerembed corpus INPUTS... -o OUT_DIR [--workers N] [--engine local|ray]
     speakerembed voices enroll|identify|list|show|remove|nearest|import|pick-reference ...
     speakerembed serve [--host 127.0.0.1] [--port 8000] [--library LIB] [--api-key-file F] ...
     speakerembed export-onnx OUT.onnx [--waveform] [--weights W] [--opset N]
@@ -71,13 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
         "  speakerembed similarity alice*.wav --against bob*.wav\n"
         "  speakerembed verify trials.txt -o report.json --scores scores.txt\n"
         "  speakerembed sim-eval meta.lst generated/ -o sim.jsonl\n"
+        "  speakerembed windows meeting.wav -o windows.parquet --plot windows.png\n"
+        "  speakerembed clean speakers/ -o report.csv\n"
+        "  speakerembed corpus dataset/ -o embeddings/\n"
         "  speakerembed voices enroll alice a1.wav a2.wav --library voices.db\n"
         "  speakerembed voices identify who.wav --library voices.db -o ids.jsonl\n"
         "  speakerembed serve --weights resemblyzer --port 8000\n"
         "  speakerembed export-onnx voice_encoder.onnx --weights resemblyzer\n"
         "  speakerembed cluster corpus_out/ -o clusters.parquet --kaldi data/train\n"
         "  speakerembed diarize meeting.wav -o turns.rttm --weights resemblyzer\n\n"
-        "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs.",
+        "Exit codes: 0 done, 1 could not run, 2 bad usage, 3 finished with failed inputs, 130 interrupted.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"speakerembed {__version__}")

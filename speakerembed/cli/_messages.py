@@ -33,6 +33,13 @@ FLAGS: dict[str, str] = {
     "num_speakers": "--num-speakers",
     "min_speakers": "--min-speakers",
     "max_speakers": "--max-speakers",
+    # corpus
+    "output": "-o",
+    "speakers": "--speakers",
+    "shard_size": "--shard-size",
+    "workers": "--workers",
+    "threads": "--threads",
+    "engine": "--engine",
 }
 
 # Names distinctive enough to rewrite even without a value (``lower Pipeline.min_duration_s``);

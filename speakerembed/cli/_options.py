@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import enum
 import os
 import re
@@ -16,10 +17,11 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
+
+from ..config import Order, Pipeline, Precision, Resampler, Vad
 
 if TYPE_CHECKING:
-    from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
 
 __all__ = [
@@ -33,8 +35,12 @@ __all__ = [
     "usage_error",
 ]
 
-ORDERS = ("resample_trim", "trim_resample")
-RESAMPLERS = ("soxr_hq", "kaiser_fast", "polyphase", "torchaudio")
+# The choices and defaults come from config's Literals and Pipeline's fields, typed once there.
+ORDERS: tuple[str, ...] = get_args(Order)
+RESAMPLERS: tuple[str, ...] = get_args(Resampler)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+VADS: tuple[str, ...] = ("none", *get_args(Vad))
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Pipeline)}
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 
@@ -143,7 +149,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),
+        choices=PRECISIONS,
         default="fp32",
         help="encoder precision (default: fp32); auto picks bf16 where the hardware runs it "
         "faster (GPUs with bf16, CPUs with avx512_bf16 or AMX) and fp32 elsewhere",
@@ -163,11 +169,14 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--order",
         choices=ORDERS,
-        default="resample_trim",
+        default=_DEFAULTS["order"],
         help="resample then trim (default), or trim then resample",
     )
     g.add_argument(
-        "--resampler", choices=RESAMPLERS, default="soxr_hq", help="resampling method (default: soxr_hq)"
+        "--resampler",
+        choices=RESAMPLERS,
+        default=_DEFAULTS["resampler"],
+        help=f"resampling method (default: {_DEFAULTS['resampler']})",
     )
     g.add_argument(
         "--top-db",
@@ -193,7 +202,7 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--vad",
-        choices=("none", "silero"),
+        choices=VADS,
         default="none",
         help="none (default): trim leading and trailing silence, as Chatterbox does; silero: keep "
         "only the speech Silero VAD finds (pip install 'speakerembed[vad]')",
@@ -227,7 +236,6 @@ def add_verbose(p: argparse.ArgumentParser) -> None:
 
 def pipeline_from_args(args: argparse.Namespace) -> Pipeline:
     """The :class:`~speakerembed.Pipeline` the flags describe; contradictions are usage errors."""
-    from ..config import Pipeline
     from ..errors import ConfigError
 
     if args.no_trim and args.top_db is not None:

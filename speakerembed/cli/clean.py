@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import _options as opt
 
 if TYPE_CHECKING:
-    from ..clean import CleanReport
+    from ..analysis.clean import CleanReport
 
 __all__ = ["add_parser", "run"]
 
@@ -27,7 +27,7 @@ def _cosine(text: str) -> float:
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``clean`` to the subcommands."""
-    from ..clean import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
+    from ..analysis.clean import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             from ..errors import missing_backend
 
             raise missing_backend("pyarrow", "analysis", "speakerembed clean -o") from None
-    from ..clean import NoSpeakersError, clean_dataset
+    from ..analysis.clean import NoSpeakersError, clean_dataset
 
     embedder = None
     if not any(Path(args.input).rglob("*.parquet")):
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_flagged(report)
     if plot_path is not None:
-        from ..plots import plot_clean_report, save_figure
+        from ..analysis.plots import plot_clean_report, save_figure
 
         c = report.columns
         fig = plot_clean_report(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..corpus.sources import MANIFEST_FORMATS
 from . import _options as opt
+from ._messages import FLAGS
 
 if TYPE_CHECKING:
     from ..config import Pipeline
@@ -20,14 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["add_parser", "run"]
 
 NAME = "corpus"
-_FLAGS = {
-    "output": "-o",
-    "speakers": "--speakers",
-    "shard_size": "--shard-size",
-    "workers": "--workers",
-    "threads": "--threads",
-    "engine": "--engine",
-}
+# The job's keywords in this command's flags: from the one keyword -> flag map.
+_FLAGS = {name: FLAGS[name] for name in ("output", "speakers", "shard_size", "workers", "threads", "engine")}
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         rows, kept = result.embeddings, [files[i] for i in result.indices]
     else:
         rows, kept = embedder.embed_utterances(files, pipeline=pipeline), files
-    from ..consolidate import utt_to_spk_embed
+    from ..stages.consolidate import utt_to_spk_embed
 
     if args.utterances:
         out, kind = rows, "utterance"

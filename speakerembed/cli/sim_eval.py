@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         raise opt.usage_error(f"{args.meta} is a CSV of pairs: GEN_DIR is not used with it; drop it")
     if args.gen_dir is not None and not Path(args.gen_dir).is_dir():
         raise opt.usage_error(f"GEN_DIR {args.gen_dir} is not a folder")
+    from ..analysis.sim_eval import read_pairs, tts_similarity
     from ..errors import ConfigError
-    from ..sim_eval import read_pairs, tts_similarity
 
     try:
         pairs = read_pairs(args.meta, args.gen_dir, ext=args.ext)  # before the model loads
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
             print(line)
         _print_summary(summary, sys.stderr)
     if plot_path is not None and summary["n"]:
-        from ..plots import plot_similarity_histogram, save_figure
+        from ..analysis.plots import plot_similarity_histogram, save_figure
 
         title = "Speaker similarity to the prompt (Chatterbox voice encoder)"
         fig = plot_similarity_histogram(report.similarities, label=summary["weights"], title=title)

@@ -30,8 +30,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``similarity``."""
-    from ..consolidate import cosine_similarity
     from ..errors import SpeakerEmbedError
+    from ..stages.consolidate import cosine_similarity
 
     if args.against is None:
         if len(args.a) != 2:

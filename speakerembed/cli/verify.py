@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         raise opt.usage_error(f"--top-n must be at least 2, got {args.top_n}")
     if args.root is not None and not Path(args.root).is_dir():
         raise opt.usage_error(f"--root {args.root} is not a folder")
+    from ..analysis.verify import read_trials, verify_trials
     from ..errors import ConfigError
-    from ..verify import read_trials, verify_trials
 
     try:
         trials = read_trials(args.trials)  # a malformed list fails before the model loads
@@ -132,7 +132,7 @@ def _print_summary(report: Any, data: dict[str, Any]) -> None:
 
 
 def _plot(report: Any, path: Path) -> None:
-    from ..plots import plot_verification, save_figure
+    from ..analysis.plots import plot_verification, save_figure
 
     fig = plot_verification(report.scores, report.labels)  # at the EER threshold
     save_figure(fig, path)

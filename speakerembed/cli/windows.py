@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import _options as opt
 
 if TYPE_CHECKING:
-    from ..windowed import WindowedEmbeddings
+    from ..analysis.per_window import WindowedEmbeddings
 
 __all__ = ["add_parser", "run", "windows_table"]
 
@@ -107,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             raise opt.usage_error(str(exc)) from exc
     embedder = opt.embedder_from_args(args)
-    from ..windowed import embed_windows
+    from ..analysis.per_window import embed_windows
 
     result = embed_windows(args.file, embedder=embedder, pipeline=pipeline)
     if plot_path is not None:
-        from ..plots import plot_windows, save_figure
+        from ..analysis.plots import plot_windows, save_figure
 
         fig = plot_windows(
             result.start_s, result.end_s, result.similarity_to_utterance(), result.similarity_to_previous()

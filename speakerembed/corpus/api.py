@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
-    from ..encoder import EncoderImpl, Precision
+    from ..stages.encoder import EncoderImpl, Precision
     from .progress import ProgressMode
     from .sources import ManifestFormat
 
@@ -157,7 +157,7 @@ def speaker_table(output: str | os.PathLike[str]) -> pa.Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..consolidate import utt_to_spk_embed
+    from ..stages.consolidate import utt_to_spk_embed
     from .schema import EMBEDDING_DIM
 
     table = pq.read_table(

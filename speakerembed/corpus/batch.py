@@ -28,8 +28,10 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pyarrow as pa
 
+    from .._engine.preparation import Prepared as _Prepared
+    from .._engine.preparation import Preparer
     from ..config import Pipeline
-    from ..embedder import SpeakerEmbedder, _Prepared
+    from ..embedder import SpeakerEmbedder
     from .sources import Record
 
 __all__ = [
@@ -46,46 +48,44 @@ Outcome = tuple[int, Union["_Prepared", SpeakerEmbedError]]
 """One prepared input: its position in the batch, and its prepared audio or its error."""
 
 
-def prepare_one(preparer: SpeakerEmbedder, index: int, record: Record, pipeline: Pipeline) -> Outcome:
+def prepare_one(
+    preparer: Preparer | SpeakerEmbedder, index: int, record: Record, pipeline: Pipeline
+) -> Outcome:
     """Load, resample, trim and mel one record (the embedder's own ``_prepare``); never raises.
 
     Any error becomes a :class:`~speakerembed.SpeakerEmbedError` whose ``source`` is the
     record's path.
     """
-    from ..embedder import _as_library_error
+    from .._engine.preparation import as_library_error
 
     try:
-        return index, preparer._prepare(index, record.path, None, pipeline, preparer._recorder)
+        stages = preparer.engine if hasattr(preparer, "engine") else preparer
+        return index, stages.prepare(index, record.path, None, pipeline)
     except Exception as exc:  # noqa: BLE001 - every input failure becomes a row
-        err = _as_library_error(exc, record.path)
+        err = as_library_error(exc, record.path)
         err.source = record.path
         return index, err
 
 
 def prepare_records(
-    records: Sequence[Record], preparer: SpeakerEmbedder, pipeline: Pipeline
+    records: Sequence[Record], preparer: Preparer | SpeakerEmbedder, pipeline: Pipeline
 ) -> Iterator[Outcome]:
     """:func:`prepare_one` for each record, lazily, in order (index = position in ``records``)."""
     for index, record in enumerate(records):
         yield prepare_one(preparer, index, record, pipeline)
 
 
-def cpu_preparer(pipeline: Pipeline) -> SpeakerEmbedder:
-    """An embedder shell that can prepare audio on the CPU but holds no weights.
+def cpu_preparer(pipeline: Pipeline) -> Preparer:
+    """The engine's :class:`~speakerembed._engine.preparation.Preparer` on the CPU: no weights.
 
     Worker processes use it to run the pipeline's stages without loading the encoder: preparing
-    needs only the device (the CPU) and a metrics recorder.
+    needs only the device (the CPU). ``pipeline`` is the job's (each call passes it).
     """
     import torch
 
-    from .._observe import NULL_RECORDER
-    from ..embedder import SpeakerEmbedder
+    from .._engine.preparation import Preparer
 
-    shell = SpeakerEmbedder.__new__(SpeakerEmbedder)
-    shell.pipeline = pipeline
-    shell.device = torch.device("cpu")
-    shell._recorder = NULL_RECORDER
-    return shell
+    return Preparer(torch.device("cpu"))
 
 
 class _Details:
@@ -97,7 +97,7 @@ class _Details:
 
 
 def _details(p: _Prepared, pipeline: Pipeline) -> _Details:
-    from ..windows import num_windows
+    from ..stages.windows import num_windows
 
     if p.mel is not None:
         n_windows, _ = num_windows(
@@ -164,7 +164,11 @@ def encode_outcomes(
             yield item
 
     failures: list[Failure] = []
-    embeds = embedder._encode(tap(), pipeline, True, failures, embedder._recorder)
+
+    def skip(index: int, source: str, error: SpeakerEmbedError) -> None:
+        failures.append(Failure(index, source, error))
+
+    embeds = embedder.engine.encode(tap(), pipeline, on_failure=skip)
     for f in failures:
         f.error.source = records[f.index].path
         errors[f.index] = f.error

@@ -78,12 +78,12 @@ def shippable_weights(embedder: SpeakerEmbedder) -> str | None:
 def default_encoders(job: Job) -> int:
     """Encoder processes beside this one when ``workers`` is not given, on a CPU.
 
-    One 1-thread encoder per core (``speakerembed._plan.plan_workers``, capped by memory),
+    One 1-thread encoder per core (``speakerembed._engine.workers.plan_workers``, capped by memory),
     this process being one of them; none for a job of fewer than :data:`MIN_RECORDS` inputs,
     on one core, when the weights cannot be loaded again in another process, or when the main
     script could not start workers safely (:func:`main_is_guarded`).
     """
-    from .._plan import plan_workers
+    from .._engine.workers import plan_workers
 
     if len(job.records) < MIN_RECORDS or shippable_weights(job.embedder) is None or not main_is_guarded():
         return 0

@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
+    from .._engine.preparation import Preparer
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
     from .progress import Progress
@@ -119,7 +119,9 @@ def default_workers(device_type: str) -> int:
     """
     import torch
 
-    cores = os.cpu_count() or 1
+    from .._engine.schedule import usable_cores
+
+    cores = usable_cores()
     if device_type == "cuda":
         return max(1, min(8, cores - 1))
     return max(0, min(8, cores - torch.get_num_threads()))
@@ -143,7 +145,7 @@ def gpu_default_workers(n_records: int) -> int:
 
 # -- the worker processes ---------------------------------------------------------------------
 
-_PREPARER: SpeakerEmbedder | None = None
+_PREPARER: Preparer | None = None
 _PIPELINE: Pipeline | None = None
 
 
@@ -325,9 +327,9 @@ def _alone(index: int, record: Record, pipeline: Pipeline, preparer: SpeakerEmbe
 def _inline(records: Sequence[Record], job: Job, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
     """Prepared records from this process, in bursts between encoder batches.
 
-    The same as ``embed_utterances`` (:func:`speakerembed._prefetch.map_in_bursts`).
+    The same as ``embed_utterances`` (:func:`speakerembed._engine.prefetch.map_in_bursts`).
     """
-    from .._prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
+    from .._engine.prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
 
     threads = burst_threads(preparer.device.type, auto_prefetch_depth())
 

@@ -15,7 +15,7 @@ from speakerembed import (
     tts_similarity,
     verify_trials,
 )
-from speakerembed.scoring import DetCurve, MetricResult, OperatingPoint, as_norm
+from speakerembed.analysis.scoring import DetCurve, MetricResult, OperatingPoint, as_norm
 
 scores = np.array([0.9, 0.8, 0.3])
 labels = np.array([True, True, False])

@@ -1,0 +1,238 @@
+"""The CPU encoder run as one-thread streams (speakerembed._engine.streams)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from speakerembed import Pipeline, SpeakerEmbedder, SpeakerEmbedError
+from speakerembed._engine import streams as _streams
+
+
+def test_encode_in_order_keeps_order_bounds_what_is_in_flight_and_uses_one_thread() -> None:
+    lock = threading.Lock()
+    running = 0
+    most = 0
+    pulled: list[int] = []
+    threads_seen: set[int] = set()
+    names: set[str] = set()
+
+    def call(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            threads_seen.add(torch.get_num_threads())
+            names.add(threading.current_thread().name)
+        time.sleep(0.002 * (5 - int(batch[0]) % 5))  # later batches finish first
+        with lock:
+            running -= 1
+        return batch * 2, 0.0
+
+    def batches() -> object:
+        for i in range(20):
+            pulled.append(i)
+            # When a batch is pulled, at most `streams` are in flight: streams + 1 once it is in.
+            assert i - len(got) <= 2
+            yield i, torch.tensor([i])
+
+    got: list[int] = []
+    for owner, out, _ in _streams.encode_in_order(call, batches(), 2):  # type: ignore[arg-type]
+        assert int(out[0]) == 2 * owner
+        got.append(owner)
+    assert got == list(range(20))
+    assert most == 2
+    assert threads_seen == {1}
+    assert all(name.startswith("speakerembed-encode") for name in names)
+
+
+def test_encode_in_order_raises_at_the_failing_batch_and_stops() -> None:
+    calls: list[int] = []
+
+    def call(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+        calls.append(int(batch[0]))
+        if int(batch[0]) == 3:
+            raise RuntimeError("batch three")
+        return batch, 0.0
+
+    got: list[int] = []
+
+    def consume() -> None:
+        for owner, _, _ in _streams.encode_in_order(call, ((i, torch.tensor([i])) for i in range(50)), 2):
+            got.append(owner)
+
+    with pytest.raises(RuntimeError, match="batch three"):
+        consume()
+    assert got == [0, 1, 2]
+    assert max(calls) <= 6  # batches after the failure are not all run
+
+
+def test_one_stream_runs_in_the_callers_thread() -> None:
+    seen: list[str] = []
+
+    def call(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+        seen.append(threading.current_thread().name)
+        return batch, 0.0
+
+    list(_streams.encode_in_order(call, ((i, torch.tensor([i])) for i in range(3)), 1))
+    assert seen == [threading.current_thread().name] * 3
+
+
+class _Own(torch.nn.Module):
+    """A module of the caller's own: it keeps state between calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(40, 8)
+        self.calls = 0
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        out: torch.Tensor = torch.nn.functional.normalize(self.proj(mels.mean(dim=1)), dim=1)
+        return out
+
+
+def test_streams_give_the_embeddings_of_one_call(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one = tuned(encoder_streams=1).embed_utterances(short_utterances)
+    embedder = tuned(encoder_streams=3)
+    calls: list[tuple[str, int]] = []
+    real = embedder.encoder.embed_concurrently
+
+    def spy(windows: torch.Tensor) -> torch.Tensor:
+        calls.append((threading.current_thread().name, torch.get_num_threads()))
+        return real(windows)
+
+    monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    before = torch.get_num_threads()
+    streamed = embedder.embed_utterances(short_utterances)
+    assert torch.get_num_threads() == before
+    assert len({name for name, _ in calls}) >= 2
+    assert {n for _, n in calls} == {1}
+    # The same batches (laid out alike however many streams run); a few ops other than the
+    # LSTM round differently on one thread than on several.
+    np.testing.assert_allclose(streamed, one, atol=2e-6)
+    again = embedder.embed_utterances(short_utterances)
+    np.testing.assert_array_equal(streamed, again)
+
+
+def _two_streams_recording_batches(
+    tuned: Callable[..., SpeakerEmbedder], monkeypatch: pytest.MonkeyPatch
+) -> tuple[SpeakerEmbedder, list[int]]:
+    """An embedder on two streams, and the list that fills with each call's batch size."""
+    # Batches are laid out for the machine's cores: two here, whatever the host has.
+    embedder = tuned(encoder_streams=2, cores=2)
+    sizes: list[int] = []
+    real = embedder.encoder.embed_concurrently
+
+    def spy(windows: torch.Tensor) -> torch.Tensor:
+        sizes.append(int(windows.shape[0]))
+        return real(windows)
+
+    monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    return embedder, sizes
+
+
+def test_streams_split_the_last_windows_between_them(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder, sizes = _two_streams_recording_batches(tuned, monkeypatch)
+    embedder.embed_utterances(short_utterances[:2], pipeline=Pipeline(max_windows_per_batch=1000))
+    # Fewer windows than one batch: shared out between the two streams.
+    assert len(sizes) == 2
+    assert abs(sizes[0] - sizes[1]) <= 1
+
+
+def test_streams_share_out_the_last_two_batches(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full batches, then the last full one and the rest split evenly: no stream ends alone."""
+    embedder, sizes = _two_streams_recording_batches(tuned, monkeypatch)
+    pipe = Pipeline(max_windows_per_batch=3)
+    got = embedder.embed_utterances(short_utterances, pipeline=pipe)
+    monkeypatch.undo()
+    one = tuned(encoder_streams=1, cores=2).embed_utterances(short_utterances, pipeline=pipe)
+    np.testing.assert_allclose(got, one, atol=2e-6)
+    assert len(sizes) >= 4, sizes
+    small, full = sorted(sizes)[:2], sorted(sizes)[2:]
+    assert set(full) == {3}
+    assert abs(small[0] - small[1]) <= 1
+
+
+def test_a_failing_stream_raises_the_library_error(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(windows: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    embedder = tuned(encoder_streams=2)
+    monkeypatch.setattr(embedder.encoder, "embed_concurrently", broken)
+    with pytest.raises(SpeakerEmbedError, match="the encoder failed on a batch") as info:
+        embedder.embed_utterances(short_utterances)
+    assert info.value.stage == "encode"
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_on_many_cores_a_quarter_prepares_beside_the_streams(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rule's table is tests/engine/test_schedule.py; here it runs, laid out for 16 cores."""
+    one = tuned(encoder_streams=1).embed_utterances(short_utterances)
+    embedder = tuned(encoder_streams=2, cores=16)
+    # A prefetch thread two bursts deep, bursts on four threads, the caller on one torch thread.
+    s = embedder.engine.schedule(len(short_utterances))
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (8, min(4, len(short_utterances)), 1)
+    preparing: set[str] = set()
+    real = embedder.engine.preparer.prepare
+
+    def spy(*args: object, **kwargs: object) -> object:
+        preparing.add(threading.current_thread().name)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedder.engine.preparer, "prepare", spy)
+    before = torch.get_num_threads()
+    streamed = embedder.embed_utterances(short_utterances)
+    assert torch.get_num_threads() == before
+    assert preparing
+    assert all(name.startswith("speakerembed-prepare") for name in preparing), preparing
+    # Laid out for 16 cores instead of 2: other batches, so the LSTM rounds differently.
+    np.testing.assert_allclose(streamed, one, atol=1e-5)
+
+
+def test_one_input_is_shared_out_between_the_streams(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A single utterance's windows, laid out for four cores, run on the streams side by side."""
+    single = tuned(encoder_streams=1, cores=4)
+    one = single.embed_utterances(short_utterances[0])
+    embedder = tuned(encoder_streams=4, cores=4)
+    calls: list[tuple[str, int]] = []
+    real = embedder.encoder.embed_concurrently
+
+    def spy(windows: torch.Tensor) -> torch.Tensor:
+        calls.append((threading.current_thread().name, int(windows.shape[0])))
+        return real(windows)
+
+    monkeypatch.setattr(embedder.encoder, "embed_concurrently", spy)
+    # The caller prepares it on one torch thread: idle OpenMP threads would spin against the
+    # streams. Without streams, its torch threads stay as they are.
+    s = embedder.engine.schedule(1)
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (0, 1, 1)
+    s = single.engine.schedule(1)
+    assert (s.prefetch_depth, s.prepare_threads, s.encoder_threads) == (0, 1, None)
+    before = torch.get_num_threads()
+    streamed = embedder.embed_utterances(short_utterances[0])
+    assert torch.get_num_threads() == before
+    n_windows = sum(n for _, n in calls)
+    assert n_windows >= 2, calls
+    assert len(calls) == min(4, n_windows)
+    assert len({name for name, _ in calls}) >= 2
+    assert all(name.startswith("speakerembed-encode") for name, _ in calls)
+    np.testing.assert_allclose(streamed, one, atol=2e-6)

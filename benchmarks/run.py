@@ -66,7 +66,9 @@ def main() -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the summaries from the JSON files"
     )
-    modules = {name: importlib.import_module(f"benchmarks.families.{MODULE_OF.get(name, name)}") for name in FAMILIES}
+    modules = {
+        name: importlib.import_module(f"benchmarks.families.{MODULE_OF.get(name, name)}") for name in FAMILIES
+    }
     for module in modules.values():
         if hasattr(module, "add_args"):
             module.add_args(parser)

@@ -82,7 +82,7 @@ def _child(path: str, threads: int) -> None:
 
 
 def _speed(durations: list[float], threads: int) -> dict[float, dict[str, float]]:
-    from speakerembed.scoring import der
+    from speakerembed.analysis.scoring import der
 
     out: dict[float, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +122,7 @@ def _accuracy(quick: bool) -> None:
     from _conversations import build_conversation, speaker_pools
 
     from speakerembed import SpeakerEmbedder, diarize
-    from speakerembed.scoring import der
+    from speakerembed.analysis.scoring import der
 
     embedder = SpeakerEmbedder("resemblyzer", device="cpu")
     pools = speaker_pools(SPEECH)

@@ -1,7 +1,7 @@
 """Diarize a conversation made from the example clips, and score it against the known turns.
 
 Three synthetic voices (alice, bob, carol) take turns; :func:`speakerembed.diarize` finds how
-many voices there are and when each speaks, and :func:`speakerembed.scoring.der` scores the
+many voices there are and when each speaks, and :func:`speakerembed.analysis.scoring.der` scores the
 answer. Runs offline in seconds with the Resemblyzer weights.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from speakerembed import diarize
-from speakerembed.scoring import der
+from speakerembed.analysis.scoring import der
 
 AUDIO = Path(__file__).resolve().parent / "audio"
 ORDER = ["alice_1", "bob_1", "carol_1", "alice_2", "bob_2", "carol_2", "alice_3", "bob_3"]

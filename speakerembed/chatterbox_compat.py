@@ -42,7 +42,7 @@ import operator
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from ._engine.runner import Engine
 
     #: One utterance, as :data:`speakerembed.embedder.AudioInput`.
-    AudioInput = str | os.PathLike[str] | npt.NDArray[Any] | torch.Tensor
+    AudioInput = str | os.PathLike[str] | bytes | BinaryIO | npt.NDArray[Any] | torch.Tensor
 
 __all__ = [
     "CONDITIONING_SAMPLE_RATE",

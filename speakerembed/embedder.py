@@ -25,13 +25,13 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union, overload
 
 import numpy as np
 
+from ._engine.log_summary import SkippedInputs
 from ._engine.prefetch import prefetch, torch_threads
 from ._engine.preparation import describe_inputs, per_input_rates
-from ._engine.log_summary import SkippedInputs
 from ._engine.recorder import NULL_RECORDER, Recorder
 from ._engine.runner import Engine
 from ._engine.schedule import NO_OVERRIDES, Overrides

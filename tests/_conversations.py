@@ -72,7 +72,7 @@ def _voiced(x: npt.NDArray[np.float32], sr: int, min_pause_s: float = 0.3) -> li
     import torch
     from silero_vad import get_speech_timestamps
 
-    from speakerembed.vad import load_vad_model
+    from speakerembed.stages.vad import load_vad_model
 
     with torch.inference_mode():
         stamps = get_speech_timestamps(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from speakerembed import ConfigError, clean_dataset, find_outliers
-from speakerembed.clean import NoSpeakersError
+from speakerembed.analysis.clean import NoSpeakersError
 from speakerembed.cli import main
 
 

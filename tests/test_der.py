@@ -1,12 +1,12 @@
-"""speakerembed.scoring.der and jer against pyannote.metrics (a test-only dependency)."""
+"""speakerembed.analysis.scoring.der and jer against pyannote.metrics (a test-only dependency)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from speakerembed.analysis.scoring import der, jer
 from speakerembed.errors import ConfigError
-from speakerembed.scoring import der, jer
 
 pm = pytest.importorskip(
     "pyannote.metrics.diarization", reason="pyannote.metrics (test group) is not installed"

@@ -11,9 +11,9 @@ from _conversations import Conversation, build_conversation, speaker_pools
 
 from speakerembed import Diarization, DiarizationConfig, SpeakerEmbedder, diarize
 from speakerembed.analysis.diarization import check_unique_uris, cluster_windows, link_files
+from speakerembed.analysis.scoring import der
 from speakerembed.cli import main
 from speakerembed.errors import AudioError, ConfigError
-from speakerembed.scoring import der
 
 pytest.importorskip("silero_vad", reason="the vad extra (silero-vad) is not installed")
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from speakerembed import AudioError, InputTooLongError, SpeakerEmbedder
-from speakerembed.load import is_encoded_audio, load_audio, read_bytes
+from speakerembed.stages.load import is_encoded_audio, load_audio, read_bytes
 
 AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
 

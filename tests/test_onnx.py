@@ -66,8 +66,8 @@ def test_encoder_matches_torch_on_real_mels_for_batches_1_to_256(
 ) -> None:
     import torch
 
-    from speakerembed.mel import melspectrogram
-    from speakerembed.windows import partial_windows
+    from speakerembed.stages.mel import melspectrogram
+    from speakerembed.stages.windows import partial_windows
 
     pipe = Pipeline()
     windows = torch.cat(
@@ -95,8 +95,8 @@ def test_waveform_model_matches_embed_utterances_on_real_speech(
 ) -> None:
     import torch
 
-    from speakerembed.mel import melspectrogram
-    from speakerembed.windows import num_windows
+    from speakerembed.stages.mel import melspectrogram
+    from speakerembed.stages.windows import num_windows
 
     session = _session(waveform_model.path)
     pipe = Pipeline(top_db=None)
@@ -125,8 +125,8 @@ def test_waveform_windows_follow_the_library_at_window_edges(
     session = _session(waveform_model.path)
     got, rows = session.run(None, {"waveform": wave})
     pipe = Pipeline(top_db=None, min_duration_s=0.0)
-    from speakerembed.mel import n_mel_frames
-    from speakerembed.windows import num_windows
+    from speakerembed.stages.mel import n_mel_frames
+    from speakerembed.stages.windows import num_windows
 
     assert rows.shape[0] == num_windows(n_mel_frames(n_samples), pipe.frame_step, pipe.min_coverage)[0]
     want = embedder.embed_utterances([wave], sample_rate=SAMPLE_RATE, pipeline=pipe)[0]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from speakerembed import SpeakerEmbedder, tts_similarity
+from speakerembed.analysis.sim_eval import find_generated, read_pairs
 from speakerembed.cli import main
-from speakerembed.sim_eval import find_generated, read_pairs
 
 AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
 W = ["--weights", "resemblyzer", "--device", "cpu"]

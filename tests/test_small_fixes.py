@@ -47,7 +47,7 @@ def test_embed_conditioning_has_its_own_operation_label(embedder: SpeakerEmbedde
 
 def test_mixed_trial_list_says_an_unlabelled(tmp_path: Path) -> None:
     from speakerembed import ConfigError
-    from speakerembed.verify import read_trials
+    from speakerembed.analysis.verify import read_trials
 
     listing = tmp_path / "t.txt"
     listing.write_text("1 a.wav b.wav\na.wav c.wav\n")

@@ -54,8 +54,8 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     import torch
 
     from speakerembed import Pipeline, SpeakerEmbedder, export_onnx
-    from speakerembed.mel import melspectrogram
-    from speakerembed.windows import partial_windows
+    from speakerembed.stages.mel import melspectrogram
+    from speakerembed.stages.windows import partial_windows
 
     torch.set_num_threads(opts.threads)
     runs = opts.runs or (2 if opts.quick else 5)

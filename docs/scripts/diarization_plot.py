@@ -24,7 +24,7 @@ def main() -> None:
     from _conversations import build_conversation, speaker_pools
 
     from speakerembed import SpeakerEmbedder, diarize
-    from speakerembed.scoring import der
+    from speakerembed.analysis.scoring import der
 
     pools = speaker_pools(ROOT.parent / "shared" / "data" / "speech")
     names = sorted(pools)[:3]

@@ -12,7 +12,7 @@
 - :mod:`~speakerembed.analysis.diarization`: who spoke when (:func:`~speakerembed.diarize`,
   ``speakerembed diarize``).
 - :mod:`~speakerembed.analysis.der`: the diarization and Jaccard error rates on RTTM-like
-  turns (re-exported by :mod:`speakerembed.scoring`).
+  turns (re-exported by :mod:`speakerembed.analysis.scoring`).
 
 The public functions are re-exported from :mod:`speakerembed`.
 """

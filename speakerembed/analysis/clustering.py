@@ -628,7 +628,7 @@ def plot_cluster_sizes(
     -------
     matplotlib.figure.Figure
     """
-    from ..plots import _new_axes
+    from .plots import _new_axes
 
     lab = np.asarray(labels, dtype=np.int64).reshape(-1)
     if ax is None and sweep is not None:

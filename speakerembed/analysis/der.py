@@ -169,7 +169,7 @@ def der(reference: Any, hypothesis: Any, *, collar: float = 0.0, skip_overlap: b
 
     Examples
     --------
-    >>> from speakerembed.scoring import der
+    >>> from speakerembed.analysis.scoring import der
     >>> ref = [(0.0, 10.0, "alice"), (10.0, 20.0, "bob")]
     >>> hyp = [(0.0, 12.0, "A"), (12.0, 19.0, "B")]
     >>> r = der(ref, hyp)
@@ -216,7 +216,7 @@ def jer(reference: Any, hypothesis: Any, *, collar: float = 0.0, skip_overlap: b
 
     Examples
     --------
-    >>> from speakerembed.scoring import jer
+    >>> from speakerembed.analysis.scoring import jer
     >>> round(jer([(0, 10, "alice"), (10, 20, "bob")], [(0, 12, "A"), (12, 20, "B")]).jer, 3)
     0.183
     """

@@ -3,7 +3,7 @@
 The steps, each with its settings in one frozen :class:`DiarizationConfig`:
 
 1. **Audio** is read in chunks of ``chunk_s`` seconds (files block by block, as
-   :mod:`speakerembed.stream` does, resampled to 16 kHz with libsoxr's streaming resampler), so
+   :mod:`speakerembed.stages.longform` does, resampled to 16 kHz with libsoxr's streaming resampler), so
    a 4-hour file never sits in memory whole.
 2. **Speech.** Each chunk is level-normalised (its loud frames brought to ``vad_level_dbfs``)
    and Silero VAD finds the speech at ``vad_threshold``. Far-field meeting audio is quiet: on
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from ..embedder import SpeakerEmbedder
-    from ..encoder import Precision
+    from ..stages.encoder import Precision
 
 __all__ = [
     "Diarization",
@@ -260,8 +260,8 @@ def _chunks_16k(
     input: object, sample_rate: int | None, chunk_s: float, source: str
 ) -> tuple[float, Iterator[npt.NDArray[np.float32]]]:
     """The input's duration, and its 16 kHz mono samples in chunks of ``chunk_s`` seconds."""
-    from ..load import load_audio
-    from ..resample import resample
+    from ..stages.load import load_audio
+    from ..stages.resample import resample
 
     size = round(chunk_s * MODEL_SAMPLE_RATE)
     if isinstance(input, (str, os.PathLike)):
@@ -272,7 +272,7 @@ def _chunks_16k(
         except Exception:  # noqa: BLE001 - not for libsndfile: decode it whole (load_audio says why if it cannot)
             info = None
         if info is not None and info.frames > 0:
-            from ..stream import _blocks, _resampled
+            from ..stages.longform import _blocks, _resampled
 
             duration = info.frames / info.samplerate
 
@@ -322,7 +322,7 @@ def _speech(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> list[t
     import torch
     from silero_vad import get_speech_timestamps
 
-    from ..vad import _lock, load_vad_model
+    from ..stages.vad import _lock, load_vad_model
 
     if chunk.shape[0] < 512:
         return []
@@ -613,8 +613,8 @@ def speech_windows(
     """
     import torch
 
-    from ..mel import melspectrogram
-    from ..windows import partial_windows
+    from ..stages.mel import melspectrogram
+    from ..stages.windows import partial_windows
 
     source = os.fspath(input) if isinstance(input, (str, os.PathLike)) else "input"
     duration_s, chunks = _chunks_16k(input, sample_rate, config.chunk_s, source)
@@ -734,8 +734,8 @@ def diarize(
     >>> d.speakers, d.turns[0].speaker
     (['SPEAKER_00'], 'SPEAKER_00')
     """
-    from ..consolidate import utt_to_spk_embed
     from ..embedder import SpeakerEmbedder
+    from ..stages.consolidate import utt_to_spk_embed
 
     _check_counts(num_speakers, min_speakers, max_speakers)
     cfg = config if config is not None else DiarizationConfig()
@@ -822,7 +822,7 @@ def link_files(
         The global speakers: ``speaker``, ``embedding`` (256 floats, unit), ``files`` (uris) and
         ``seconds`` (speech in each file).
     """
-    from ..consolidate import utt_to_spk_embed
+    from ..stages.consolidate import utt_to_spk_embed
     from .clustering import cluster_speakers
 
     rows = [(i, label) for i, d in enumerate(diarizations) for label in d.speaker_embeddings]

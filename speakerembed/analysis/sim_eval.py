@@ -161,7 +161,7 @@ def find_generated(
     dict of str to (str, str or None)
         The path (the one looked for when there is none) and, when it cannot be used, why.
     """
-    from .corpus.sources import AUDIO_EXTENSIONS
+    from ..corpus.sources import AUDIO_EXTENSIONS
 
     gen = Path(gen_dir)
     out: dict[str, tuple[str, str | None]] = {}

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         import numpy as np
 
         from ..analysis.clustering import _read_corpus_embeddings, plot_cluster_sizes, threshold_sweep
-        from ..plots import save_figure
+        from ..analysis.plots import save_figure
 
         _, _, x, _ = _read_corpus_embeddings(Path(args.input))
         ts = [

@@ -4,7 +4,7 @@ Two models, both float32, both with the weights' sha256 and the fixed pipeline i
 ``metadata_props``:
 
 * **the encoder** (``waveform=False``): input ``mels``, shape ``(batch, 160, 40)``, the
-  partial-window mels :mod:`speakerembed.mel` and :mod:`speakerembed.windows` make, with a
+  partial-window mels :mod:`speakerembed.stages.mel` and :mod:`speakerembed.stages.windows` make, with a
   dynamic batch axis; output ``embeddings``, shape ``(batch, 256)``, unit rows.
 * **the waveform model** (``waveform=True``): input ``waveform``, shape ``(n_samples,)``, 16 kHz
   mono float audio, already trimmed (at least 201 samples); outputs ``embedding``, shape
@@ -155,7 +155,7 @@ def waveform_module(encoder: torch.nn.Module, pipeline: Pipeline | None = None) 
     import torch
     from torch import nn
 
-    from ..mel import slaney_filterbank
+    from ..stages.mel import slaney_filterbank
 
     pipe = pipeline if pipeline is not None else Pipeline()
     partial = pipe.partial_frames
@@ -249,8 +249,8 @@ def _check_mels(n: int) -> npt.NDArray[np.float32]:
     """Mel windows of the test signals, each at a gain from -20 to +20 dB, shape (n, 160, 40)."""
     import torch
 
-    from ..mel import melspectrogram
-    from ..windows import partial_windows
+    from ..stages.mel import melspectrogram
+    from ..stages.windows import partial_windows
 
     pipe = Pipeline()
     windows = torch.cat(

@@ -3,15 +3,16 @@
 This is the one module of the service that uses the embedder's internals, at the seam its own
 pipeline has (``speakerembed.embedder``):
 
-1. **prepare** an input: :meth:`SpeakerEmbedder._prepare` decodes, resamples, trims and turns it
-   into a mel; :func:`speakerembed.windows.partial_windows` cuts the mel into windows. This runs
-   on a pool of preparing threads, never on the event loop.
+1. **prepare** an input: the embedder's engine (``embedder.engine.prepare``) decodes, resamples,
+   trims and turns it into a mel; :func:`speakerembed.stages.windows.partial_windows` cuts the mel
+   into windows. This runs on a pool of preparing threads, never on the event loop.
 2. **encode** a batch of windows: one thread takes windows from every waiting request, up to
    ``max_batch_windows`` or until the oldest has waited ``max_wait_ms``, and runs the encoder on
    them (split between one-thread encoder streams on a CPU of two cores or more, as the
    embedder's own calls are).
 3. **consolidate** per input: when an input's last window is encoded, its rows are averaged and
-   renormalised by :func:`speakerembed.consolidate.mean_embedding`, as ``embed_utterances`` does.
+   renormalised by :func:`speakerembed.stages.consolidate.mean_embedding`, as ``embed_utterances``
+   does.
 
 A window's embedding does not depend on the other windows in its batch, so a request's answer
 equals ``embed_utterances`` on the same file, whatever it was batched with.
@@ -129,8 +130,6 @@ class Batcher:
         batching: bool = True,
         observe_batch: Callable[[int], None] | None = None,
     ) -> None:
-        from .._streams import encoder_streams
-
         self.embedder = embedder
         self.max_batch_windows = max_batch_windows
         self.max_wait_s = max_wait_ms / 1000.0
@@ -142,7 +141,8 @@ class Batcher:
         self._held = 0  # inputs admitted and not yet answered
         self._preparing = 0  # inputs admitted and not yet windowed
         self._closed = False
-        self._streams = encoder_streams(embedder.encoder, embedder.device.type)
+        # As many one-thread encoder streams as a call of several inputs would run here.
+        self._streams = embedder.engine.schedule(2).streams
         self._prepare_pool = ThreadPoolExecutor(
             prepare_threads, thread_name_prefix="speakerembed-prepare", initializer=_one_torch_thread
         )
@@ -165,7 +165,7 @@ class Batcher:
         """Run one batch of silence through the encoder, so the first request is not the slow one."""
         import torch
 
-        from ..mel import N_MELS
+        from ..stages.mel import N_MELS
 
         frames = self.embedder.pipeline.partial_frames
         with torch.inference_mode():
@@ -250,31 +250,31 @@ class Batcher:
         conditioning: bool,
         done: Callable[[Embedded | BaseException], None],
     ) -> None:
-        from .._observe import NULL_RECORDER
-        from ..embedder import _as_library_error
-        from ..windows import partial_windows
+        from .._engine.preparation import as_library_error
+        from .._engine.recorder import NULL_RECORDER
+        from ..stages.windows import partial_windows
 
         source = f"input {index}"
         try:
             if conditioning:
                 from ..chatterbox_compat import CONDITIONING_SAMPLE_RATE, chatterbox_pipeline
-                from ..load import load_audio
-                from ..resample import resample
+                from ..stages.load import load_audio
+                from ..stages.resample import resample
 
                 pipe = chatterbox_pipeline(pipe, function="embed_conditioning", resampler="soxr_hq")
                 wav, sr = load_audio(item, None, max_duration_s=pipe.max_duration_s, source=source)
                 item = resample(wav, sr, CONDITIONING_SAMPLE_RATE, "soxr_hq")
-                prepared = self.embedder._prepare(index, item, CONDITIONING_SAMPLE_RATE, pipe, NULL_RECORDER)
+                prepared = self.embedder.engine.prepare(index, item, CONDITIONING_SAMPLE_RATE, pipe, NULL_RECORDER)
                 # The duration is the upload's, not the resampled copy's (the same length).
             else:
-                prepared = self.embedder._prepare(index, item, None, pipe, NULL_RECORDER)
+                prepared = self.embedder.engine.prepare(index, item, None, pipe, NULL_RECORDER)
             assert prepared.mel is not None  # bytes never take the streaming path
             windows = partial_windows(prepared.mel, pipe.frame_step, pipe.min_coverage, pipe.partial_frames)
         except Exception as exc:  # noqa: BLE001 - every failure is reported as the library's
             with self._cond:
                 self._preparing -= 1
                 self._cond.notify_all()
-            done(_as_library_error(exc, source))
+            done(as_library_error(exc, source))
             return
         job = _Job(windows, prepared, pipe, done)
         with self._cond:
@@ -328,7 +328,7 @@ class Batcher:
     def _run(self, pieces: list[tuple[_Job, torch.Tensor]]) -> None:
         import torch
 
-        from .._streams import split_rows
+        from .._engine.packing import split_rows
 
         n = sum(int(w.shape[0]) for _, w in pieces)
         device = self.embedder.device
@@ -377,8 +377,8 @@ class Batcher:
     def _finish(self, job: _Job) -> None:
         import torch
 
-        from ..consolidate import mean_embedding
-        from ..windowed import window_times
+        from ..analysis.per_window import window_times
+        from ..stages.consolidate import mean_embedding
 
         p = job.prepared
         try:

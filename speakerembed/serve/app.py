@@ -305,7 +305,7 @@ def create_app(
             ],
         }
         if speaker:
-            from ..consolidate import utt_to_spk_embed
+            from ..stages.consolidate import utt_to_spk_embed
 
             body["speaker_embedding"] = utt_to_spk_embed(np.stack([r.embedding for r in result])).tolist()
         return body

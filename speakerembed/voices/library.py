@@ -527,7 +527,7 @@ class VoiceLibrary:
         AudioError
             For a clip that cannot be embedded (nothing is stored).
         """
-        from ..consolidate import utt_to_spk_embed
+        from ..stages.consolidate import utt_to_spk_embed
 
         check_name(name)
         items: list[Any] = [clips] if isinstance(clips, (str, os.PathLike, np.ndarray)) else list(clips)

@@ -282,8 +282,8 @@ def pick_reference(
     AudioError
         For a clip that cannot be read or embedded.
     """
-    from ..load import load_audio
-    from ..windowed import embed_windows
+    from ..analysis.per_window import embed_windows
+    from ..stages.load import load_audio
 
     if target not in TARGETS:
         raise ConfigError(f"target={target!r} is not one of {', '.join(repr(t) for t in TARGETS)}")

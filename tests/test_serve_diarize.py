@@ -241,3 +241,33 @@ def test_without_silero_vad_the_answer_is_501_with_the_reason(
     # the other endpoints still work
     r = TestClient(app).post("/v1/embeddings", content=(AUDIO / "alice_1.wav").read_bytes(), headers=WAV)
     assert r.status_code == 200
+
+
+@needs_vad
+def test_a_diarization_never_stalls_the_event_loop(app: Any, conversation: bytes) -> None:
+    import httpx
+
+    done: list[str] = []
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as client:
+
+            async def slow() -> httpx.Response:
+                r = await client.post("/v1/diarize", content=conversation, headers=WAV)
+                done.append("diarize")
+                return r
+
+            async def alive() -> httpx.Response:
+                await asyncio.sleep(0.05)  # the diarization has started
+                r = await client.get("/healthz")
+                done.append("healthz")
+                return r
+
+            first, second = await asyncio.gather(slow(), alive())
+            return first, second
+
+    diarized, health = asyncio.run(run())
+    assert diarized.status_code == 200, diarized.text
+    assert health.status_code == 200
+    assert done == ["healthz", "diarize"]  # answered while the diarization ran

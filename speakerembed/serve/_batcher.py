@@ -214,14 +214,7 @@ class Batcher:
             The library's error for the first input that failed.
         """
         with self._cond:
-            if self._closed:
-                raise QueueFullError("the service is shutting down; retry on another replica")
-            if self._held + len(items) > self.max_queue:
-                raise QueueFullError(
-                    f"the service holds {self._held} inputs, and its queue takes {self.max_queue}; "
-                    "retry after a moment, or raise --max-queue"
-                )
-            self._held += len(items)
+            self._admit(len(items))
             self._preparing += len(items)
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
@@ -235,6 +228,32 @@ class Batcher:
             if isinstance(r, BaseException):
                 raise r
         return [r for r in results if isinstance(r, Embedded)]
+
+    def reserve(self) -> None:
+        """Hold one place in the queue for work done beside the batcher (a diarization).
+
+        Raises
+        ------
+        QueueFullError
+            When the queue is full, or the batcher is closed.
+        """
+        with self._cond:
+            self._admit(1)
+
+    def release(self) -> None:
+        """Free the place :meth:`reserve` held."""
+        self._release()
+
+    def _admit(self, count: int) -> None:
+        # called with self._cond held
+        if self._closed:
+            raise QueueFullError("the service is shutting down; retry on another replica")
+        if self._held + count > self.max_queue:
+            raise QueueFullError(
+                f"the service holds {self._held} inputs, and its queue takes {self.max_queue}; "
+                "retry after a moment, or raise --max-queue"
+            )
+        self._held += count
 
     def _release(self) -> None:
         with self._cond:

@@ -1,7 +1,8 @@
 """The ASGI app: :func:`create_app` returns a Starlette application over one embedder.
 
 Each route reads the upload, runs it through the batcher (``speakerembed.serve._batcher``)
-(or the voice library), and encodes the answer as JSON. Every error is JSON,
+(or the voice library, or :func:`speakerembed.diarize` on a thread of its own), and encodes the
+answer as JSON. Every error is JSON,
 ``{"error": {"type": ..., "message": ...}}``, with the library's message and never a traceback.
 """
 
@@ -11,17 +12,19 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import hmac
+import json
 import logging
 import math
 import os
 import re
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import AudioError, ConfigError, InputTooLongError, SpeakerEmbedError
+from ..errors import AudioError, BackendUnavailableError, ConfigError, InputTooLongError, SpeakerEmbedError
 from ._batcher import DEFAULT_MAX_BATCH_WINDOWS, DEFAULT_MAX_WAIT_MS, Batcher, Embedded, QueueFullError
 
 if TYPE_CHECKING:
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from ..analysis.diarization import Diarization, DiarizationConfig
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
 
@@ -144,6 +148,7 @@ def create_app(
     limits: ServiceLimits | None = None,
     prepare_threads: int | None = None,
     batching: bool = True,
+    diarization: DiarizationConfig | None = None,
 ) -> Starlette:
     """Build the HTTP service over ``embedder``: a Starlette ASGI application.
 
@@ -169,6 +174,9 @@ def create_app(
         Threads that decode and prepare uploads (default: one per core, at least 2).
     batching : bool
         False encodes each input alone (for measurements).
+    diarization : DiarizationConfig or None
+        The settings ``POST /v1/diarize`` runs :func:`speakerembed.diarize` with;
+        ``DiarizationConfig()`` by default.
 
     Returns
     -------
@@ -201,6 +209,13 @@ def create_app(
         raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be a number of milliseconds, 0 or more")
     if api_key is not None and not api_key.strip():
         raise ConfigError("api_key is empty; pass the key, or None for no authentication")
+    if diarization is not None:
+        from ..analysis.diarization import DiarizationConfig
+
+        if not isinstance(diarization, DiarizationConfig):
+            raise ConfigError(
+                f"diarization={diarization!r} is not a DiarizationConfig; pass DiarizationConfig(...) or None"
+            )
     threads = prepare_threads if prepare_threads is not None else max(2, os.cpu_count() or 1)
     pipe = _capped(embedder.pipeline, limits)
     registry = registry if registry is not None else CollectorRegistry()
@@ -219,6 +234,9 @@ def create_app(
     except ConfigError:
         batcher.close()
         raise
+    # Diarizations run one at a time on a thread of their own, beside the batcher; each holds one
+    # place in the batcher's queue from admission until its thread is done with it.
+    diarize_pool = ThreadPoolExecutor(1, thread_name_prefix="speakerembed-diarize")
     key = api_key.strip().encode() if api_key is not None else None
     state: dict[str, bool] = {"ready": False}
     weights = embedder.weights_info.short
@@ -341,6 +359,70 @@ def create_app(
             "similarity_to_file": (r.windows @ r.embedding).tolist(),
         }
 
+    async def diarize(request: Request) -> dict[str, Any]:
+        missing = _vad_missing()
+        if missing is not None:
+            raise _ApiError(501, "BackendUnavailableError", missing, "unavailable")
+        counts = _speaker_counts(request)
+        files = await _uploads(request, limits)
+        if len(files) != 1:
+            raise _ApiError(400, "BadRequest", f"sent {len(files)} files; /v1/diarize takes one", "too_many")
+        name, data = files[0]
+        try:
+            batcher.reserve()
+        except QueueFullError as err:
+            raise _library_error(err, []) from None
+
+        def work() -> Diarization:
+            try:
+                return _diarize_upload(embedder, data, name, pipe.max_duration_s, diarization, counts)
+            finally:
+                batcher.release()
+
+        job = diarize_pool.submit(work)
+        try:
+            d = await asyncio.wait_for(asyncio.wrap_future(job), timeout=limits.request_timeout_s)
+        except asyncio.TimeoutError:
+            if job.cancel():  # it never started: its place was not freed by work()
+                batcher.release()
+            raise _ApiError(
+                504,
+                "Timeout",
+                f"the diarization took more than {limits.request_timeout_s:g} s; send shorter audio, "
+                "or start the service with a longer --timeout",
+                "timeout",
+            ) from None
+        except BackendUnavailableError as err:
+            raise _ApiError(501, type(err).__name__, str(err), "unavailable") from None
+        except ImportError as err:
+            raise _ApiError(501, "BackendUnavailableError", _vad_message(err), "unavailable") from None
+        except SpeakerEmbedError as err:
+            if isinstance(err, AudioError):
+                err.source = f"file {name!r}"
+            api = _library_error(err, [name])
+            if isinstance(err, AudioError) and err.stage == "vad":
+                # The library's fix is a Python keyword; say it in the client's terms.
+                found = str(err).split(";", 1)[0]
+                api.message = f"{found}; send a recording with speech in it"
+                api.reason = "no_speech"
+            raise api from None
+        seconds = d.speaker_seconds()
+        body: dict[str, Any] = {"weights": weights, "file": name, "uri": d.uri}
+        body.update(json.loads(d.to_json()))
+        body.update(
+            duration_s=d.duration_s,
+            speech_s=d.speech_s,
+            speakers=[
+                {
+                    "speaker": label,
+                    "duration_s": round(seconds[label], 3),
+                    "embedding": np.asarray(emb, dtype=np.float32).tolist(),
+                }
+                for label, emb in d.speaker_embeddings.items()
+            ],
+        )
+        return body
+
     def voices() -> Any:
         if library is None:
             raise _ApiError(
@@ -434,6 +516,7 @@ def create_app(
         finally:
             state["ready"] = False
             await run_in_threadpool(batcher.close)
+            await run_in_threadpool(diarize_pool.shutdown, True)
 
     routes = [
         Route("/healthz", endpoint("/healthz", healthz, auth=False), methods=["GET"]),
@@ -443,6 +526,7 @@ def create_app(
         Route("/v1/similarity", endpoint("/v1/similarity", similarity), methods=["POST"]),
         Route("/v1/conditioning", endpoint("/v1/conditioning", conditioning), methods=["POST"]),
         Route("/v1/windows", endpoint("/v1/windows", windows), methods=["POST"]),
+        Route("/v1/diarize", endpoint("/v1/diarize", diarize), methods=["POST"]),
         Route("/v1/voices", endpoint("/v1/voices", voice_list), methods=["GET"]),
         Route("/v1/voices/identify", endpoint("/v1/voices/identify", voice_identify), methods=["POST"]),
         Route("/v1/voices/{name}", endpoint("/v1/voices/{name}", voice_show), methods=["GET"]),
@@ -498,6 +582,79 @@ def _int_param(request: Request, name: str, default: int) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1000:
         raise _ApiError(400, "BadRequest", f"?{name}={text!r} is not a whole number from 1 to 1000")
     return int(text)
+
+
+def _count(request: Request, name: str) -> int | None:
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise _ApiError(
+            400,
+            "BadRequest",
+            f"?{name}={text!r} is not a whole number of speakers from 1 to 100",
+            "bad_request",
+        )
+    return int(text)
+
+
+def _speaker_counts(request: Request) -> dict[str, int | None]:
+    """``num_speakers``, ``min_speakers`` and ``max_speakers`` from the query, checked together."""
+    n, lo, hi = (_count(request, k) for k in ("num_speakers", "min_speakers", "max_speakers"))
+    clash = None
+    if n is not None and lo is not None and lo > n:
+        clash = f"?min_speakers={lo} contradicts ?num_speakers={n}; send one or the other"
+    elif n is not None and hi is not None and hi < n:
+        clash = f"?max_speakers={hi} contradicts ?num_speakers={n}; send one or the other"
+    elif lo is not None and hi is not None and lo > hi:
+        clash = f"?min_speakers={lo} is above ?max_speakers={hi}; swap them"
+    if clash is not None:
+        raise _ApiError(400, "BadRequest", clash, "bad_request")
+    return {"num_speakers": n, "min_speakers": lo, "max_speakers": hi}
+
+
+def _vad_message(exc: BaseException | None = None) -> str:
+    why = f" ({exc})" if exc is not None else ""
+    return (
+        f"POST /v1/diarize needs silero-vad, which is not installed where the service runs{why}; "
+        "install it there (pip install 'speakerembed[vad]') and restart the service"
+    )
+
+
+def _vad_missing() -> str | None:
+    """Why ``/v1/diarize`` cannot run here (silero-vad missing), or None."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("silero_vad") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else _vad_message()
+
+
+def _diarize_upload(
+    embedder: SpeakerEmbedder,
+    data: bytes,
+    name: str,
+    max_duration_s: float | None,
+    config: DiarizationConfig | None,
+    counts: dict[str, int | None],
+) -> Diarization:
+    """Decode one upload in memory (refusing it above ``max_duration_s``) and diarize it."""
+    from ..analysis.diarization import diarize, input_uri
+    from ..load import load_audio
+
+    wave, rate = load_audio(data, max_duration_s=max_duration_s, source=f"file {name!r}")
+    return diarize(
+        wave,
+        sample_rate=rate,
+        embedder=embedder,
+        config=config,
+        uri=input_uri(name),
+        num_speakers=counts["num_speakers"],
+        min_speakers=counts["min_speakers"],
+        max_speakers=counts["max_speakers"],
+    )
 
 
 def _voice_name(request: Request) -> str:

@@ -283,7 +283,9 @@ class Batcher:
                 pipe = chatterbox_pipeline(pipe, function="embed_conditioning", resampler="soxr_hq")
                 wav, sr = load_audio(item, None, max_duration_s=pipe.max_duration_s, source=source)
                 item = resample(wav, sr, CONDITIONING_SAMPLE_RATE, "soxr_hq")
-                prepared = self.embedder.engine.prepare(index, item, CONDITIONING_SAMPLE_RATE, pipe, NULL_RECORDER)
+                prepared = self.embedder.engine.prepare(
+                    index, item, CONDITIONING_SAMPLE_RATE, pipe, NULL_RECORDER
+                )
                 # The duration is the upload's, not the resampled copy's (the same length).
             else:
                 prepared = self.embedder.engine.prepare(index, item, None, pipe, NULL_RECORDER)

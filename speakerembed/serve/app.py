@@ -642,7 +642,7 @@ def _diarize_upload(
 ) -> Diarization:
     """Decode one upload in memory (refusing it above ``max_duration_s``) and diarize it."""
     from ..analysis.diarization import diarize, input_uri
-    from ..load import load_audio
+    from ..stages.load import load_audio
 
     wave, rate = load_audio(data, max_duration_s=max_duration_s, source=f"file {name!r}")
     return diarize(

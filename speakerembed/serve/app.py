@@ -216,7 +216,9 @@ def create_app(
             raise ConfigError(
                 f"diarization={diarization!r} is not a DiarizationConfig; pass DiarizationConfig(...) or None"
             )
-    threads = prepare_threads if prepare_threads is not None else max(2, os.cpu_count() or 1)
+    from .._engine.schedule import usable_cores
+
+    threads = prepare_threads if prepare_threads is not None else max(2, usable_cores())
     pipe = _capped(embedder.pipeline, limits)
     registry = registry if registry is not None else CollectorRegistry()
     metrics: _Metrics | None = None

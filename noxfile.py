@@ -84,9 +84,9 @@ def tests_chatterbox(session: nox.Session) -> None:
         "not chatterbox",
         "-p",
         "no:cacheprovider",
-        "tests/test_stages.py",
-        "tests/test_precision.py",
-        "tests/test_plan.py",
+        "tests/stages/test_stages.py",
+        "tests/stages/test_precision.py",
+        "tests/engine/test_schedule.py",
         "tests/test_determinism.py",
     )
 

@@ -151,7 +151,8 @@ CASES: list[Case] = [
     ),
     Case("python-list-in-batch", _arr([GOOD, GOOD.tolist()]), AudioError, "input 1", r"is a list"),
     Case("none-in-batch", _arr([GOOD, None]), AudioError, "input 1", r"NoneType"),
-    Case("bytes", _arr(b"RIFF0000WAVE"), AudioError, "inputs", r"bytes"),
+    # bytes are an encoded file (embed_utterances(open(p, "rb").read())); these are not audio
+    Case("bytes-not-audio", _arr(b"RIFF0000WAVE"), AudioError, "input 0", r"is not audio"),
     Case("dict", _arr({"audio": GOOD}), AudioError, "inputs", r"dict"),
     Case("empty-batch", _arr([]), AudioError, "inputs", r"inputs is empty"),
     Case("list-of-numbers", _arr([0.1, 0.2, 0.3]), AudioError, "inputs", r"list of numbers"),

@@ -1,6 +1,6 @@
 """End to end: a program that embeds audio in a loop (tests/_metrics_loop.py), scraped every
 second by a real Prometheus server. (The service, ``speakerembed serve``, is scraped in
-tests/test_serve.py.)
+tests/serve/test_serve.py.)
 
 The test starts the program (embedding audio in a loop, serving /metrics on 127.0.0.1) and the
 Debian ``prometheus`` binary with a temporary config and data directory, both on loopback and on

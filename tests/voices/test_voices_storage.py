@@ -20,7 +20,7 @@ import pytest
 
 from speakerembed import ConfigError, UnknownVoiceError, VoiceLibrary
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A child that adds voices named PREFIX-i whose embeddings follow from i, so the parent can check
 # every stored row.

@@ -11,7 +11,7 @@ import pytest
 from speakerembed import AudioError, InputTooLongError, SpeakerEmbedder
 from speakerembed.stages.load import is_encoded_audio, load_audio, read_bytes
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 
 
 def test_bytes_decode_as_the_file_does() -> None:

@@ -14,7 +14,7 @@ from speakerembed import SpeakerEmbedder, tts_similarity
 from speakerembed.analysis.sim_eval import find_generated, read_pairs
 from speakerembed.cli import main
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 
 

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 from speakerembed import SpeakerEmbedder, diarize
 from speakerembed.serve import ServiceLimits, create_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUDIO = ROOT / "examples" / "audio"
 WAV = {"content-type": "audio/wav"}
 

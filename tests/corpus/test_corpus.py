@@ -38,7 +38,7 @@ from speakerembed.corpus.sources import (  # noqa: E402
     scan_folder,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUDIO = ROOT / "examples" / "audio"
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 SPEAKERS = ("alice", "bob", "carol")

@@ -24,7 +24,7 @@ from speakerembed.corpus.sources import (
     scan_folder,
 )
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 ALICE = AUDIO / "alice_1.wav"
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 

@@ -2,8 +2,8 @@
 
 These run without chatterbox-tts: they check that each of Chatterbox's arguments lands on the
 Pipeline field that gives it Chatterbox's meaning, that the paths agree with each other, and the
-TTS conditioning chain against librosa's loading. ``tests/test_parity_chatterbox.py`` and
-``tests/test_chatterbox_conditioning.py`` compare every argument with chatterbox-tts itself
+TTS conditioning chain against librosa's loading. ``tests/chatterbox/test_parity_chatterbox.py`` and
+``tests/chatterbox/test_chatterbox_conditioning.py`` compare every argument with chatterbox-tts itself
 (``nox -s tests_chatterbox``).
 """
 
@@ -30,7 +30,7 @@ from speakerembed.cli import main
 from speakerembed.stages.load import load_audio
 from speakerembed.stages.mel import melspectrogram
 
-AUDIO = Path(__file__).resolve().parents[1] / "examples" / "audio"
+AUDIO = Path(__file__).resolve().parents[2] / "examples" / "audio"
 FILES = [AUDIO / f"{v}_{i}.wav" for v in ("alice", "bob") for i in (1, 2)]
 
 

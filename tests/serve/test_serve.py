@@ -40,7 +40,7 @@ from speakerembed import SpeakerEmbedder
 from speakerembed.serve import ServiceLimits, create_app
 from speakerembed.serve.app import SERVICE_METRICS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUDIO = ROOT / "examples" / "audio"
 WAV = {"content-type": "audio/wav"}
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from speakerembed import SpeakerEmbedder
     from speakerembed.corpus.sources import Record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # -- planning, addresses, a missing Ray: no Ray needed ------------------------------------------
 

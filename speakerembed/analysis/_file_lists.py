@@ -88,6 +88,7 @@ def _embed_through_corpus(
     import pyarrow.parquet as pq
 
     from ..corpus.api import embed_corpus
+    from ..corpus.sources import as_text
 
     rows: dict[str, npt.NDArray[np.float32]] = {}
     failed: dict[str, str] = {}
@@ -103,7 +104,10 @@ def _embed_through_corpus(
         out = os.path.join(tmp, "embeddings")
         embed_corpus(present, out, embedder=embedder, pipeline=pipeline, progress="auto")
         table = pq.read_table(out, columns=["id", "embedding", "error"])
-    ids = table.column("id").to_pylist()
+    # The job's ids are the paths as text (a name that is not UTF-8 has its bytes as \xNN):
+    # the callers look rows up by the paths they passed.
+    given = {as_text(path): path for path in present}
+    ids = [given.get(id_, id_) for id_ in table.column("id").to_pylist()]
     errors = table.column("error").to_pylist()
     embeddings = table.column("embedding").to_pylist()
     for id_, error, embedding in zip(ids, errors, embeddings, strict=True):

@@ -23,7 +23,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,
-        help="run the HTTP service: embeddings, similarity, conditioning, windows, voices, /metrics",
+        help="run the HTTP service: embeddings, similarity, conditioning, windows, diarize, voices, /metrics",
         description="Serve speaker embeddings over HTTP (needs pip install 'speakerembed[serve]'). "
         "Concurrent requests' windows share encoder batches. Binds to 127.0.0.1 unless told "
         "otherwise; SIGTERM finishes the requests in flight, then exits 0.",

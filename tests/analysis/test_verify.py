@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +261,20 @@ def test_large_lists_go_through_the_corpus_job_with_the_same_rows(
     for path in chunked_rows:
         np.testing.assert_allclose(corpus_rows[path], chunked_rows[path], atol=1e-5)
     assert set(corpus_failed) == set(chunked_failed) == {str(bad), str(tmp_path / "missing.wav")}
+
+
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="these file systems want UTF-8 names")
+def test_the_corpus_path_keys_rows_by_the_paths_given_when_names_are_not_utf8(
+    embedder: SpeakerEmbedder, tmp_path: Path
+) -> None:
+    """A name that is not UTF-8 is stored escaped by the job; the caller gets its own path back."""
+    from speakerembed.analysis._file_lists import embed_files
+
+    source = sorted(AUDIO.glob("*_1.wav"))[0]
+    raw = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")  # 'caf\udce9.wav'
+    shutil.copyfile(source, raw)
+    paths = [raw, str(source)]
+    rows, failed = embed_files(embedder, paths, corpus_min_files=1)
+    assert failed == {}
+    assert set(rows) == set(paths)
+    np.testing.assert_allclose(rows[raw], rows[str(source)], atol=1e-5)

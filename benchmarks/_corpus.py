@@ -20,6 +20,7 @@ FORMATS = (
     ("wav", 48000, "FLOAT"),
 )
 
+
 def _sources() -> list[Path]:
     found: list[Path] = []
     for sub in ("librispeech", "arctic", "vctk48k", "ljspeech"):

@@ -308,8 +308,7 @@ class ChatterboxAPI:
             *,
             sample_rate: int | Sequence[int] | None = None,
             pipeline: Pipeline | None = None,
-        ) -> npt.NDArray[np.float32]:
-            ...
+        ) -> npt.NDArray[np.float32]: ...
 
         def embed_speaker(  # noqa: D102 - SpeakerEmbedder documents it
             self,
@@ -317,8 +316,7 @@ class ChatterboxAPI:
             *,
             sample_rate: int | Sequence[int] | None = None,
             pipeline: Pipeline | None = None,
-        ) -> npt.NDArray[np.float32]:
-            ...
+        ) -> npt.NDArray[np.float32]: ...
 
         def _embed_as(
             self, operation: str, inputs: object, sample_rate: object, pipeline: Pipeline
@@ -499,5 +497,3 @@ class ChatterboxAPI:
         See :func:`speakerembed.chatterbox_compat.voice_similarity`.
         """
         return voice_similarity(embeds_x, embeds_y)
-
-

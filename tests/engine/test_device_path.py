@@ -18,11 +18,11 @@ needs_cuda = pytest.mark.skipif(
 )
 
 
-
 def _read(path: Path) -> np.ndarray:
     x, sr = sf.read(str(path), dtype="float32")
     assert sr == 16_000
     return x
+
 
 def test_device_path_on_cpu_matches_host_path(
     embedder: SpeakerEmbedder, short_utterances: list[Path]

@@ -18,6 +18,7 @@ def _read(path: Path) -> np.ndarray:
     assert sr == 16_000
     return x
 
+
 def test_prefetch_is_bitwise_deterministic(
     tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path]
 ) -> None:

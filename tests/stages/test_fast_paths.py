@@ -21,10 +21,12 @@ def _numpy_melspectrogram(wav: np.ndarray) -> np.ndarray:
     basis = librosa.filters.mel(sr=16_000, n_fft=400, n_mels=40, fmin=0, fmax=8000)
     return (basis @ np.abs(spec) ** 2).T.astype(np.float32)
 
+
 def _read(path: Path) -> np.ndarray:
     x, sr = sf.read(str(path), dtype="float32")
     assert sr == 16_000
     return x
+
 
 def test_torch_mel_matches_numpy_reference(short_utterances: list[Path]) -> None:
     for path in short_utterances[:3]:

@@ -11,11 +11,13 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -402,20 +404,35 @@ def test_promtool_accepts_metrics(server: Server) -> None:
 
 def test_sigterm_finishes_requests_in_flight(server: Server, librispeech: dict[str, list[Path]]) -> None:
     bodies = [p.read_bytes() for group in librispeech.values() for p in group[-2:]]
+    all_held = threading.Event()
+
+    def upload(body: bytes) -> Iterator[bytes]:
+        yield body[:1024]  # the service now holds the request...
+        all_held.wait(60)  # ...and gets the rest after SIGTERM
+        yield body[1024:]
 
     def post(body: bytes) -> int:
-        return httpx.post(server.url + "/v1/embeddings", content=body, headers=WAV, timeout=120).status_code
+        return httpx.post(
+            server.url + "/v1/embeddings", content=upload(body), headers=WAV, timeout=120
+        ).status_code
 
     with ThreadPoolExecutor(len(bodies)) as pool:
         futures = [pool.submit(post, b) for b in bodies]
-        # Wait until the service holds requests, then stop it.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = httpx.get(server.url + "/metrics", timeout=5).text
-            if "speakerembed_serve_requests_in_flight 0.0" not in text:
-                break
-            time.sleep(0.01)
-        server.proc.send_signal(signal.SIGTERM)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                text = httpx.get(server.url + "/metrics", timeout=5).text
+                held = re.search(r"^speakerembed_serve_requests_in_flight (\S+)$", text, re.MULTILINE)
+                assert held is not None, "the service does not export its in-flight gauge"
+                if float(held.group(1)) >= len(bodies):
+                    break
+                time.sleep(0.01)
+            else:
+                pytest.fail(f"the service never held all {len(bodies)} requests at once")
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)  # the signal lands while every request is still being received
+        finally:
+            all_held.set()
         codes = [f.result() for f in futures]
     assert codes == [200] * len(bodies)
     assert server.proc.wait(timeout=60) == 0

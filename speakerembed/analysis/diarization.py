@@ -319,23 +319,16 @@ def _normalised(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> np
 
 def _speech(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> list[tuple[int, int]]:
     """Padded, merged speech segments of a 16 kHz chunk, in samples."""
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    from ..stages.vad import _lock, load_vad_model
+    from ..stages.vad import speech_timestamps
 
     if chunk.shape[0] < 512:
         return []
-    model = load_vad_model()
-    with _lock, torch.inference_mode():
-        stamps = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(_normalised(chunk, config))),
-            model,
-            threshold=config.vad_threshold,
-            sampling_rate=MODEL_SAMPLE_RATE,
-            speech_pad_ms=0,
-            min_silence_duration_ms=round(config.vad_min_silence_s * 1000),
-        )
+    stamps = speech_timestamps(
+        np.ascontiguousarray(_normalised(chunk, config)),
+        threshold=config.vad_threshold,
+        speech_pad_ms=0,
+        min_silence_duration_ms=round(config.vad_min_silence_s * 1000),
+    )
     pad = round(config.vad_pad_s * MODEL_SAMPLE_RATE)
     spans: list[list[int]] = []
     for s in stamps:

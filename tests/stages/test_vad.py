@@ -161,3 +161,55 @@ def test_cli_vad_flags(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> No
     assert "--min-speech" in err
     assert main(["embed", str(noise), "--min-speech", "1", *w]) == 2
     assert "--min-speech needs --vad silero" in capsys.readouterr().err
+
+
+def _ami_normalised(speech: Path) -> np.ndarray:
+    from speakerembed.analysis.diarization import DiarizationConfig, _normalised
+
+    wav, sr = speech_wave(speech / "ami" / "dev00.wav")
+    assert sr == 16000
+    return _normalised(wav[: 20 * sr + 123], DiarizationConfig())  # not a whole number of chunks
+
+
+def test_batched_probabilities_match_the_model_chunk_by_chunk(
+    speech: Path, short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import speakerembed.stages.vad as vad
+
+    assert vad._batched_weights() is not None  # the installed silero-vad has the layout run in batches
+    for wav in (_ami_normalised(speech), speech_wave(short_utterances[0])[0]):
+        ref = vad._probabilities_one_by_one(wav)
+        got = vad.speech_probabilities(wav)
+        assert got.shape == ref.shape == (-(-wav.shape[0] // 512),)
+        np.testing.assert_allclose(got, ref, atol=1e-4)
+        assert 0.1 < float(np.mean(ref > 0.35)) < 0.99  # speech and pauses both present
+        # blocks of a few chunks carry the recurrent state across block edges
+        monkeypatch.setattr(vad, "_BLOCK", 7)
+        np.testing.assert_allclose(vad.speech_probabilities(wav), ref, atol=1e-4)
+        monkeypatch.undo()
+    # a model of another layout runs chunk by chunk
+    monkeypatch.setattr(vad, "_batched_weights", lambda: None)
+    short = speech_wave(short_utterances[1])[0][:16000]
+    np.testing.assert_array_equal(vad.speech_probabilities(short), vad._probabilities_one_by_one(short))
+
+
+def test_speech_timestamps_match_get_speech_timestamps(speech: Path) -> None:
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    from speakerembed.stages.vad import load_vad_model, speech_timestamps
+
+    wav = _ami_normalised(speech)
+    for threshold, silence_ms in ((0.35, 300), (0.5, 100)):
+        ref = get_speech_timestamps(
+            torch.from_numpy(wav),
+            load_vad_model(),
+            threshold=threshold,
+            speech_pad_ms=0,
+            min_silence_duration_ms=silence_ms,
+        )
+        assert len(ref) >= 3
+        assert (
+            speech_timestamps(wav, threshold=threshold, speech_pad_ms=0, min_silence_duration_ms=silence_ms)
+            == ref
+        )

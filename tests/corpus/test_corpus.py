@@ -188,11 +188,11 @@ def test_duplicate_ids_are_named_before_any_audio_is_read(corpus: Path, tmp_path
 
 @pytest.fixture(scope="module")
 def embedded(corpus: Path, embedder: SpeakerEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from speakerembed.corpus import engine
+    from speakerembed.corpus import job
 
     out = tmp_path_factory.mktemp("out") / "embeddings"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine, "BATCH_SIZE", 6)  # several encoder batches, which do not line up with shards
+        mp.setattr(job, "BATCH_SIZE", 6)  # several encoder batches, which do not line up with shards
         report = embed_corpus(corpus, out, embedder=embedder, shard_size=7, workers=0, progress="off")
     assert (report.embedded, report.failed, report.skipped) == (GOOD, BAD, 0)
     return out
@@ -357,9 +357,9 @@ def test_sigkill_mid_run_then_rerun(
 def test_worker_processes_and_streaming_give_the_same_rows(
     corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from speakerembed.corpus import engine
+    from speakerembed.corpus import job
 
-    monkeypatch.setattr(engine, "BATCH_SIZE", 4)  # the workers run ahead across batches
+    monkeypatch.setattr(job, "BATCH_SIZE", 4)  # the workers run ahead across batches
     # stream_min_duration_s=4 sends the longer voices through the streaming path.
     pipe = Pipeline(stream_min_duration_s=4.0)
     out = tmp_path / "out"
@@ -393,9 +393,9 @@ def test_a_worker_killed_by_a_file_makes_an_error_row(
 ) -> None:
     import os
 
-    from speakerembed.corpus import engine
+    from speakerembed.corpus import job
 
-    monkeypatch.setattr(engine, "BATCH_SIZE", 2)
+    monkeypatch.setattr(job, "BATCH_SIZE", 2)
     files = sorted((corpus / "alice").rglob("*.wav")) + sorted((corpus / "bob").rglob("*.wav"))
     poison = tmp_path / "poison_take.wav"
     poison.write_bytes(files[0].read_bytes())
@@ -444,19 +444,19 @@ def test_an_encoder_worker_with_other_weights_refuses_to_embed(
     from speakerembed.corpus import encoders
     from speakerembed.corpus.schema import corpus_schema
     from speakerembed.corpus.sources import Record
+    from speakerembed.corpus.spec import EmbedderSpec
 
     threads = torch.get_num_threads()
-    for name in ("_EMBEDDER", "_SPEC", "_MISMATCH"):
+    for name in ("_EMBEDDER", "_SPEC", "_SCHEMA", "_MISMATCH"):
         monkeypatch.setattr(encoders, name, None)
     monkeypatch.setattr("signal.signal", lambda *_: None)
     monkeypatch.setattr("logging.Logger.addHandler", lambda *_: None)
     # _init makes the library's logger quiet, as a worker's should be; undone after the test.
     monkeypatch.setattr(logging.getLogger("speakerembed"), "propagate", True)
-    weights = embedder.weights_info.name
-    good = encoders._Spec(weights, "builtin", "fp32", embedder.pipeline, corpus_schema(), threads)
-    encoders._init(dataclasses.replace(good, weights_sha256=embedder.weights_info.sha256))
+    good = EmbedderSpec.of(embedder, device="cpu", threads=threads)
+    encoders._init(good, corpus_schema())
     assert encoders._MISMATCH is None
-    encoders._init(dataclasses.replace(good, weights_sha256="0" * 64))
+    encoders._init(dataclasses.replace(good, weights_sha256="0" * 64), corpus_schema())
     with pytest.raises(WeightsError, match="sha256"):
         encoders._embed([Record("a", "a.wav")])
 
@@ -468,12 +468,12 @@ def test_default_encoders_follow_the_job_and_the_main_script(
 
     from speakerembed._engine.workers import plan_workers
     from speakerembed.corpus import encoders
-    from speakerembed.corpus.engine import Job
+    from speakerembed.corpus.job import Job
     from speakerembed.corpus.sources import Record
 
     def job(n: int) -> Job:
         records = [Record(str(i), f"{i}.wav") for i in range(n)]
-        return Job(records, None, embedder.pipeline, embedder, {}, None, None)  # type: ignore[arg-type]
+        return Job(records, None, embedder.pipeline, embedder, None, None)  # type: ignore[arg-type]
 
     guarded, bare = tmp_path / "guarded.py", tmp_path / "bare.py"
     guarded.write_text('def main():\n    pass\n\nif __name__ == "__main__":\n    main()\n')

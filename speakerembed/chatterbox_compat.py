@@ -186,12 +186,12 @@ def _mels_and_lengths(mels: object, mel_lens: object) -> list[tuple[torch.Tensor
     """Each mel as a float32 CPU tensor (frames, 40), with the frames that count."""
     import torch
 
-    from .stages.load import _is_tensor
+    from .stages.load import is_tensor
     from .stages.mel import N_MELS
 
     def as_tensor(x: object, name: str) -> torch.Tensor:
         try:
-            t = x.detach().cpu() if _is_tensor(x) else torch.from_numpy(np.asarray(x))  # type: ignore[attr-defined]
+            t = x.detach().cpu() if is_tensor(x) else torch.from_numpy(np.asarray(x))  # type: ignore[attr-defined]
         except (TypeError, ValueError) as exc:
             raise AudioError(f"is not an array of numbers ({exc})", source=name, stage="mel") from None
         if not (t.is_floating_point() or t.dtype in (torch.int16, torch.int32, torch.int64)):
@@ -308,8 +308,7 @@ class ChatterboxAPI:
             *,
             sample_rate: int | Sequence[int] | None = None,
             pipeline: Pipeline | None = None,
-        ) -> npt.NDArray[np.float32]:
-            ...
+        ) -> npt.NDArray[np.float32]: ...
 
         def embed_speaker(  # noqa: D102 - SpeakerEmbedder documents it
             self,
@@ -317,8 +316,7 @@ class ChatterboxAPI:
             *,
             sample_rate: int | Sequence[int] | None = None,
             pipeline: Pipeline | None = None,
-        ) -> npt.NDArray[np.float32]:
-            ...
+        ) -> npt.NDArray[np.float32]: ...
 
         def _embed_as(
             self, operation: str, inputs: object, sample_rate: object, pipeline: Pipeline
@@ -499,5 +497,3 @@ class ChatterboxAPI:
         See :func:`speakerembed.chatterbox_compat.voice_similarity`.
         """
         return voice_similarity(embeds_x, embeds_y)
-
-

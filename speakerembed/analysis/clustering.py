@@ -628,7 +628,7 @@ def plot_cluster_sizes(
     -------
     matplotlib.figure.Figure
     """
-    from .plots import _new_axes
+    from .plots import new_axes
 
     lab = np.asarray(labels, dtype=np.int64).reshape(-1)
     if ax is None and sweep is not None:
@@ -642,7 +642,7 @@ def plot_cluster_sizes(
         FigureCanvasAgg(fig)
         ax_sizes, ax_sweep = fig.subplots(1, 2)
     else:
-        fig, ax_sizes = _new_axes(ax, (5.5, 4))
+        fig, ax_sizes = new_axes(ax, (5.5, 4))
         ax_sweep = None
     sizes = np.bincount(lab[lab >= 0]) if (lab >= 0).any() else np.zeros(1, dtype=np.int64)
     sizes = sizes[sizes > 0]
@@ -758,7 +758,7 @@ class SpeakerClusters:
         )
 
 
-def _read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDArray[np.float32], int]:
+def read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDArray[np.float32], int]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -835,7 +835,7 @@ def cluster_corpus(
     folder = Path(source)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder; pass the output folder of `speakerembed corpus`")
-    ids, paths, x, failed = _read_corpus_embeddings(folder)
+    ids, paths, x, failed = read_corpus_embeddings(folder)
     if not ids:
         raise ConfigError(
             f"{folder} holds no embedded clip ({failed} failed rows); there is nothing to cluster"

@@ -272,14 +272,14 @@ def _chunks_16k(
         except Exception:  # noqa: BLE001 - not for libsndfile: decode it whole (load_audio says why if it cannot)
             info = None
         if info is not None and info.frames > 0:
-            from ..stages.longform import _blocks, _resampled
+            from ..stages.longform import file_blocks, resampled_blocks
 
             duration = info.frames / info.samplerate
 
             def from_file() -> Iterator[npt.NDArray[np.float32]]:
                 buf: list[npt.NDArray[np.float32]] = []
                 held = 0
-                for block in _resampled(_blocks(os.fspath(input)), info.samplerate, info.frames):
+                for block in resampled_blocks(file_blocks(os.fspath(input)), info.samplerate, info.frames):
                     buf.append(block)
                     held += block.shape[0]
                     while held >= size:
@@ -322,12 +322,12 @@ def _speech(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> list[t
     import torch
     from silero_vad import get_speech_timestamps
 
-    from ..stages.vad import _lock, load_vad_model
+    from ..stages.vad import load_vad_model, vad_lock
 
     if chunk.shape[0] < 512:
         return []
     model = load_vad_model()
-    with _lock, torch.inference_mode():
+    with vad_lock, torch.inference_mode():
         stamps = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(_normalised(chunk, config))),
             model,
@@ -445,7 +445,7 @@ def _viterbi(scores: npt.NDArray[np.float32], penalties: npt.NDArray[np.float64]
     return path
 
 
-def _check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> None:
+def check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> None:
     for name, value in (
         ("num_speakers", num_speakers),
         ("min_speakers", min_speakers),
@@ -492,7 +492,7 @@ def cluster_windows(
     numpy.ndarray, shape (n_windows,), int64
         Labels ``0..k-1``, numbered in order of first appearance.
     """
-    _check_counts(num_speakers, min_speakers, max_speakers)
+    check_counts(num_speakers, min_speakers, max_speakers)
     n = embeddings.shape[0]
     lo = num_speakers or min_speakers or 1
     hi = num_speakers or max_speakers or max(config.max_speakers, lo)
@@ -737,7 +737,7 @@ def diarize(
     from ..embedder import SpeakerEmbedder
     from ..stages.consolidate import utt_to_spk_embed
 
-    _check_counts(num_speakers, min_speakers, max_speakers)
+    check_counts(num_speakers, min_speakers, max_speakers)
     cfg = config if config is not None else DiarizationConfig()
     if not isinstance(cfg, DiarizationConfig):
         raise ConfigError(

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["SpeechSegments", "detect_speech", "keep_speech", "load_vad_model"]
 
 _model: Any = None
-_lock = threading.Lock()
+vad_lock = threading.Lock()
 
 
 def load_vad_model() -> Any:
@@ -49,7 +49,7 @@ def load_vad_model() -> Any:
         When ``silero-vad`` is not installed.
     """
     global _model
-    with _lock:
+    with vad_lock:
         if _model is None:
             try:
                 import silero_vad
@@ -92,7 +92,7 @@ def _timestamps(wav16k: npt.NDArray[np.float32], pipeline: Pipeline, pad_ms: int
     from silero_vad import get_speech_timestamps
 
     model = load_vad_model()
-    with _lock, torch.inference_mode():
+    with vad_lock, torch.inference_mode():
         # The model keeps a recurrent state between chunks; one caller at a time.
         stamps: list[dict[str, int]] = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(wav16k)),

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..config import MODEL_SAMPLE_RATE
 from ..errors import AudioError, ConfigError
+from ..stages.consolidate import guarded_norms
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -354,7 +355,7 @@ def _speech(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> list[t
 def _centroids(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
     c = np.zeros((k, x.shape[1]), np.float64)
     np.add.at(c, labels, x)
-    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    c /= guarded_norms(c)
     out: npt.NDArray[np.float32] = c.astype(np.float32)
     return out
 
@@ -383,7 +384,7 @@ def _spectral(x: npt.NDArray[np.float32], lo: int, hi: int, fixed: int | None) -
     if k <= 1:
         return np.zeros(m, np.int64)
     emb = vectors[:, :k]
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = emb / guarded_norms(emb)
     _, labels = kmeans2(emb, k, minit="++", seed=np.random.default_rng(0), iter=30)
     return np.asarray(labels, np.int64)
 

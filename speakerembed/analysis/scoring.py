@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
+from ..stages.consolidate import ZERO_NORM
 from .der import DERResult, JERResult, der, jer
 
 if TYPE_CHECKING:
@@ -358,8 +359,8 @@ def _rows(x: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{name}= must be finite")
     norms = np.linalg.norm(a, axis=1, keepdims=True)
-    if np.any(norms < 1e-12):
-        bad = int(np.flatnonzero(norms[:, 0] < 1e-12)[0])
+    if np.any(norms < ZERO_NORM):
+        bad = int(np.flatnonzero(norms[:, 0] < ZERO_NORM)[0])
         raise ConfigError(f"{name}= row {bad} is zero; it has no direction to compare")
     unit: npt.NDArray[np.float64] = a / norms
     return unit

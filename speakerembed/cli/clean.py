@@ -27,7 +27,7 @@ def _cosine(text: str) -> float:
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``clean`` to the subcommands."""
-    from ..analysis.clean import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
+    from ..analysis.defaults import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,

@@ -24,7 +24,7 @@ def _threshold(text: str) -> float:
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``cluster`` to the subcommands."""
-    from ..analysis.clustering import DEFAULT_THRESHOLD
+    from ..analysis.defaults import DEFAULT_THRESHOLD
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,

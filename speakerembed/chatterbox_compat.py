@@ -186,12 +186,12 @@ def _mels_and_lengths(mels: object, mel_lens: object) -> list[tuple[torch.Tensor
     """Each mel as a float32 CPU tensor (frames, 40), with the frames that count."""
     import torch
 
-    from .stages.load import _is_tensor
+    from .stages.load import is_tensor
     from .stages.mel import N_MELS
 
     def as_tensor(x: object, name: str) -> torch.Tensor:
         try:
-            t = x.detach().cpu() if _is_tensor(x) else torch.from_numpy(np.asarray(x))  # type: ignore[attr-defined]
+            t = x.detach().cpu() if is_tensor(x) else torch.from_numpy(np.asarray(x))  # type: ignore[attr-defined]
         except (TypeError, ValueError) as exc:
             raise AudioError(f"is not an array of numbers ({exc})", source=name, stage="mel") from None
         if not (t.is_floating_point() or t.dtype in (torch.int16, torch.int32, torch.int64)):

@@ -15,10 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "speakerembed"
 
-#: Import cycles that are known and scheduled: the corpus split (issue 18, phase 2) turns
-#: ``corpus/engine.py`` and ``corpus/encoders.py`` into the job, the decode pool and the
-#: encoders as modules of their own. Remove an entry when its cycle is gone (the test says so).
-KNOWN_CYCLES = {frozenset({"speakerembed.corpus.encoders", "speakerembed.corpus.engine"})}
+#: Import cycles that are known and scheduled (none now: the corpus split of issue 18, phase 2,
+#: broke the last one). Remove an entry when its cycle is gone (the test says so).
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 #: The embedder's scheduling knobs that Overrides replaced: never set from tests or benchmarks.
 KNOBS = {"_" + name for name in ("prepare_threads", "prefetch_depth", "encoder_streams")}
@@ -148,3 +147,63 @@ def test_the_cores_are_counted_in_one_place() -> None:
             if isinstance(node, ast.Attribute) and node.attr in ("cpu_count", "sched_getaffinity"):
                 counted.add(name)
     assert counted == {"speakerembed._engine.schedule"}
+
+
+def _private_imports(name: str, path: Path) -> list[str]:
+    """``module._name`` for each private name ``name`` takes from another module of the package.
+
+    ``from .x import _name`` and ``opt._name`` on a module imported as ``opt`` both count;
+    private modules (``from . import _options``) and public names inside them do not.
+    """
+    is_package = path.name == "__init__.py"
+    package = name.split(".") if is_package else name.split(".")[:-1]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    bound: dict[str, str] = {}  # local names of the package's modules
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:
+                if f"{target}.{alias.name}" in MODULES:
+                    bound[alias.asname or alias.name] = f"{target}.{alias.name}"
+                elif target in MODULES and target != name and _is_private(alias.name):
+                    found.append(f"{target}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in MODULES and alias.asname:
+                    bound[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in bound
+            and bound[node.value.id] != name
+            and _is_private(node.attr)
+        ):
+            found.append(f"{bound[node.value.id]}.{node.attr}")
+    return found
+
+
+def _is_private(attr: str) -> bool:
+    return attr.startswith("_") and not (attr.startswith("__") and attr.endswith("__"))
+
+
+def test_the_private_import_check_sees_both_forms(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from .stages.load import _hidden, load_audio\nfrom .cli import _options as opt\nopt._x\n"
+    )
+    assert _private_imports("speakerembed.probe", probe) == [
+        "speakerembed.stages.load._hidden",
+        "speakerembed.cli._options._x",
+    ]
+
+
+def test_no_module_imports_a_private_name_of_another() -> None:
+    """A name with an underscore is its module's own; one another module needs is made public."""
+    found = {name: _private_imports(name, path) for name, path in MODULES.items()}
+    assert not {k: v for k, v in found.items() if v}

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..config import MODEL_SAMPLE_RATE, Pipeline
 from ..errors import AudioError, SpeakerEmbedError
-from ..stages.load import _is_tensor, _OpenAudio, is_encoded_audio, load_audio
+from ..stages.load import OpenAudio, is_encoded_audio, is_tensor, load_audio
 from ..stages.resample import SincResampler, resample
 from ..stages.trim import (
     check_kept,
@@ -64,7 +64,6 @@ OnFailure = Callable[[int, str, SpeakerEmbedError], None]
 AUTO_DEVICE_MIN_SECONDS = 2.5
 
 
-
 @dataclasses.dataclass
 class Prepared:
     """One input, prepared: its mel (or, for a streamed long file, its windows to come)."""
@@ -92,7 +91,7 @@ class Prepared:
 
 def describe_inputs(inputs: object) -> list[object]:
     """The inputs of a call as a list: one path, encoded file, array or tensor is a list of one."""
-    if isinstance(inputs, (str, os.PathLike, np.ndarray)) or _is_tensor(inputs) or is_encoded_audio(inputs):
+    if isinstance(inputs, (str, os.PathLike, np.ndarray)) or is_tensor(inputs) or is_encoded_audio(inputs):
         return [inputs]
     if isinstance(inputs, dict) or not isinstance(inputs, Iterable):
         raise AudioError(
@@ -163,7 +162,6 @@ def preprocess_on_device(device_type: str, pipe: Pipeline, sample_rate: int, n_s
     return device_type == "cuda" and n_samples >= AUTO_DEVICE_MIN_SECONDS * sample_rate
 
 
-
 class Preparer:
     """Runs the stages on inputs for an encoder on ``device`` (which decides where the mel is made).
 
@@ -190,6 +188,7 @@ class Preparer:
         A failing input is raised as the library's error naming it, or with ``on_failure``
         handed to it (``errors="skip"``) and left out.
         """
+
         def attempt(job: tuple[int, object, object]) -> tuple[int, Prepared | Exception]:
             index, item, rate = job
             try:
@@ -282,23 +281,23 @@ class Preparer:
 
     def _stream(
         self, index: int, item: str | os.PathLike[str], pipe: Pipeline, rec: Recorder
-    ) -> Prepared | _OpenAudio:
+    ) -> Prepared | OpenAudio:
         """Pass 1 of the streaming path for a long file, or the file opened for the in-memory path."""
         from ..stages import longform as stream
-        from ..stages.load import _check_duration, _open_file
+        from ..stages.load import check_duration, open_file
 
         assert pipe.stream_min_duration_s is not None
         source = f"input {index} ({os.fspath(item)})"
         # The file's one open: it fails as the in-memory path would (missing, unreadable, not
         # audio, a bad header rate), and its header decides; load_audio then decodes its handle.
-        opened = _open_file(item, source)
+        opened = open_file(item, source)
         sr, frames = opened.sample_rate, opened.frames
         if sr is None or frames is None or frames / sr < pipe.stream_min_duration_s:
             return opened
         if not stream.can_stream(sr, pipe):
             return opened
         opened.close()
-        _check_duration(frames, sr, pipe.max_duration_s, source)
+        check_duration(frames, sr, pipe.max_duration_s, source)
         t0 = time.perf_counter()
         plan = stream.plan_stream(item, pipe, source=source)
         rec.stage("trim", "cpu", time.perf_counter() - t0)
@@ -313,4 +312,3 @@ class Preparer:
             sample_rate=plan.sample_rate,
             spans=(plan.kept_span,),
         )
-

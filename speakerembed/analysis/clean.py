@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AudioError, ConfigError, missing_backend
+from ..stages.consolidate import ZERO_NORM
+from .defaults import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -68,16 +70,6 @@ __all__ = [
     "robust_centroid",
 ]
 
-#: Default ``outlier_threshold``: the equal-error cosine between a clip and a speaker's
-#: leave-one-out robust centroid, same speaker against different speakers, measured on the dev
-#: speech with ``weights="resemblyzer"`` (0.742, at an EER of 0.24 %; 82 same-speaker and 845
-#: different-speaker scores; ``benchmarks/analysis_thresholds.py``, ``docs/analysis.rst``).
-OUTLIER_THRESHOLD = 0.74
-#: Default ``duplicate_threshold``: above the highest cosine between two *different*
-#: recordings of one speaker on the dev speech (0.984 over 396 pairs), below the cosine of a
-#: recording and a resampled copy of it (0.999 at the lowest). Copies whose level or noise
-#: changed can score lower (0.92 to 0.99) and are not told apart from a second take.
-DUPLICATE_THRESHOLD = 0.99
 #: Robust standard deviations below the median at which a clip leaves the centroid.
 TRIM_MADS = 2.5
 #: Most trimming rounds of :func:`robust_centroid`.
@@ -116,7 +108,7 @@ _MAD_FLOOR = 0.01  # a tight speaker's MAD can be ~0; a cosine spread below 0.01
 
 def _normalise(v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     norm = float(np.linalg.norm(v))
-    if not norm > 1e-12:
+    if not norm > ZERO_NORM:
         raise AudioError("the embeddings of a speaker cancel out; there is no centroid")
     out: npt.NDArray[np.float64] = v / norm
     return out

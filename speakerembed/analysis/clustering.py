@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, missing_backend
+from ..stages.consolidate import guarded_norms
+from .defaults import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -67,12 +69,6 @@ __all__ = [
     "threshold_sweep",
 ]
 
-#: Default ``threshold`` of :func:`~speakerembed.cluster_speakers`: the mean cosine between two groups of
-#: clips at which they merge. Measured on the labelled real speech (LibriSpeech, CMU ARCTIC,
-#: LJ Speech, VCTK; repeated speakers mixed with speakers heard once) with
-#: ``weights="resemblyzer"`` by ``benchmarks/cluster_thresholds.py``: the threshold of the
-#: best B-cubed F1 there (see ``docs/clustering.rst``).
-DEFAULT_THRESHOLD = 0.76
 #: ``search="auto"`` compares every pair of rows up to this many rows, and uses the inverted
 #: file above it.
 EXACT_MAX_ROWS = 30_000
@@ -509,7 +505,7 @@ def cluster_confidence(embeddings: npt.ArrayLike, labels: npt.ArrayLike) -> npt.
     if ok.any():
         sums = np.zeros((int(lab.max()) + 1, x.shape[1]))
         np.add.at(sums, lab[ok], x[ok])
-        sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        sums /= guarded_norms(sums)
         out[ok] = np.einsum("ij,ij->i", x[ok], sums[lab[ok]])
     clipped: npt.NDArray[np.float64] = np.clip(out, -1.0, 1.0)
     return clipped
@@ -628,7 +624,7 @@ def plot_cluster_sizes(
     -------
     matplotlib.figure.Figure
     """
-    from .plots import _new_axes
+    from .plots import new_axes
 
     lab = np.asarray(labels, dtype=np.int64).reshape(-1)
     if ax is None and sweep is not None:
@@ -642,7 +638,7 @@ def plot_cluster_sizes(
         FigureCanvasAgg(fig)
         ax_sizes, ax_sweep = fig.subplots(1, 2)
     else:
-        fig, ax_sizes = _new_axes(ax, (5.5, 4))
+        fig, ax_sizes = new_axes(ax, (5.5, 4))
         ax_sweep = None
     sizes = np.bincount(lab[lab >= 0]) if (lab >= 0).any() else np.zeros(1, dtype=np.int64)
     sizes = sizes[sizes > 0]
@@ -758,7 +754,7 @@ class SpeakerClusters:
         )
 
 
-def _read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDArray[np.float32], int]:
+def read_corpus_embeddings(folder: Path) -> tuple[list[str], list[str], npt.NDArray[np.float32], int]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -835,7 +831,7 @@ def cluster_corpus(
     folder = Path(source)
     if not folder.is_dir():
         raise ConfigError(f"{folder} is not a folder; pass the output folder of `speakerembed corpus`")
-    ids, paths, x, failed = _read_corpus_embeddings(folder)
+    ids, paths, x, failed = read_corpus_embeddings(folder)
     if not ids:
         raise ConfigError(
             f"{folder} holds no embedded clip ({failed} failed rows); there is nothing to cluster"

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..config import MODEL_SAMPLE_RATE
 from ..errors import AudioError, ConfigError
+from ..stages.consolidate import guarded_norms
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -272,14 +273,14 @@ def _chunks_16k(
         except Exception:  # noqa: BLE001 - not for libsndfile: decode it whole (load_audio says why if it cannot)
             info = None
         if info is not None and info.frames > 0:
-            from ..stages.longform import _blocks, _resampled
+            from ..stages.longform import file_blocks, resampled_blocks
 
             duration = info.frames / info.samplerate
 
             def from_file() -> Iterator[npt.NDArray[np.float32]]:
                 buf: list[npt.NDArray[np.float32]] = []
                 held = 0
-                for block in _resampled(_blocks(os.fspath(input)), info.samplerate, info.frames):
+                for block in resampled_blocks(file_blocks(os.fspath(input)), info.samplerate, info.frames):
                     buf.append(block)
                     held += block.shape[0]
                     while held >= size:
@@ -347,7 +348,7 @@ def _speech(chunk: npt.NDArray[np.float32], config: DiarizationConfig) -> list[t
 def _centroids(x: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.float32]:
     c = np.zeros((k, x.shape[1]), np.float64)
     np.add.at(c, labels, x)
-    c /= np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+    c /= guarded_norms(c)
     out: npt.NDArray[np.float32] = c.astype(np.float32)
     return out
 
@@ -376,7 +377,7 @@ def _spectral(x: npt.NDArray[np.float32], lo: int, hi: int, fixed: int | None) -
     if k <= 1:
         return np.zeros(m, np.int64)
     emb = vectors[:, :k]
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb = emb / guarded_norms(emb)
     _, labels = kmeans2(emb, k, minit="++", seed=np.random.default_rng(0), iter=30)
     return np.asarray(labels, np.int64)
 
@@ -438,7 +439,7 @@ def _viterbi(scores: npt.NDArray[np.float32], penalties: npt.NDArray[np.float64]
     return path
 
 
-def _check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> None:
+def check_counts(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> None:
     for name, value in (
         ("num_speakers", num_speakers),
         ("min_speakers", min_speakers),
@@ -485,7 +486,7 @@ def cluster_windows(
     numpy.ndarray, shape (n_windows,), int64
         Labels ``0..k-1``, numbered in order of first appearance.
     """
-    _check_counts(num_speakers, min_speakers, max_speakers)
+    check_counts(num_speakers, min_speakers, max_speakers)
     n = embeddings.shape[0]
     lo = num_speakers or min_speakers or 1
     hi = num_speakers or max_speakers or max(config.max_speakers, lo)
@@ -730,7 +731,7 @@ def diarize(
     from ..embedder import SpeakerEmbedder
     from ..stages.consolidate import utt_to_spk_embed
 
-    _check_counts(num_speakers, min_speakers, max_speakers)
+    check_counts(num_speakers, min_speakers, max_speakers)
     cfg = config if config is not None else DiarizationConfig()
     if not isinstance(cfg, DiarizationConfig):
         raise ConfigError(

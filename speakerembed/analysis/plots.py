@@ -55,7 +55,7 @@ _TARGET_COLOUR = "tab:blue"
 _NONTARGET_COLOUR = "tab:orange"
 
 
-def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+def new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """The Axes to draw into and its Figure; a fresh Agg figure when ``ax`` is None."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -142,7 +142,7 @@ def plot_similarity_matrix(
     labels = [names[i] for i in order] if names is not None else None
     sim = x @ x.T
     n = x.shape[0]
-    fig, ax = _new_axes(ax, (6.4, 5.6) if n > 12 else (5.6, 4.8))
+    fig, ax = new_axes(ax, (6.4, 5.6) if n > 12 else (5.6, 4.8))
     image = ax.imshow(sim, vmin=min(0.0, float(sim.min())), vmax=1.0, cmap="viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, label="cosine similarity", shrink=0.85)
     bounds = [i for i in range(1, n) if spk[i] != spk[i - 1]]
@@ -168,9 +168,9 @@ def plot_similarity_matrix(
 def _trials(
     scores: npt.ArrayLike, labels: npt.ArrayLike
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    from .scoring import _check
+    from .scoring import check_scores
 
-    return _check(scores, labels)
+    return check_scores(scores, labels)
 
 
 def plot_score_histograms(
@@ -215,7 +215,7 @@ def plot_score_histograms(
     s, y = _trials(scores, labels)
     if not (isinstance(bins, int) and bins >= 1):
         raise ConfigError(f"bins= must be a whole number of at least 1, got {bins!r}")
-    fig, ax = _new_axes(ax, (6.4, 4.0))
+    fig, ax = new_axes(ax, (6.4, 4.0))
     edges = np.histogram_bin_edges(s, bins=bins).tolist()
     ax.hist(s[~y], bins=edges, density=True, alpha=0.6, color=_NONTARGET_COLOUR,
             label=f"different speakers ({int((~y).sum())} trials)")  # fmt: skip
@@ -283,7 +283,7 @@ def plot_similarity_histogram(
         raise ConfigError("similarities= must be a non-empty one-dimensional array of finite numbers")
     if not (isinstance(bins, int) and bins >= 1):
         raise ConfigError(f"bins= must be a whole number of at least 1, got {bins!r}")
-    fig, ax = _new_axes(ax, (6.4, 4.0))
+    fig, ax = new_axes(ax, (6.4, 4.0))
     name = f"{label} ({s.size} pairs)" if label else f"{s.size} pairs"
     ax.hist(s, bins=bins, alpha=0.6, label=name)
     colour = ax.patches[-1].get_facecolor()[:3]  # the histogram's own colour, opaque
@@ -347,7 +347,7 @@ def plot_det_curve(
     s, y = _trials(scores, labels)
     curve = det_curve(s, y)
     result = eer(s, y)
-    fig, ax = _new_axes(ax, (5.0, 5.0))
+    fig, ax = new_axes(ax, (5.0, 5.0))
     fresh = not ax.lines
     # Rates of exactly 0 or 1 have no normal deviate: draw them at half a trial of their class.
     lo_fa, lo_fr = 0.5 / int((~y).sum()), 0.5 / int(y.sum())
@@ -427,7 +427,7 @@ def plot_verification(
         where = "EER threshold"
     else:
         where = "threshold"
-    fig, first = _new_axes(None, (11.0, 4.6))
+    fig, first = new_axes(None, (11.0, 4.6))
     fig.delaxes(first)
     left, right = fig.subplots(1, 2, width_ratios=(1.5, 1))
     plot_score_histograms(s, y, threshold=threshold, ax=left, title=f"Scores, with the {where}")
@@ -512,7 +512,7 @@ def plot_projection(
     else:
         xy = _pca(x)
         axis_names = ("principal component 1", "principal component 2")
-    fig, ax = _new_axes(ax, (6.4, 4.8))
+    fig, ax = new_axes(ax, (6.4, 4.8))
     groups = list(dict.fromkeys(spk))
     cmap_name = "tab10" if len(groups) <= 10 else "tab20"
     from matplotlib import colormaps
@@ -613,7 +613,7 @@ def plot_windows(
             "start_s=, end_s= and similarity_to_file= need one value per window and "
             "similarity_to_previous= one fewer"
         )
-    fig, ax = _new_axes(ax, (8.0, 3.2))
+    fig, ax = new_axes(ax, (8.0, 3.2))
     centre = (start + end) / 2
     ax.plot(centre, to_file, marker=".", color=_TARGET_COLOUR, label="cosine to the whole file")
     ax.plot((centre[1:] + centre[:-1]) / 2, to_prev, marker=".", color=_NONTARGET_COLOUR,
@@ -671,7 +671,7 @@ def plot_clean_report(
     if own.shape != near.shape or own.shape != flag.shape or own.ndim != 1:
         raise ConfigError("own_similarity=, nearest_similarity= and flagged= need one value per clip")
     ok = np.isfinite(own) & np.isfinite(near)
-    fig, ax = _new_axes(ax, (5.2, 5.0))
+    fig, ax = new_axes(ax, (5.2, 5.0))
     ax.scatter(own[ok & ~flag], near[ok & ~flag], s=12, color=_TARGET_COLOUR,
                label=f"ok ({int((ok & ~flag).sum())})")  # fmt: skip
     ax.scatter(own[ok & flag], near[ok & flag], s=24, marker="x", color="tab:red",

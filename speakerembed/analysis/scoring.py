@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
+from ..stages.consolidate import ZERO_NORM
 from .der import DERResult, JERResult, der, jer
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class DetCurve(NamedTuple):
 # -- input checks --------------------------------------------------------------------------------
 
 
-def _check(
+def check_scores(
     scores: npt.ArrayLike, labels: npt.ArrayLike, *, need: str = "both"
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """Validate and convert; ``need`` is "both", "target" or "nontarget"."""
@@ -177,7 +178,7 @@ def det_curve(scores: npt.ArrayLike, labels: npt.ArrayLike) -> DetCurve:
     >>> curve.thresholds.tolist(), curve.fpr.tolist(), curve.fnr.tolist()
     ([0.3, 0.6, 0.8, 0.9, inf], [1.0, 0.5, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5, 1.0])
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     return DetCurve(*_rates(s, y))
 
 
@@ -214,7 +215,7 @@ def eer(scores: npt.ArrayLike, labels: npt.ArrayLike) -> MetricResult:
     >>> round(result.value, 4), round(result.threshold, 4)
     (0.3333, 0.7)
     """
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     fpr, fnr, thr = _rates(s, y)
     diff = fnr - fpr  # increases from -1 to +1 with the threshold
     hi = int(np.flatnonzero(diff >= 0)[0])
@@ -274,7 +275,7 @@ def min_dcf(
     for name, value in (("c_miss", c_miss), ("c_fa", c_fa)):
         if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise ConfigError(f"{name}= must be a finite cost greater than 0, got {value!r}")
-    s, y = _check(scores, labels)
+    s, y = check_scores(scores, labels)
     fpr, fnr, thr = _rates(s, y)
     dcf = c_miss * fnr * p_target + c_fa * fpr * (1 - p_target)
     c_def = min(c_miss * p_target, c_fa * (1 - p_target))
@@ -332,7 +333,7 @@ def threshold_at(
     name, target = ("far", far) if far is not None else ("frr", frr)
     if not (isinstance(target, (int, float)) and 0 <= target < 1):
         raise ConfigError(f"{name}= must be a fraction in [0, 1), got {target!r}")
-    s, y = _check(scores, labels, need="nontarget" if name == "far" else "target")
+    s, y = check_scores(scores, labels, need="nontarget" if name == "far" else "target")
     fpr, fnr, thr = _rates(s, y)
     if name == "far":
         i = int(np.flatnonzero(fpr <= target + 1e-12)[0])  # fpr falls as the threshold rises
@@ -358,8 +359,8 @@ def _rows(x: npt.ArrayLike, name: str) -> npt.NDArray[np.float64]:
     if not np.all(np.isfinite(a)):
         raise ConfigError(f"{name}= must be finite")
     norms = np.linalg.norm(a, axis=1, keepdims=True)
-    if np.any(norms < 1e-12):
-        bad = int(np.flatnonzero(norms[:, 0] < 1e-12)[0])
+    if np.any(norms < ZERO_NORM):
+        bad = int(np.flatnonzero(norms[:, 0] < ZERO_NORM)[0])
         raise ConfigError(f"{name}= row {bad} is zero; it has no direction to compare")
     unit: npt.NDArray[np.float64] = a / norms
     return unit

@@ -73,7 +73,7 @@ def usage_error(message: str) -> UsageError:
 
 def positive_float(text: str) -> float:
     """A finite number > 0."""
-    value = _float(text)
+    value = parse_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number greater than 0, got {text!r}")
     return value
@@ -81,7 +81,7 @@ def positive_float(text: str) -> float:
 
 def non_negative_float(text: str) -> float:
     """A finite number >= 0."""
-    value = _float(text)
+    value = parse_float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be a number of at least 0, got {text!r}")
     return value
@@ -109,7 +109,7 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def _float(text: str) -> float:
+def parse_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:

@@ -19,7 +19,7 @@ SUFFIXES = (".parquet", ".csv")
 
 
 def _cosine(text: str) -> float:
-    value = opt._float(text)
+    value = opt.parse_float(text)
     if not -1.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a cosine in [-1, 1], got {text!r}")
     return value
@@ -27,7 +27,7 @@ def _cosine(text: str) -> float:
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``clean`` to the subcommands."""
-    from ..analysis.clean import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
+    from ..analysis.defaults import DUPLICATE_THRESHOLD, OUTLIER_THRESHOLD
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,

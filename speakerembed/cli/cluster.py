@@ -16,7 +16,7 @@ SUFFIXES = (".parquet",)
 
 
 def _threshold(text: str) -> float:
-    value = opt._float(text)
+    value = opt.parse_float(text)
     if not -1.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a cosine in (-1, 1], got {text!r}")
     return value
@@ -24,7 +24,7 @@ def _threshold(text: str) -> float:
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add ``cluster`` to the subcommands."""
-    from ..analysis.clustering import DEFAULT_THRESHOLD
+    from ..analysis.defaults import DEFAULT_THRESHOLD
 
     p: argparse.ArgumentParser = sub.add_parser(
         NAME,
@@ -112,10 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if plot_path is not None:
         import numpy as np
 
-        from ..analysis.clustering import _read_corpus_embeddings, plot_cluster_sizes, threshold_sweep
+        from ..analysis.clustering import plot_cluster_sizes, read_corpus_embeddings, threshold_sweep
         from ..analysis.plots import save_figure
 
-        _, _, x, _ = _read_corpus_embeddings(Path(args.input))
+        _, _, x, _ = read_corpus_embeddings(Path(args.input))
         ts = [
             t
             for t in np.round(np.arange(args.threshold - 0.15, args.threshold + 0.101, 0.025), 3)

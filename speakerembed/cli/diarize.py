@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``diarize``."""
     from ..analysis.diarization import (
         DiarizationConfig,
-        _check_counts,
+        check_counts,
         check_unique_uris,
         diarize,
         link_files,
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
     fmt = _format(args)
     try:
-        _check_counts(args.num_speakers, args.min_speakers, args.max_speakers)
+        check_counts(args.num_speakers, args.min_speakers, args.max_speakers)
     except ConfigError as exc:
         raise opt.usage_error(str(exc)) from exc
     items = _inputs(args)

@@ -626,27 +626,23 @@ def _run(
     skipped = len(sources.records) - len(pending)
     previously_failed = sum(1 for i in ids if sink.done.get(i))
     show = Progress(len(pending), progress, progress_stream)
-    from . import engine as engines
-    from .engine import Job, run_local
+    from . import job as jobs
+    from .engine import run_local
 
-    job = Job(
+    job = jobs.Job(
         records=pending,
         schema=schema,
         pipeline=pipe,
         embedder=embedder,
-        embedder_options={
-            "weights": weights,
-            "encoder": encoder,
-            "device": device,
-            "precision": embedder.precision,
-        },
         sink=sink,
         progress=show,
+        encoder=encoder,
+        device=None if device is None else str(device),
         fail_fast=fail_fast,
         workers=workers,
         threads=threads,
         ray_address=ray_address,
-        batch_size=engines.BATCH_SIZE,
+        batch_size=jobs.BATCH_SIZE,
     )
     try:
         stopped = run_ray(job) if run_ray is not None else run_local(job)

@@ -21,24 +21,23 @@ before finishing a batch, the rest of the job runs in line.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError
+from .decode_pool import die_with_parent, inline, pooled, spawn_pool
+from .spec import MISMATCH_IN_A_WORKER, WORKERS_NEED_WEIGHTS, EmbedderSpec, weights_to_ship
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
     import pyarrow as pa
 
-    from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
-    from .engine import Job
+    from .job import Job
     from .sources import Record
 
-__all__ = ["MIN_RECORDS", "default_encoders", "encoder_tables", "shippable_weights"]
+__all__ = ["MIN_RECORDS", "QUEUED_PER_WORKER", "default_encoders", "encoder_tables", "main_is_guarded"]
 
 logger = logging.getLogger("speakerembed")
 
@@ -52,29 +51,6 @@ MIN_RECORDS = 2000
 QUEUED_PER_WORKER = 2
 
 
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-    """What a worker needs to build its embedder: plain, picklable values."""
-
-    weights: str
-    encoder: str
-    precision: str
-    pipeline: Pipeline
-    schema: pa.Schema
-    threads: int
-    weights_sha256: str | None = None
-
-
-def shippable_weights(embedder: SpeakerEmbedder) -> str | None:
-    """The ``weights`` another process passes to load this embedder's weights, or None."""
-    info = embedder.weights_info
-    if info.name == "file":
-        return info.path
-    if info.name == "instance":
-        return None
-    return info.name
-
-
 def default_encoders(job: Job) -> int:
     """Encoder processes beside this one when ``workers`` is not given, on a CPU.
 
@@ -85,7 +61,7 @@ def default_encoders(job: Job) -> int:
     """
     from .._engine.workers import plan_workers
 
-    if len(job.records) < MIN_RECORDS or shippable_weights(job.embedder) is None or not main_is_guarded():
+    if len(job.records) < MIN_RECORDS or weights_to_ship(job.embedder) is None or not main_is_guarded():
         return 0
     plan = plan_workers(device="cpu", threads_per_worker=job.threads or 1)
     return max(0, plan.workers - 1)
@@ -120,64 +96,50 @@ def main_is_guarded() -> bool:
 # -- in the workers ------------------------------------------------------------------------------
 
 _EMBEDDER: SpeakerEmbedder | None = None
-_SPEC: _Spec | None = None
+_SPEC: EmbedderSpec | None = None
+_SCHEMA: pa.Schema | None = None
 _MISMATCH: str | None = None
 
 
-def _init(spec: _Spec) -> None:
-    global _EMBEDDER, _SPEC, _MISMATCH
+def _init(spec: EmbedderSpec, schema: pa.Schema) -> None:
+    global _EMBEDDER, _SPEC, _SCHEMA, _MISMATCH
     import signal
 
-    from .engine import die_with_parent
+    from ..errors import WeightsError
 
     die_with_parent()  # first: a worker must never outlive the job
-    import torch
-
-    from ..embedder import SpeakerEmbedder
-
     # Ctrl-C goes to the whole process group: this job's process handles it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(spec.threads)
     log = logging.getLogger("speakerembed")
     log.addHandler(logging.NullHandler())
     log.propagate = False
-    _SPEC = spec
-    _EMBEDDER = SpeakerEmbedder(
-        spec.weights,
-        encoder=spec.encoder,  # type: ignore[arg-type]
-        device="cpu",
-        precision=spec.precision,  # type: ignore[arg-type]
-        pipeline=spec.pipeline,
-    )
-    got = _EMBEDDER.weights_info.sha256
-    if spec.weights_sha256 is not None and got != spec.weights_sha256:
+    _SPEC, _SCHEMA = spec, schema
+    _EMBEDDER = spec.build()
+    try:
+        spec.verify(_EMBEDDER, mismatch=MISMATCH_IN_A_WORKER)
+    except WeightsError as exc:
         # Raised by the first batch (an error in the initializer would only break the pool).
-        _MISMATCH = (
-            f"the weights {spec.weights!r} loaded by an encoder worker have sha256 {got}, but the "
-            f"job's are {spec.weights_sha256} (did the file change during the job?); run the job "
-            "again, or with workers=0 (--workers 0)"
-        )
+        _MISMATCH = str(exc)
 
 
 def _embed(records: list[Record]) -> pa.Table:
     from ..errors import WeightsError
     from .batch import encode_outcomes, prepare_records
 
-    assert _EMBEDDER is not None
-    assert _SPEC is not None
     if _MISMATCH is not None:
         raise WeightsError(_MISMATCH)
+    assert _EMBEDDER is not None
+    assert _SPEC is not None
+    assert _SCHEMA is not None
     outcomes = prepare_records(records, _EMBEDDER, _SPEC.pipeline)
-    return encode_outcomes(records, outcomes, _EMBEDDER, _SPEC.pipeline, _SPEC.schema)
+    return encode_outcomes(records, outcomes, _EMBEDDER, _SPEC.pipeline, _SCHEMA)
 
 
 # -- in this process -----------------------------------------------------------------------------
 
 
-def _new_pool(workers: int, spec: _Spec) -> ProcessPoolExecutor:
-    from .engine import _spawn_pool
-
-    return _spawn_pool(workers, _init, spec)
+def _new_pool(workers: int, spec: EmbedderSpec, schema: pa.Schema) -> ProcessPoolExecutor:
+    return spawn_pool(workers, _init, spec, schema)
 
 
 def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
@@ -196,24 +158,15 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
     import torch
 
     from .batch import encode_outcomes
-    from .engine import _inline, _pooled
 
-    weights = shippable_weights(job.embedder)
-    if weights is None:
-        raise ConfigError(
-            "workers on a CPU are encoder processes that load the weights again, so they need a "
-            "preset name or a weights file, not an encoder module passed in; pass weights= "
-            "(--weights), or workers=0 (--workers 0)"
-        )
     threads = job.threads or 1
-    spec = _Spec(
-        weights,
-        str(job.embedder_options.get("encoder", "builtin")),
-        job.embedder.precision,
-        job.pipeline,
-        job.schema,
-        threads,
-        job.embedder.weights_info.sha256,
+    spec = EmbedderSpec.of(
+        job.embedder,
+        pipeline=job.pipeline,
+        encoder=job.encoder,
+        device="cpu",
+        threads=threads,
+        refusal=WORKERS_NEED_WEIGHTS,
     )
     size = job.batch_size
     batches = [job.records[i : i + size] for i in range(0, len(job.records), size)]
@@ -221,17 +174,17 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
     ahead = 2 * queued + 8  # finished batches held for the ones before them, at most
 
     def here(batch: Sequence[Record]) -> pa.Table:
-        outcomes = _inline(batch, job, job.embedder)
+        outcomes = inline(batch, job.pipeline, job.embedder)
         return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
 
     def isolating(batch: Sequence[Record]) -> pa.Table:
         # One decode worker: a file that kills it again is found and becomes an error row.
-        outcomes = _pooled(batch, job, 1, job.embedder)
+        outcomes = pooled(batch, job.pipeline, 1, job.embedder)
         return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
 
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)  # this process is one of the small encoders
-    pool: ProcessPoolExecutor | None = _new_pool(workers, spec)
+    pool: ProcessPoolExecutor | None = _new_pool(workers, spec, job.schema)
     inflight: dict[int, Future[pa.Table]] = {}
     ready: dict[int, pa.Table] = {}
     next_batch = emitted = 0
@@ -260,7 +213,7 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
                 for i in lost:
                     ready[i] = isolating(batches[i])
                 fruitless += 1
-                pool = _new_pool(workers, spec) if fruitless < 2 else None
+                pool = _new_pool(workers, spec, job.schema) if fruitless < 2 else None
                 if pool is None:
                     logger.warning("the encoder workers keep dying; the rest of the job runs in this process")
             while emitted in ready:

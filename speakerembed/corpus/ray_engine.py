@@ -39,14 +39,17 @@ import warnings
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, SpeakerEmbedError, WeightsError, missing_backend
+from ..errors import ConfigError, SpeakerEmbedError, missing_backend
+from .job import write_tables
+from .spec import ACTORS_NEED_WEIGHTS, EmbedderSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..config import Pipeline
     from ..embedder import SpeakerEmbedder
-    from .engine import Job
+    from ..stages.encoder import EncoderImpl
+    from .job import Job
     from .sources import Record
 
 __all__ = ["RayPlan", "plan_actors", "ray_session", "run", "run_ray"]
@@ -70,45 +73,12 @@ def _import_ray() -> Any:
     return ray
 
 
-@dataclasses.dataclass(frozen=True)
-class _ActorSpec:
-    """What an actor needs to build its embedder: plain, picklable values."""
-
-    weights: str
-    encoder: str
-    device: str | None
-    precision: str
-    pipeline: Pipeline
-    threads: int
-    weights_sha256: str | None
-
-
 class _EmbedActor:
     """A Ray Data callable class: one loaded embedder, then :func:`embed_batch` per batch."""
 
-    def __init__(self, spec: _ActorSpec) -> None:
-        import torch
-
-        from ..embedder import SpeakerEmbedder
-
-        torch.set_num_threads(spec.threads)
+    def __init__(self, spec: EmbedderSpec) -> None:
         self.pipeline = spec.pipeline
-        self.embedder = SpeakerEmbedder(
-            spec.weights,
-            encoder=spec.encoder,  # type: ignore[arg-type]
-            device=spec.device,
-            precision=spec.precision,  # type: ignore[arg-type]
-            pipeline=spec.pipeline,
-        )
-        got = self.embedder.weights_info.sha256
-        if spec.weights_sha256 is not None and got != spec.weights_sha256:
-            import socket
-
-            raise WeightsError(
-                f"the weights {spec.weights!r} on the Ray node {socket.gethostname()} have sha256 "
-                f"{got}, but the job's are {spec.weights_sha256}; install the same weights on every "
-                "node (or pass a weights file on shared storage)"
-            )
+        self.embedder = spec.load()  # raises WeightsError, naming this node, for other weights
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from .batch import embed_batch
@@ -365,7 +335,7 @@ def run_ray(
     embedder: SpeakerEmbedder,
     *,
     weights: str | os.PathLike[str],
-    encoder: str = "builtin",
+    encoder: EncoderImpl = "builtin",
     pipeline: Pipeline | None = None,
     schema: pa.Schema | None = None,
     device: str | None = None,
@@ -424,12 +394,12 @@ def run_ray(
     with ray_session(address) as ray:
         plan = plan_actors(ray.cluster_resources(), device=device, workers=workers, threads=threads)
         size = batch_size or max(1, min(max_batch, MAX_BATCH, math.ceil(len(records) / (4 * plan.actors))))
-        spec = _ActorSpec(
+        spec = EmbedderSpec(
             weights=os.fspath(weights),
+            pipeline=pipe,
             encoder=encoder,
             device=plan.device,
             precision=embedder.precision,
-            pipeline=pipe,
             threads=plan.threads,
             weights_sha256=embedder.weights_info.sha256,
         )
@@ -462,25 +432,13 @@ def run_ray(
             raise _library_error(exc) from exc
 
 
-def _shippable_weights(embedder: SpeakerEmbedder) -> str:
-    """What each actor passes as ``weights`` to load the driver embedder's weights again."""
-    info = embedder.weights_info
-    if info.name == "file" and info.path is not None:
-        return info.path
-    if info.name in ("file", "instance"):
-        raise ConfigError(
-            "the Ray engine loads the weights again in every actor, so it needs a preset name or a "
-            "weights file, not an encoder module passed in; pass weights= (--weights) instead"
-        )
-    return info.name
-
-
 def run(job: Job) -> bool:
     """The Ray engine, as :func:`~speakerembed.embed_corpus` calls it.
 
     Embeds ``job.records`` with :func:`run_ray`, writes each batch with ``job.sink`` and counts
     it with ``job.progress`` as it comes back, like the local engine
-    (``speakerembed.corpus.engine.run_local``).
+    (:func:`~speakerembed.corpus.engine.run_local`), through the same
+    :func:`~speakerembed.corpus.job.write_tables`.
 
     Returns
     -------
@@ -488,32 +446,20 @@ def run(job: Job) -> bool:
         True when it stopped early (``fail_fast`` and a failed row); leaving the loop stops the
         actors, and shuts down a Ray the job started.
     """
-    opts = job.embedder_options
-    device = opts.get("device")
+    spec = EmbedderSpec.of(
+        job.embedder, pipeline=job.pipeline, encoder=job.encoder, refusal=ACTORS_NEED_WEIGHTS
+    )
     tables = run_ray(
         job.records,
         job.embedder,
-        weights=_shippable_weights(job.embedder),
-        encoder=str(opts.get("encoder", "builtin")),
-        pipeline=job.pipeline,
+        weights=spec.weights,
+        encoder=spec.encoder,
+        pipeline=spec.pipeline,
         schema=job.schema,
-        device=None if device is None else str(device),
+        device=job.device,
         workers=job.workers,
         threads=job.threads,
         address=job.ray_address,
         max_batch=job.batch_size,
     )
-    from .engine import first_failure
-
-    try:
-        for table in tables:
-            stop = job.fail_fast and table.column("error").null_count < table.num_rows
-            if stop:  # as the local engine: keep the rows up to the first failure
-                table = table.slice(0, first_failure(table) + 1)
-            job.sink.write(table)
-            job.progress.update(table)
-            if stop:
-                return True
-        return False
-    finally:
-        tables.close()
+    return write_tables(job, tables)

@@ -39,6 +39,7 @@ import numpy as np
 from .._version import __version__
 from ..config import MEL_HOP_LENGTH, MODEL_SAMPLE_RATE, Pipeline
 from ..errors import ConfigError, SpeakerEmbedError, missing_backend
+from ..stages.consolidate import unit_rows
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -195,7 +196,7 @@ def waveform_module(encoder: torch.nn.Module, pipeline: Pipeline | None = None) 
             windows = padded[index]  # (n_windows, partial, 40): zero frames past the end
             rows: torch.Tensor = self.encoder(windows)
             mean = rows.mean(dim=0)
-            unit = mean / torch.linalg.norm(mean).clamp_min(torch.finfo(mean.dtype).tiny)
+            unit = unit_rows(mean)
             return unit, rows
 
     return _WaveformEncoder().eval()

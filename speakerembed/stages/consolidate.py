@@ -22,11 +22,44 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import torch
 
-__all__ = ["UNIT_NORM_TOLERANCE", "cosine_similarity", "mean_embedding", "utt_to_spk_embed"]
+__all__ = [
+    "UNIT_NORM_TOLERANCE",
+    "ZERO_NORM",
+    "cosine_similarity",
+    "guarded_norms",
+    "mean_embedding",
+    "unit_rows",
+    "utt_to_spk_embed",
+]
 
 #: How far from 1 a row's L2 norm may be for :func:`~speakerembed.utt_to_spk_embed` to accept it.
 UNIT_NORM_TOLERANCE = 1e-3
 _MIN_NORM = 1e-6
+#: Below this L2 norm, a row of an analysis (a sum of embeddings, a centroid) is zero: it has no
+#: direction. :func:`guarded_norms` floors the norms here.
+ZERO_NORM = 1e-12
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows of ``x`` (along its last axis) divided by their L2 norm; a zero row stays zero.
+
+    The norm is floored at the dtype's smallest normal number, so nothing else changes: the
+    encoder's outputs go through here, as Chatterbox's ``VoiceEncoder`` normalises them.
+    """
+    import torch
+
+    norm = torch.linalg.norm(x, dim=-1, keepdim=True)
+    unit: torch.Tensor = x / norm.clamp_min(torch.finfo(x.dtype).tiny)
+    return unit
+
+
+def guarded_norms(x: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The L2 norms of the rows of ``x`` (last axis, kept), at least :data:`ZERO_NORM`.
+
+    ``x / guarded_norms(x)`` gives unit rows, and zero for a row that is zero.
+    """
+    norms: npt.NDArray[Any] = np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), ZERO_NORM)
+    return norms
 
 
 def mean_embedding(partials: torch.Tensor, source: str = "input") -> torch.Tensor:

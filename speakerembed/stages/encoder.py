@@ -25,6 +25,7 @@ from torch import nn
 from ..config import Precision
 from ..errors import BackendUnavailableError, ConfigError, WeightsError
 from ..weights import WeightsInfo, load_state_dict, resolve_weights
+from .consolidate import unit_rows
 
 logger = logging.getLogger("speakerembed")
 
@@ -92,9 +93,7 @@ class VoiceEncoder(nn.Module):
         """
         _, (hidden, _) = self.lstm(mels)
         raw = torch.relu(self.proj(hidden[-1]))
-        norm = torch.linalg.norm(raw, dim=1, keepdim=True)
-        unit: torch.Tensor = raw / norm.clamp_min(torch.finfo(raw.dtype).tiny)
-        return unit
+        return unit_rows(raw)
 
 
 @runtime_checkable
@@ -257,7 +256,7 @@ class ModuleEncoder:
         with torch.inference_mode():
             out = self.module(windows.to(self._dtype)).float()
         if self._dtype != torch.float32:
-            out = out / torch.linalg.norm(out, dim=1, keepdim=True).clamp_min(torch.finfo(out.dtype).tiny)
+            out = unit_rows(out)
         unit: torch.Tensor = out
         return unit
 
@@ -306,8 +305,7 @@ class _MixedBF16Encoder(nn.Module):
                 x, (h, _) = layer(x.to(dtype))
             hidden = h[-1]
         raw: torch.Tensor = torch.relu(self.proj(hidden.float()))
-        norm: torch.Tensor = torch.linalg.norm(raw, dim=1, keepdim=True)
-        return raw / norm.clamp_min(torch.finfo(raw.dtype).tiny)
+        return unit_rows(raw)
 
 
 def _bf16_copy(module: nn.Module) -> nn.Module:

@@ -304,7 +304,7 @@ def _describe_undecodable(head: bytes) -> str:
     return "it is not in a format libsndfile recognises, or it is corrupt"
 
 
-def _check_duration(frames: float, sample_rate: int, max_duration_s: float | None, source: str) -> None:
+def check_duration(frames: float, sample_rate: int, max_duration_s: float | None, source: str) -> None:
     if max_duration_s is not None and frames / sample_rate > max_duration_s:
         raise InputTooLongError(
             f"lasts {frames / sample_rate:.1f} s, more than max_duration_s={max_duration_s:g}; "
@@ -314,7 +314,7 @@ def _check_duration(frames: float, sample_rate: int, max_duration_s: float | Non
         )
 
 
-class _OpenAudio(os.PathLike[str]):
+class OpenAudio(os.PathLike[str]):
     """An audio file checked and opened once: its header read, its samples not yet decoded.
 
     It is path-like (:func:`os.fspath` gives its path), so it goes wherever a path goes, and
@@ -358,14 +358,14 @@ class _OpenAudio(os.PathLike[str]):
             self.handle.close()
         self.handle = self.ffmpeg = None
 
-    def __enter__(self) -> _OpenAudio:
+    def __enter__(self) -> OpenAudio:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
+def open_file(path: str | os.PathLike[str], source: str) -> OpenAudio:
     """Check ``path`` and open it with libsndfile, once, checking the rate its header declares.
 
     Raises
@@ -397,7 +397,7 @@ def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
         _raise_if_unreadable(path, source, exc)
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is not None:
-            return _OpenAudio(path, source, None, ffmpeg)
+            return OpenAudio(path, source, None, ffmpeg)
         raise AudioError(
             f"is not audio that libsndfile can decode: {_describe_undecodable(head)}"
             f"{_libsndfile_reason(exc)}; convert it to WAV or FLAC, or install ffmpeg for other "
@@ -415,7 +415,7 @@ def _open_file(path: str | os.PathLike[str], source: str) -> _OpenAudio:
             source=source,
             stage="load",
         )
-    return _OpenAudio(path, source, handle, None)
+    return OpenAudio(path, source, handle, None)
 
 
 def read_file(
@@ -446,11 +446,11 @@ def read_file(
     """
     import soundfile as sf
 
-    if isinstance(path, _OpenAudio):
+    if isinstance(path, OpenAudio):
         # Opened by a caller that looked at its header: decode that handle.
-        opened = path if not path.closed else _open_file(path.path, path.source)
+        opened = path if not path.closed else open_file(path.path, path.source)
     else:
-        opened = _open_file(path, source if source is not None else str(Path(path)))
+        opened = open_file(path, source if source is not None else str(Path(path)))
     with opened:
         source = opened.source
         if opened.handle is None:
@@ -458,7 +458,7 @@ def read_file(
             return _read_with_ffmpeg(opened.ffmpeg, opened.path, max_duration_s, source)
         f = opened.handle
         sample_rate = check_sample_rate(f.samplerate, source)
-        _check_duration(f.frames, sample_rate, max_duration_s, source)
+        check_duration(f.frames, sample_rate, max_duration_s, source)
         try:
             with decoder_output_quiet():
                 data = f.read(dtype="float32", always_2d=True)
@@ -475,7 +475,7 @@ def read_file(
         raise AudioError(
             "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
         )
-    _check_duration(data.shape[0], sample_rate, max_duration_s, source)
+    check_duration(data.shape[0], sample_rate, max_duration_s, source)
     check_finite_file(data, sample_rate, source)
     return data, sample_rate
 
@@ -628,7 +628,7 @@ def read_bytes(
                 stage="load",
             )
         sample_rate = int(rate)
-        _check_duration(handle.frames, sample_rate, max_duration_s, source)
+        check_duration(handle.frames, sample_rate, max_duration_s, source)
         try:
             with decoder_output_quiet():
                 samples = handle.read(dtype="float32", always_2d=True)
@@ -642,7 +642,7 @@ def read_bytes(
         raise AudioError(
             "holds no samples (the file may be truncated); re-encode it", source=source, stage="load"
         )
-    _check_duration(samples.shape[0], sample_rate, max_duration_s, source)
+    check_duration(samples.shape[0], sample_rate, max_duration_s, source)
     return samples, sample_rate
 
 
@@ -733,7 +733,7 @@ def _read_with_ffmpeg(
             "holds no samples; re-encode it, or drop it from the inputs", source=source, stage="load"
         )
     data = data[: data.size - data.size % channels].reshape(-1, channels)
-    _check_duration(data.shape[0], sample_rate, max_duration_s, source)
+    check_duration(data.shape[0], sample_rate, max_duration_s, source)
     return data, sample_rate
 
 
@@ -773,7 +773,7 @@ def _tensor_to_numpy(tensor: Any, source: str = "input") -> npt.NDArray[Any]:
         ) from exc
 
 
-def _is_tensor(obj: object) -> bool:
+def is_tensor(obj: object) -> bool:
     cls = type(obj)
     return cls.__module__.startswith("torch") and cls.__name__ in ("Tensor", "Parameter")
 
@@ -817,7 +817,7 @@ def load_audio(
     if is_encoded_audio(item):
         data, sr = read_bytes(item, max_duration_s=max_duration_s, source=source)
         return to_mono(data, source), sr
-    if _is_tensor(item):
+    if is_tensor(item):
         array = _tensor_to_numpy(item, source)
     elif isinstance(item, np.ndarray):
         array = item
@@ -835,7 +835,7 @@ def load_audio(
     if array.ndim == 0 or array.ndim > 2:
         return to_mono(array, source), sr  # to_mono raises, naming the shape
     samples = array.shape[-1] if array.ndim == 1 else max(array.shape)
-    _check_duration(samples, sr, max_duration_s, source)
+    check_duration(samples, sr, max_duration_s, source)
     mono = to_mono(to_float32(array, source), source)
     if not mono.flags.writeable:
         # A read-only input (np.load(mmap_mode="r"), a frozen array) passed through as a view:

@@ -115,7 +115,7 @@ def can_stream(sample_rate: int, pipeline: Pipeline) -> bool:
 # -- blocks -------------------------------------------------------------------------------------
 
 
-def _blocks(path: str, start: int = 0, stop: int | None = None) -> Iterator[npt.NDArray[np.float32]]:
+def file_blocks(path: str, start: int = 0, stop: int | None = None) -> Iterator[npt.NDArray[np.float32]]:
     """Mono float32 blocks of ``path`` from sample ``start`` to ``stop``."""
     import soundfile as sf
 
@@ -139,7 +139,7 @@ def _blocks(path: str, start: int = 0, stop: int | None = None) -> Iterator[npt.
             yield np.ascontiguousarray(mono)
 
 
-def _resampled(
+def resampled_blocks(
     blocks: Iterator[npt.NDArray[np.float32]], orig_sr: int, n_samples: int
 ) -> Iterator[npt.NDArray[np.float32]]:
     """Stream ``blocks`` through libsoxr (HQ), cut or zero-padded to the one-shot length."""
@@ -246,8 +246,8 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
     at = sr if trim_first else MODEL_SAMPLE_RATE
     frame, hop = pipeline.trim_frames_at(at)
     energy = _FramePower(frame, hop)
-    blocks = checked(_blocks(path))
-    for block in blocks if trim_first else _resampled(blocks, sr, n):
+    blocks = checked(file_blocks(path))
+    for block in blocks if trim_first else resampled_blocks(blocks, sr, n):
         if pipeline.top_db is not None:
             energy.feed(block)
         else:
@@ -272,11 +272,11 @@ def plan_stream(path: str | os.PathLike[str], pipeline: Pipeline, *, source: str
 def _trimmed_16k(plan: StreamPlan, pipeline: Pipeline) -> Iterator[npt.NDArray[np.float32]]:
     """Yield the trimmed 16 kHz samples, block by block."""
     if pipeline.order == "trim_resample":
-        blocks = _blocks(plan.path, plan.start, plan.end)
-        yield from _resampled(blocks, plan.sample_rate, plan.end - plan.start)
+        blocks = file_blocks(plan.path, plan.start, plan.end)
+        yield from resampled_blocks(blocks, plan.sample_rate, plan.end - plan.start)
         return
     pos = 0
-    for block in _resampled(_blocks(plan.path), plan.sample_rate, plan.n_samples):
+    for block in resampled_blocks(file_blocks(plan.path), plan.sample_rate, plan.n_samples):
         lo, hi = max(plan.start - pos, 0), min(plan.end - pos, block.shape[0])
         pos += block.shape[0]
         if hi > lo:

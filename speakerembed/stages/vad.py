@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 _model: Any = None
-_lock = threading.Lock()
+vad_lock = threading.Lock()
 
 
 def load_vad_model() -> Any:
@@ -56,7 +56,7 @@ def load_vad_model() -> Any:
         When ``silero-vad`` is not installed.
     """
     global _model
-    with _lock:
+    with vad_lock:
         if _model is None:
             try:
                 import silero_vad
@@ -99,7 +99,7 @@ def _batched_weights() -> dict[str, Any] | None:
     """Silero's 16 kHz weights, when the loaded model has the layout the batched path runs."""
     global _weights, _weights_of
     model = load_vad_model()
-    with _lock:
+    with vad_lock:
         if _weights_of is not model:
             _weights_of, _weights = model, None
             try:
@@ -125,7 +125,7 @@ def _probabilities_one_by_one(wav16k: npt.NDArray[np.float32]) -> npt.NDArray[np
     model = load_vad_model()
     x = torch.from_numpy(np.ascontiguousarray(wav16k, dtype=np.float32))
     out = np.zeros(-(-x.shape[0] // _CHUNK), np.float32)
-    with _lock, torch.inference_mode():
+    with vad_lock, torch.inference_mode():
         model.reset_states()
         for i in range(out.shape[0]):
             chunk = x[i * _CHUNK : (i + 1) * _CHUNK]
@@ -223,7 +223,7 @@ def speech_timestamps(
         from silero_vad import get_speech_timestamps
 
         model = load_vad_model()
-        with _lock, torch.inference_mode():
+        with vad_lock, torch.inference_mode():
             old: list[dict[str, int]] = get_speech_timestamps(
                 torch.from_numpy(np.ascontiguousarray(wav16k)),
                 model,
@@ -274,7 +274,7 @@ def _timestamps(wav16k: npt.NDArray[np.float32], pipeline: Pipeline, pad_ms: int
     from silero_vad import get_speech_timestamps
 
     model = load_vad_model()
-    with _lock, torch.inference_mode():
+    with vad_lock, torch.inference_mode():
         # The model keeps a recurrent state between chunks; one caller at a time.
         stamps: list[dict[str, int]] = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(wav16k)),

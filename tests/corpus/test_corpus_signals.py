@@ -48,9 +48,9 @@ def test_sigterm_keeps_the_finished_rows_says_interrupted_and_exits_130(
     # Batches of 4 into one big shard: after the first batch, 4 rows wait in the sink's buffer.
     code = (
         "import sys, time\n"
-        "import speakerembed.corpus.engine as engine\n"
+        "import speakerembed.corpus.job as job\n"
         "import speakerembed.corpus.sink as sink\n"
-        "engine.BATCH_SIZE = 4\n"
+        "job.BATCH_SIZE = 4\n"
         "write = sink.ParquetSink.write\n"
         "def slow(self, table):\n"
         "    write(self, table)\n"

@@ -1,4 +1,4 @@
-"""Start-up: ``speakerembed --help`` and ``import speakerembed.cli`` load neither torch nor pyarrow.
+"""Start-up: ``speakerembed --help`` and ``import speakerembed.cli`` load neither torch, pyarrow nor NumPy.
 
 What a command imports before it does its work is what every user waits for; the times are in
 ``benchmarks/families/startup.py``, never here.
@@ -14,7 +14,7 @@ import pytest
 
 from speakerembed.cli import COMMANDS
 
-HEAVY = ("torch", "pyarrow", "onnx", "onnxruntime", "soundfile", "soxr", "scipy", "matplotlib")
+HEAVY = ("torch", "pyarrow", "numpy", "onnx", "onnxruntime", "soundfile", "soxr", "scipy", "matplotlib")
 
 _RUN_CLI = """
 import json, sys

@@ -64,9 +64,9 @@ def test_loading_and_streaming_keep_the_noise_off_stderr(noisy_mp3: Path) -> Non
     code = (
         "import sys, warnings\n"
         "from speakerembed.stages.load import load_audio\n"
-        "from speakerembed.stages.longform import _blocks\n"
+        "from speakerembed.stages.longform import file_blocks\n"
         "wave, rate = load_audio(sys.argv[1])\n"
-        "streamed = sum(len(b) for b in _blocks(sys.argv[1]))\n"
+        "streamed = sum(len(b) for b in file_blocks(sys.argv[1]))\n"
         "print(len(wave), rate, streamed)\n"
         "print('ours, after the decode', file=sys.stderr)\n"
         "warnings.warn('a Python warning still shows')\n"

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from speakerembed import Pipeline, SpeakerEmbedder
-from speakerembed.stages.load import _open_file, read_file
+from speakerembed.stages.load import open_file, read_file
 
 ALICE = Path(__file__).resolve().parents[2] / "examples" / "audio" / "alice_1.wav"
 
@@ -83,7 +83,7 @@ def test_a_short_file_is_opened_once(
 
 def test_an_opened_file_reads_like_its_path_and_again_once_closed() -> None:
     expected, rate = sf.read(str(ALICE), dtype="float32", always_2d=True)
-    opened = _open_file(ALICE, "alice")
+    opened = open_file(ALICE, "alice")
     assert os.fspath(opened) == str(ALICE)
     assert (opened.sample_rate, opened.frames) == (rate, expected.shape[0])
     first, sr1 = read_file(opened)

@@ -13,8 +13,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from ..errors import LibraryError, missing_backend
-from ._store import SCHEMA_VERSION, VoiceRow
+from ._store import SCHEMA_VERSION, VoiceRow, fill_matrix
 
 __all__ = ["PostgresStore"]
 
@@ -212,14 +215,18 @@ class PostgresStore:
         with self._tx() as conn:
             return [r[0] for r in conn.execute("SELECT name FROM voices ORDER BY id")]
 
-    def load_all(self) -> tuple[int, list[str], bytes]:
-        """The generation, names and concatenated embeddings, from one snapshot."""
+    def load_all(self) -> tuple[int, list[str], npt.NDArray[np.float32]]:
+        """The generation, names and the (n, 256) float32 embedding matrix, from one snapshot."""
         with self._lock, self._errors(), self._conn.transaction():
             conn = self._conn
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
             rows = conn.execute("SELECT name, embedding FROM voices ORDER BY id").fetchall()
-        return gen, [r[0] for r in rows], b"".join(bytes(r[1]) for r in rows)
+        chunks = (
+            [(r[0], bytes(r[1])) for r in rows[start : start + 8192]] for start in range(0, len(rows), 8192)
+        )
+        names, matrix = fill_matrix(len(rows), chunks)
+        return gen, names, matrix
 
     def set_conditioning(self, name: str, blob: bytes, weights_sha256: str | None) -> bool:
         """Store a conditioning embedding with a voice; whether the voice exists."""

@@ -15,8 +15,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from ..errors import LibraryError
-from ._store import SCHEMA_VERSION, VoiceRow
+from ._store import SCHEMA_VERSION, VoiceRow, fill_matrix
 
 __all__ = ["SQLiteStore"]
 
@@ -213,20 +216,15 @@ class SQLiteStore:
         with self._read() as conn:
             return [r[0] for r in conn.execute("SELECT name FROM voices ORDER BY id")]
 
-    def load_all(self) -> tuple[int, list[str], bytes]:
-        """The generation, names and concatenated embeddings, from one snapshot."""
+    def load_all(self) -> tuple[int, list[str], npt.NDArray[np.float32]]:
+        """The generation, names and the (n, 256) float32 embedding matrix, from one snapshot."""
         with self._read() as conn:
             gen = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+            n = int(conn.execute("SELECT count(*) FROM voices").fetchone()[0])
             cursor = conn.execute("SELECT name, embedding FROM voices ORDER BY id")
-            names: list[str] = []
-            parts: list[bytes] = []
-            while True:
-                chunk = cursor.fetchmany(65536)
-                if not chunk:
-                    break
-                names += [r[0] for r in chunk]
-                parts.append(b"".join([r[1] for r in chunk]))  # the row objects go with the chunk
-        return gen, names, b"".join(parts)
+            # Chunks of 8192 rows (8 MB of embeddings): joined and copied while still in cache.
+            names, matrix = fill_matrix(n, iter(lambda: cursor.fetchmany(8192), []))
+        return gen, names, matrix
 
     def set_conditioning(self, name: str, blob: bytes, weights_sha256: str | None) -> bool:
         """Store a conditioning embedding with a voice; whether the voice exists."""

@@ -8,10 +8,18 @@ bumps ``meta.generation``, so a reader knows when its in-memory matrix is stale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
 
-__all__ = ["SCHEMA_VERSION", "Store", "VoiceRow"]
+import numpy as np
+import numpy.typing as npt
+
+from ..errors import LibraryError
+
+__all__ = ["DIM", "SCHEMA_VERSION", "Store", "VoiceRow", "fill_matrix"]
+
+#: The embedding size.
+DIM = 256
 
 #: The schema this code writes: migration 1 (``PRAGMA user_version`` on SQLite, ``meta`` on PostgreSQL).
 SCHEMA_VERSION = 1
@@ -87,8 +95,8 @@ class Store(Protocol):
         """Every name, in enrolment order."""
         ...
 
-    def load_all(self) -> tuple[int, list[str], bytes]:
-        """The generation, every name and every embedding (concatenated), from one snapshot."""
+    def load_all(self) -> tuple[int, list[str], npt.NDArray[np.float32]]:
+        """The generation, every name and the (n, 256) float32 matrix of embeddings, from one snapshot."""
         ...
 
     def set_conditioning(self, name: str, blob: bytes, weights_sha256: str | None) -> bool:
@@ -98,3 +106,26 @@ class Store(Protocol):
     def close(self) -> None:
         """Close the connection."""
         ...
+
+
+def fill_matrix(
+    n: int, chunks: Iterable[Sequence[tuple[str, bytes]]]
+) -> tuple[list[str], npt.NDArray[np.float32]]:
+    """Names and an (n, 256) float32 matrix from chunks of ``(name, embedding bytes)`` rows.
+
+    Each chunk's bytes are joined and copied into the matrix as they come, so that at most one
+    chunk's rows are held beside the matrix (never a second 1 GB copy of a million voices).
+    """
+    matrix = np.empty((n, DIM), np.float32)
+    names: list[str] = []
+    row = 0
+    for chunk in chunks:
+        if row + len(chunk) > n:
+            raise LibraryError(f"the library's snapshot holds more than the {n} voices it counted")
+        names += [r[0] for r in chunk]
+        joined = b"".join([r[1] for r in chunk])
+        matrix[row : row + len(chunk)] = np.frombuffer(joined, "<f4").reshape(len(chunk), DIM)
+        row += len(chunk)
+    if row != n:
+        raise LibraryError(f"the library's snapshot holds {row} voices, not the {n} it counted")
+    return names, matrix

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import ConfigError, LibraryError, UnknownVoiceError
-from ._store import Store, VoiceRow
+from ._store import DIM, Store, VoiceRow
 
 if TYPE_CHECKING:
     from ..config import Pipeline
@@ -47,7 +47,6 @@ __all__ = [
     "open_set_threshold",
 ]
 
-DIM = 256
 #: The false-alarm rate per query (against the whole library) that ``identify`` accepts by default.
 DEFAULT_FALSE_ALARM = 0.01
 #: Cosine of a clip against another speaker's enrolled voice, measured on the project's real
@@ -64,6 +63,17 @@ COMPETITOR_SDS = 2.0
 PRIOR_VOICES = 64
 _BLOCK = 1 << 16
 _SCORES_PER_BLOCK = 1 << 24
+#: Libraries of at least this many voices keep an int8 copy of the matrix beside it, and a
+#: search of up to ``_INT8_QUERIES`` queries scans that copy (a quarter of the memory traffic),
+#: then rescores exactly every voice the scan's error bound cannot rule out.
+_INT8_FROM = 1 << 16
+_INT8_QUERIES = 16
+#: Rows of the int8 copy widened to float32 at a time (1 MB: it stays in the core's cache).
+_INT8_ROWS = 1024
+#: What float32 rounding may add to the int8 scan's error, per unit of the query's norm: far
+#: more than 256-term float32 dot products can lose, so the bound stays a bound.
+_ROUNDING = 1e-4
+_F64 = npt.NDArray[np.float64]
 _NAME = re.compile(r"[^\W_](?:[\w.@+\- ]{0,126}[\w.@+\-])?")
 
 
@@ -289,33 +299,106 @@ def _unit_rows(embeddings: object, n: int, what: str = "embeddings") -> npt.NDAr
     return out
 
 
+def _quantise(
+    rows: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], float]:
+    """Each row as int8 codes times a float32 scale; and the largest error, ``max ||row - code * scale||``.
+
+    A row's scale is its largest magnitude over 127, so no code overflows, and each value is off
+    by at most half a step. The error bounds the scan: ``|x . q - scale * (code . q)| <= err * ||q||``.
+    """
+    n = rows.shape[0]
+    codes = np.empty((n, DIM), np.int8)
+    scales = np.empty(n, np.float32)
+    worst = 0.0
+    for start in range(0, n, 8192):
+        block = rows[start : start + 8192]
+        scale = np.abs(block).max(axis=1) / np.float32(127)
+        scale[scale == 0] = 1  # an all-zero row (never a stored voice) has codes 0 and no error
+        rounded = np.rint(block / scale[:, None])
+        codes[start : start + len(block)] = rounded
+        scales[start : start + len(block)] = scale
+        resid = block - rounded * scale[:, None]
+        if len(block):
+            worst = max(worst, float(np.sqrt(np.einsum("ij,ij->i", resid, resid, dtype=np.float64).max())))
+    return codes, scales, worst
+
+
+def _grown(array: npt.NDArray[Any], n: int, need: int) -> npt.NDArray[Any]:
+    if need <= array.shape[0]:
+        return array
+    grown = np.empty((max(need, 2 * array.shape[0], 1024), *array.shape[1:]), array.dtype)
+    grown[:n] = array[:n]
+    return grown
+
+
 class _Matrix:
-    """The library in memory: names and a float32 matrix with spare rows to append into."""
+    """The library in memory: names, and a float32 matrix with spare rows to append into.
+
+    A large library also keeps the matrix's int8 copy (see :func:`_quantise`).
+    """
 
     def __init__(self, generation: int, names: list[str], matrix: npt.NDArray[np.float32]) -> None:
         self.generation = generation
         self.names = names
         self.n = len(names)
         self.buffer = matrix
-        self.index = {name: i for i, name in enumerate(names)}
+        self._index: dict[str, int] | None = None
+        self.codes: npt.NDArray[np.int8] | None = None
+        self.scales: npt.NDArray[np.float32] = np.zeros(0, np.float32)
+        self.code_err = 0.0
+        if self.n >= _INT8_FROM:
+            self.codes, self.scales, self.code_err = _quantise(self.matrix)
 
     @property
     def matrix(self) -> npt.NDArray[np.float32]:
         return self.buffer[: self.n]
 
+    @property
+    def index(self) -> dict[str, int]:
+        """Row of each name, made on first use (a million names take a while)."""
+        index = self._index
+        if index is None:
+            index = self._index = {name: i for i, name in enumerate(self.names)}
+        return index
+
     def append(self, names: list[str], rows: npt.NDArray[np.float32], generation: int) -> None:
         need = self.n + len(names)
-        if need > self.buffer.shape[0]:
-            grown = np.empty((max(need, 2 * self.buffer.shape[0], 1024), DIM), np.float32)
-            grown[: self.n] = self.buffer[: self.n]
-            self.buffer = grown
+        self.buffer = _grown(self.buffer, self.n, need)
         self.buffer[self.n : need] = rows
+        if self.codes is not None:
+            codes, scales, err = _quantise(rows)
+            self.codes = _grown(self.codes, self.n, need)
+            self.scales = _grown(self.scales, self.n, need)
+            self.codes[self.n : need] = codes
+            self.scales[self.n : need] = scales
+            self.code_err = max(self.code_err, err)
+        elif need >= _INT8_FROM:
+            self.codes, self.scales, self.code_err = _quantise(self.buffer[:need])
         # A new list, so a search holding the old one keeps a consistent view.
         self.names = self.names + names
-        for i, name in enumerate(names, self.n):
-            self.index[name] = i
+        if self._index is not None:
+            for i, name in enumerate(names, self.n):
+                self._index[name] = i
         self.n = need
         self.generation = generation
+
+
+def _exact_scores(
+    matrix: npt.NDArray[np.float32], rows: npt.NDArray[np.intp], query: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """The cosines of some voices with one query, in float64, each row summed the same way."""
+    picked = matrix[rows].astype(np.float64)
+    out: npt.NDArray[np.float64] = np.einsum("ij,j->i", picked, query.astype(np.float64))
+    return out
+
+
+def _best(
+    cand_i: npt.NDArray[np.intp], cand_s: npt.NDArray[Any], k: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[Any]]:
+    """The ``k`` best candidates, best first; equal scores in enrolment order."""
+    order = np.lexsort((cand_i, -cand_s))[:k]
+    return cand_i[order], cand_s[order]
 
 
 class VoiceLibrary:
@@ -795,26 +878,35 @@ class VoiceLibrary:
             cache = self._cache
             if cache is not None and cache.generation == self._store.generation():
                 return cache
-            gen, names, blob = self._store.load_all()
-            # The bytes become the matrix without a copy. It is read-only and exactly full, so
-            # the first append copies it into a larger, writable buffer.
-            matrix = np.frombuffer(blob, "<f4").reshape(len(names), DIM)
+            gen, names, matrix = self._store.load_all()
             self._cache = _Matrix(gen, names, matrix)
             return self._cache
 
     def _search(
         self, queries: npt.NDArray[np.float32], k: int, level: float = 2.0
-    ) -> tuple[_Matrix, npt.NDArray[np.intp], npt.NDArray[np.float32], npt.NDArray[np.float64]]:
-        """The ``k`` best voices of each query, best first, by blocked matrix products.
+    ) -> tuple[_Matrix, npt.NDArray[np.intp], _F64, _F64, _F64]:
+        """The ``k`` best voices of each query, best first (ties in enrolment order).
 
         Also, for each query, the count, sum and sum of squares of the scores at least
-        ``level``: ``stats`` has shape (n_queries, 3).
+        ``level``: ``stats`` has shape (n_queries, 3). The top ``k`` and the count are exact;
+        the sums are exact where ``err`` (one a query) is 0, and otherwise come from scores each
+        within ``err`` of the exact one (see :meth:`_search_int8`).
         """
         snap = self._snapshot()
+        if snap.codes is not None and queries.shape[0] <= _INT8_QUERIES:
+            return (snap, *self._search_int8(snap, queries, k, level))
+        idx, scores, stats = self._search_exact(snap, queries, k, level)
+        return snap, idx, scores, stats, np.zeros(queries.shape[0])
+
+    @staticmethod
+    def _search_exact(
+        snap: _Matrix, queries: npt.NDArray[np.float32], k: int, level: float
+    ) -> tuple[npt.NDArray[np.intp], _F64, _F64]:
+        """Every voice scored in float32 by blocked matrix products."""
         matrix, n, m = snap.matrix, snap.n, queries.shape[0]
         k = min(k, n)
-        best_i = np.zeros((m, 0), np.intp)
-        best_s = np.zeros((m, 0), np.float32)
+        best_i = [np.zeros(0, np.intp) for _ in range(m)]
+        best_s = [np.zeros(0, np.float64) for _ in range(m)]
         stats = np.zeros((m, 3), np.float64)
         qt = np.ascontiguousarray(queries.T)
         # Blocks as large as a 64 MB score buffer allows: one BLAS call per block, since each
@@ -826,20 +918,107 @@ class VoiceLibrary:
             stats[:, 0] += np.count_nonzero(above, axis=0)
             stats[:, 1] += above.sum(axis=0, dtype=np.float64)
             stats[:, 2] += np.einsum("ij,ij->j", above, above, dtype=np.float64)
-            kb = min(k, scores.shape[0])
-            part = np.argpartition(-scores, kb - 1, axis=0)[:kb].T  # (m, kb)
-            cand_s = np.concatenate([best_s, np.take_along_axis(scores.T, part, axis=1)], axis=1)
-            cand_i = np.concatenate([best_i, part + start], axis=1)
-            keep = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
-            best_s = np.take_along_axis(cand_s, keep, axis=1)
-            best_i = np.take_along_axis(cand_i, keep, axis=1)
-        return snap, best_i, best_s, stats
+            rows = scores.shape[0]
+            kth = np.partition(scores, rows - k, axis=0)[rows - k] if rows > k else None
+            for j in range(m):
+                # Every score up to the block's k-th best, ties included, so that the merge
+                # can keep the earliest of equal scores.
+                col = scores[:, j]
+                sel = np.arange(rows) if kth is None else np.flatnonzero(col >= kth[j])
+                best_i[j], best_s[j] = _best(
+                    np.concatenate([best_i[j], sel + start]),
+                    np.concatenate([best_s[j], col[sel].astype(np.float64)]),
+                    k,
+                )
+        if m == 0 or k == 0:
+            return np.zeros((m, 0), np.intp), np.zeros((m, 0), np.float64), stats
+        return np.stack(best_i), np.stack(best_s), stats
+
+    @staticmethod
+    def _search_int8(
+        snap: _Matrix, queries: npt.NDArray[np.float32], k: int, level: float
+    ) -> tuple[npt.NDArray[np.intp], _F64, _F64, _F64]:
+        """Scan the int8 copy, then rescore exactly what its error bound cannot rule out.
+
+        Each scan score is within ``err = code_err * ||q|| + rounding`` of the exact one, so a
+        voice whose scan score is more than ``2 * err`` below the ``k``-th best scan score cannot
+        be in the top ``k``: the others are rescored and the top ``k`` is exact. The voices
+        within ``err`` of ``level`` are rescored too, so that the count above it is exact.
+        """
+        assert snap.codes is not None
+        matrix, n, m = snap.matrix, snap.n, queries.shape[0]
+        k = min(k, n)
+        codes, scales = snap.codes, snap.scales[:n]
+        approx = np.empty((n, m), np.float32)
+        wide = np.empty((_INT8_ROWS, DIM), np.float32)
+        qt = np.ascontiguousarray(queries.T)
+        for start in range(0, n, _INT8_ROWS):
+            stop = min(start + _INT8_ROWS, n)
+            rows = wide[: stop - start]
+            rows[...] = codes[start:stop]
+            np.matmul(rows, qt, out=approx[start:stop])
+        approx *= scales[:, None]
+        best_i = np.zeros((m, k), np.intp)
+        best_s = np.zeros((m, k), np.float64)
+        stats = np.zeros((m, 3), np.float64)
+        errs = np.zeros(m, np.float64)
+        for j in range(m):
+            q = queries[j]
+            q_norm = float(np.sqrt(np.dot(q.astype(np.float64), q.astype(np.float64))))
+            err = snap.code_err * q_norm + _ROUNDING * q_norm + 1e-6
+            a = np.ascontiguousarray(approx[:, j])
+            kth = float(np.partition(a, n - k)[n - k])
+            cand = np.flatnonzero(a >= kth - 2 * err)
+            cand_s = _exact_scores(matrix, cand, q)
+            best_i[j], best_s[j] = _best(cand, cand_s, k)
+            # Scores that decide the count: exact near the level, the scan's elsewhere.
+            band = np.flatnonzero(np.abs(a - level) <= err)
+            values = a.astype(np.float64)
+            values[band] = _exact_scores(matrix, band, q)
+            values[cand] = cand_s
+            above = values[values >= level]
+            stats[j] = (above.size, above.sum(), np.dot(above, above))
+            errs[j] = err
+        return best_i, best_s, stats, errs
 
     def _prior(self) -> tuple[float, float]:
         return (
             float(self._meta.get("impostor_mean", IMPOSTOR_MEAN)),
             float(self._meta.get("impostor_std", IMPOSTOR_STD)),
         )
+
+    def _threshold(
+        self, top: float, stats: npt.NDArray[np.float64], level: float, alpha: float, shift: float
+    ) -> tuple[float, int]:
+        """The cosine a query's best score must reach, and how many voices compete for it.
+
+        ``stats`` is the count, sum and sum of squares of the query's scores at least ``level``.
+        ``shift`` moves the competitors' mean and standard deviation (to bound the threshold
+        when each score may be off by up to ``|shift|``: the threshold grows with both).
+        """
+        prior_mean, prior_std = self._prior()
+        # The voices that compete for a false match: the best, and every other voice that
+        # scores within the impostor distribution's reach. A voice far below it (unlike
+        # this speaker, or not a real voice) cannot be the false match.
+        others = top >= level
+        c = int(max(stats[0] - others, 0))
+        competitors = c + 1
+        threshold = open_set_threshold(competitors, alpha, prior_mean, prior_std)
+        if c >= 2:
+            # The competitors' own scores, shrunk towards the prior: where they run higher
+            # than the measured impostors (a crowd of similar voices), so does the bar.
+            total = stats[1] - (top if others else 0.0)
+            squares = stats[2] - (top * top if others else 0.0)
+            mean_c = total / c
+            var_c = max(squares / c - mean_c * mean_c, 0.0)
+            if shift:
+                mean_c += shift
+                var_c = max(math.sqrt(var_c) + shift, 0.0) ** 2
+            mean = (PRIOR_VOICES * prior_mean + c * mean_c) / (PRIOR_VOICES + c)
+            var = (PRIOR_VOICES * prior_std**2 + c * var_c) / (PRIOR_VOICES + c)
+            own = open_set_threshold(competitors, alpha, mean, math.sqrt(max(var, 1e-12)))
+            threshold = max(threshold, own)
+        return threshold, competitors
 
     def identify_embeddings(
         self, queries: npt.ArrayLike, *, top_k: int = 5, false_alarm: float | None = None
@@ -869,7 +1048,7 @@ class VoiceLibrary:
         q = _unit_rows(q, q.shape[0] if q.ndim == 2 else 1, "queries")
         prior_mean, prior_std = self._prior()
         level = prior_mean - COMPETITOR_SDS * prior_std
-        snap, idx, scores, stats = self._search(q, int(top_k), max(level, 1e-6))
+        snap, idx, scores, stats, errs = self._search(q, int(top_k), max(level, 1e-6))
         n = snap.n
         if n == 0:
             return [
@@ -879,24 +1058,20 @@ class VoiceLibrary:
         answers = []
         for j in range(q.shape[0]):
             top = float(scores[j, 0])
-            # The voices that compete for a false match: the best, and every other voice that
-            # scores within the impostor distribution's reach. A voice far below it (unlike
-            # this speaker, or not a real voice) cannot be the false match.
-            others = top >= level
-            c = int(max(stats[j, 0] - others, 0))
-            competitors = c + 1
-            threshold = open_set_threshold(competitors, alpha, prior_mean, prior_std)
-            if c >= 2:
-                # The competitors' own scores, shrunk towards the prior: where they run higher
-                # than the measured impostors (a crowd of similar voices), so does the bar.
-                total = stats[j, 1] - (top if others else 0.0)
-                squares = stats[j, 2] - (top * top if others else 0.0)
-                mean_c = total / c
-                var_c = max(squares / c - mean_c * mean_c, 0.0)
-                mean = (PRIOR_VOICES * prior_mean + c * mean_c) / (PRIOR_VOICES + c)
-                var = (PRIOR_VOICES * prior_std**2 + c * var_c) / (PRIOR_VOICES + c)
-                own = open_set_threshold(competitors, alpha, mean, math.sqrt(max(var, 1e-12)))
-                threshold = max(threshold, own)
+            threshold, competitors = self._threshold(top, stats[j], level, alpha, 0.0)
+            if errs[j] > 0:
+                # The sums came from scan scores within errs[j] of the exact ones, which moves
+                # the threshold at most this far; where that could change the answer, score
+                # every voice exactly.
+                low, _ = self._threshold(top, stats[j], level, alpha, -errs[j])
+                high, _ = self._threshold(top, stats[j], level, alpha, errs[j])
+                if low <= top < high:
+                    one_i, one_s, one_stats = self._search_exact(
+                        snap, q[j : j + 1], int(top_k), max(level, 1e-6)
+                    )
+                    idx[j], scores[j], stats[j] = one_i[0], one_s[0], one_stats[0]
+                    top = float(scores[j, 0])
+                    threshold, competitors = self._threshold(top, stats[j], level, alpha, 0.0)
             accepted = top >= threshold
             names = snap.names
             cands = tuple(
@@ -962,7 +1137,7 @@ class VoiceLibrary:
         if row is None:
             raise self._unknown(name)
         query = snap.matrix[row][None, :].copy()
-        _, idx, scores, _ = self._search(query, int(k) + 1)
+        _, idx, scores, _, _ = self._search(query, int(k) + 1)
         out = [
             Match(snap.names[int(i)], float(s))
             for i, s in zip(idx[0], scores[0], strict=True)

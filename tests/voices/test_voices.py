@@ -366,3 +366,50 @@ def test_calibrate_and_the_false_alarm_rate_move_the_threshold(lib: VoiceLibrary
     assert reopened.identify_embeddings(query)[0].threshold == pytest.approx(after)
     with pytest.raises(ConfigError, match="at least 2"):
         lib.calibrate(cohort[:1])
+
+
+@pytest.mark.parametrize("int8_from", [1 << 30, 64])
+def test_search_equals_brute_force_with_ties(
+    lib: VoiceLibrary, monkeypatch: pytest.MonkeyPatch, int8_from: int
+) -> None:
+    # Both ways of searching (every voice in float32; the int8 scan and exact rescoring that
+    # large libraries use) give the brute-force top k, equal scores in enrolment order.
+    import speakerembed.voices.library as library
+
+    monkeypatch.setattr(library, "_INT8_FROM", int8_from)
+    v = voices(2000, seed=3)
+    v[[10, 700, 1999]] = v[500]  # duplicates: exact ties
+    names = [f"v{i}" for i in range(2000)]
+    lib.add_embeddings(names[:1000], v[:1000])
+    lib.add_embeddings(names[1000:], v[1000:])  # appended to the in-memory matrix
+    queries = np.concatenate([v[[500, 3, 1500]], unit(v[[42, 1234]] + 0.3 * voices(2, seed=4))])
+    answers = lib.identify_embeddings(queries, top_k=6)
+    exact = queries.astype(np.float64) @ v.astype(np.float64).T
+    for answer, row in zip(answers, exact, strict=True):
+        order = np.lexsort((np.arange(2000), -np.round(row, 9)))[:6]
+        assert [m.voice for m in answer] == [names[i] for i in order]
+        np.testing.assert_allclose([m.score for m in answer], row[order], atol=1e-5)
+    assert [m.voice for m in answers[0]][:4] == ["v10", "v500", "v700", "v1999"]
+    # Reopened (the matrix loaded from the database), the answers and decisions are the same.
+    again = VoiceLibrary(lib.location)
+    for a, b in zip(again.identify_embeddings(queries, top_k=6), answers, strict=True):
+        assert [m.voice for m in a] == [m.voice for m in b]
+        assert a.voice == b.voice
+    again.close()
+
+
+def test_int8_search_keeps_the_exact_decision(lib: VoiceLibrary, monkeypatch: pytest.MonkeyPatch) -> None:
+    import speakerembed.voices.library as library
+
+    v = voices(3000, seed=5)
+    lib.add_embeddings([f"v{i}" for i in range(3000)], v)
+    queries = unit(v[:40] + np.linspace(0.05, 1.5, 40)[:, None] * voices(40, seed=6))
+    exact = lib.identify_embeddings(queries)
+    monkeypatch.setattr(library, "_INT8_FROM", 64)
+    lib._cache = None
+    scanned = lib.identify_embeddings(queries)
+    assert lib._snapshot().codes is not None
+    for a, b in zip(scanned, exact, strict=True):
+        assert a.voice == b.voice
+        assert [m.voice for m in a] == [m.voice for m in b]
+        assert a.threshold == pytest.approx(b.threshold, abs=0.1)

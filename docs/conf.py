@@ -114,7 +114,7 @@ intersphinx_timeout = 10
 _EXTERNAL = (
     r"(numpy|np|npt|torch|torchaudio|nn|os|pathlib|typing|collections|argparse|logging|threading"
     r"|importlib|pickle|prometheus_client|librosa|scipy|soxr|resampy|huggingface_hub|safetensors"
-    r"|soundfile|chatterbox|matplotlib|umap)"
+    r"|soundfile|chatterbox|matplotlib|umap|pyarrow)"
 )
 nitpick_ignore_regex = [
     # Other projects' objects: links when an inventory is available, plain text otherwise.

@@ -32,7 +32,7 @@ nearest_similarity`` (how much closer the clip is to its own speaker than to any
 lowest first.
 
 The thresholds are cosines of the encoder's embeddings, so they hold for the encoder they were
-measured with; :data:`OUTLIER_THRESHOLD` and :data:`DUPLICATE_THRESHOLD` give the measurement.
+measured with; ``OUTLIER_THRESHOLD`` and ``DUPLICATE_THRESHOLD`` give the measurement.
 """
 
 from __future__ import annotations

@@ -445,7 +445,7 @@ def cluster_speakers(
         Finite unit rows, as :func:`~speakerembed.embed_utterances` returns them.
     threshold : float or None
         Mean cosine between two groups of clips from which they merge; ``None`` is
-        :data:`~speakerembed.analysis.clustering.DEFAULT_THRESHOLD` (measured). Higher splits more.
+        ``speakerembed.analysis.clustering.DEFAULT_THRESHOLD`` (measured). Higher splits more.
     min_cluster_size : int
         Clusters with fewer clips get the label ``-1``.
     max_neighbors : int

@@ -437,7 +437,7 @@ def run(job: Job) -> bool:
 
     Embeds ``job.records`` with :func:`run_ray`, writes each batch with ``job.sink`` and counts
     it with ``job.progress`` as it comes back, like the local engine
-    (:func:`~speakerembed.corpus.engine.run_local`), through the same
+    (``speakerembed.corpus.engine.run_local``), through the same
     :func:`~speakerembed.corpus.job.write_tables`.
 
     Returns

@@ -119,7 +119,7 @@ class EmbedderSpec:
             As the other process should use them.
         refusal : str
             The message of the error for weights that cannot travel
-            (:data:`WORKERS_NEED_WEIGHTS` or :data:`ACTORS_NEED_WEIGHTS`).
+            (``WORKERS_NEED_WEIGHTS`` or ``ACTORS_NEED_WEIGHTS``).
 
         Raises
         ------

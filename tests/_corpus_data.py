@@ -11,7 +11,7 @@ import numpy as np
 
 from speakerembed import Pipeline, SpeakerEmbedder
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 AUDIO = ROOT / "examples" / "audio"
 W = ["--weights", "resemblyzer", "--device", "cpu"]
 SPEAKERS = ("alice", "bob", "carol")

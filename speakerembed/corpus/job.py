@@ -52,7 +52,7 @@ class Job:
         (:meth:`EmbedderSpec.of <speakerembed.corpus.spec.EmbedderSpec.of>`).
     sink : ParquetSink
         Where rows go.
-    progress : speakerembed.corpus.progress.Progress
+    progress : the corpus progress display
         Counts and shows them.
     encoder : {"builtin", "chatterbox"}
         The network class the embedder's weights were loaded into (for the spec).

@@ -35,6 +35,14 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _import_target(package: list[str], node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` statement in ``package`` names."""
+    if not node.level:
+        return node.module or ""
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """The package's modules that ``name`` imports, anywhere in it (functions included)."""
     is_package = path.name == "__init__.py"
@@ -42,11 +50,7 @@ def _imports(name: str, path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _import_target(package, node)
             for alias in node.names:
                 if f"{target}.{alias.name}" in MODULES:
                     found.add(f"{target}.{alias.name}")
@@ -162,11 +166,7 @@ def _private_imports(name: str, path: Path) -> list[str]:
     bound: dict[str, str] = {}  # local names of the package's modules
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
+            target = _import_target(package, node)
             for alias in node.names:
                 if f"{target}.{alias.name}" in MODULES:
                     bound[alias.asname or alias.name] = f"{target}.{alias.name}"

@@ -251,68 +251,154 @@ def _graph(
 # -- average linkage on the graph --------------------------------------------------------------
 
 
+def _links(
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.float64],
+    a: npt.NDArray[np.intp],
+    b: npt.NDArray[np.intp],
+) -> npt.NDArray[np.float64]:
+    """The linkage of each pair of groups (a[i], b[i]): ``sum_a @ sum_b / (n_a n_b)``, in blocks."""
+    out = np.empty(a.size)
+    step = 1 << 15
+    for lo in range(0, a.size, step):
+        sa, sb = a[lo : lo + step], b[lo : lo + step]
+        out[lo : lo + step] = np.einsum("ij,ij->i", sums[sa], sums[sb]) / (counts[sa] * counts[sb])
+    return out
+
+
+#: The rounds of mutual nearest-neighbour merges stop, for the heap, once a round merges fewer
+#: pairs than this share of the groups that still have a candidate merge.
+_ROUNDS_MIN_SHARE = 0.005
+
+
 def _average_linkage(
     x: npt.NDArray[np.float32], indptr: npt.NDArray[np.intp], indices: npt.NDArray[np.intp], floor: float
 ) -> tuple[npt.NDArray[np.intp], list[tuple[int, int, float]]]:
-    """Greedy average-linkage merges down to ``floor``: (final owner of each row, the merges).
+    """Average-linkage merges down to ``floor``: (final owner of each row, the merges, highest first).
 
     Each group is named by one of its rows and kept as the sum of its rows, so the linkage of
-    two groups (the mean cosine of their pairs) is ``sum_a @ sum_b / (n_a n_b)``.
+    two groups (the mean cosine of their pairs) is ``sum_a @ sum_b / (n_a n_b)``. Only pairs of
+    groups joined by a graph edge are candidates, and a candidate whose linkage falls below
+    ``floor`` is dropped for good: average linkage is reducible (the linkage of a merged group
+    to a third is the size-weighted mean of its parts', never above the higher), so a pair below
+    ``floor`` can only reach it again through another candidate pair that reaches it.
 
-    A heap holds candidate merges keyed by a linkage that is never below the pair's current
-    one, for every pair whose current linkage reaches ``floor``. Merging a smaller group B into
-    A changes A's linkage to a group D into the size-weighted mean of A-D and B-D: below the
-    old A-D key unless B-D is higher, and B-D can reach ``floor`` only if B and D share a
-    graph edge, so only B's neighbours get fresh keys. A popped entry is re-scored: merged if it
-    still beats the next key, pushed back with its exact value otherwise. So each merge costs
-    the smaller group's neighbours, not the larger's, and the merges are exactly the greedy
-    sequence (the most similar pair first).
+    The merges run in two stages, both giving the greedy sequence's merges (most similar pair
+    first) for a reducible linkage without ties:
+
+    1. **Rounds**, in NumPy: every group finds its most similar candidate, and every pair of
+       groups that are each other's most similar merges at once (a mutual nearest pair merges
+       in the greedy sequence too, as nothing it could merge with first is closer). Only the
+       candidates of merged groups are re-scored. A round costs the candidates, not a step of
+       Python per merge, and early rounds merge a few per cent of the groups each.
+    2. **A heap**, once a round merges fewer pairs than 0.5 % of the groups with
+       candidates (a few large groups growing one merge at a time): candidates keyed by a
+       linkage that is never below the pair's current one. Merging a smaller group B into A
+       changes A's linkage to D into the size-weighted mean of A-D and B-D, so only B's
+       candidates get fresh keys; a popped entry is re-scored, merged if it still beats the
+       next key, pushed back with its exact value otherwise.
     """
     n = x.shape[0]
     sums = x.astype(np.float64)
     counts = np.ones(n)
     owner = np.arange(n, dtype=np.intp)
-    members: list[list[int]] = [[i] for i in range(n)]
-    chunks: list[list[npt.NDArray[np.intp]]] = [[indices[indptr[i] : indptr[i + 1]]] for i in range(n)]
     rows = np.repeat(np.arange(n, dtype=np.intp), np.diff(indptr))
     upper = rows < indices
-    a_idx, b_idx = rows[upper], indices[upper]
-    sims = np.empty(a_idx.size)
-    step = 1 << 16
-    for lo in range(0, a_idx.size, step):
-        sims[lo : lo + step] = np.einsum("ij,ij->i", sums[a_idx[lo : lo + step]], sums[b_idx[lo : lo + step]])
-    keep = sims >= floor
-    heap = [
-        (-s, a, b)
-        for s, a, b in zip(sims[keep].tolist(), a_idx[keep].tolist(), b_idx[keep].tolist(), strict=True)
-    ]
-    del rows, upper, a_idx, b_idx, sims, keep
-    heapq.heapify(heap)
+    ea, eb = rows[upper], indices[upper]
+    del rows, upper
+    link = _links(sums, counts, ea, eb)
+    keep = link >= floor
+    ea, eb, link = ea[keep], eb[keep], link[keep]
     merges: list[tuple[int, int, float]] = []
-    while heap:
-        neg, i, j = heapq.heappop(heap)
-        if -neg < floor:
+    while ea.size:
+        src, dst = np.concatenate([ea, eb]), np.concatenate([eb, ea])
+        both = np.concatenate([link, link])
+        order = np.lexsort((dst, -both, src))  # each group's best candidate first; ties: lowest name
+        src, dst, both = src[order], dst[order], both[order]
+        first = np.ones(src.size, dtype=bool)
+        first[1:] = src[1:] != src[:-1]
+        g, best, best_link = src[first], dst[first], both[first]
+        choice = np.full(n, -1, dtype=np.intp)
+        choice[g] = best
+        mutual = (choice[best] == g) & (g < best)
+        a, b, ab = g[mutual], best[mutual], best_link[mutual]
+        if a.size < _ROUNDS_MIN_SHARE * g.size:
             break
+        swap = counts[a] < counts[b]  # the larger group keeps its name
+        a, b = np.where(swap, b, a), np.where(swap, a, b)
+        merges.extend(zip(a.tolist(), b.tolist(), ab.tolist(), strict=True))
+        sums[a] += sums[b]
+        counts[a] += counts[b]
+        rename = np.arange(n, dtype=np.intp)
+        rename[b] = a
+        owner = rename[owner]
+        ea, eb = rename[ea], rename[eb]
+        live = ea != eb
+        lo, hi = np.minimum(ea[live], eb[live]), np.maximum(ea[live], eb[live])
+        _, at = np.unique(lo.astype(np.int64) * n + hi, return_index=True)
+        ea, eb, link = lo[at], hi[at], link[live][at]
+        merged = np.zeros(n, dtype=bool)
+        merged[a] = True
+        fresh = merged[ea] | merged[eb]
+        link[fresh] = _links(sums, counts, ea[fresh], eb[fresh])
+        keep = link >= floor
+        ea, eb, link = ea[keep], eb[keep], link[keep]
+    if ea.size:
+        _heap_merges(sums, counts, owner, ea, eb, link, floor, merges)
+    heights = np.asarray([h for _, _, h in merges])
+    ranked = np.argsort(-heights, kind="stable")  # a merge comes after the merges it is made of
+    return owner, [merges[i] for i in ranked.tolist()]
+
+
+def _heap_merges(
+    sums: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.float64],
+    owner: npt.NDArray[np.intp],
+    ea: npt.NDArray[np.intp],
+    eb: npt.NDArray[np.intp],
+    link: npt.NDArray[np.float64],
+    floor: float,
+    merges: list[tuple[int, int, float]],
+) -> None:
+    """The greedy merges from the candidate pairs (ea, eb) of linkage ``link``, in place."""
+    names = np.unique(np.concatenate([ea, eb]))
+    by_group = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[by_group], names)
+    ends = np.searchsorted(owner[by_group], names, side="right")
+    members: dict[int, list[int]] = {
+        int(g): by_group[s:e].tolist() for g, s, e in zip(names, bounds, ends, strict=True)
+    }
+    src, dst = np.concatenate([ea, eb]), np.concatenate([eb, ea])
+    order = np.argsort(src, kind="stable")
+    src, dst = src[order], dst[order]
+    cuts = np.searchsorted(src, names)
+    stops = np.searchsorted(src, names, side="right")
+    chunks: dict[int, list[npt.NDArray[np.intp]]] = {
+        int(g): [dst[s:e]] for g, s, e in zip(names, cuts, stops, strict=True)
+    }
+    del src, dst, order
+    heap = [(-s, a, b) for s, a, b in zip(link.tolist(), ea.tolist(), eb.tolist(), strict=True)]
+    heapq.heapify(heap)
+    while heap:
+        _, i, j = heapq.heappop(heap)
         a, b = int(owner[i]), int(owner[j])
         if a == b:
             continue
-        link = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
-        if link < floor:
+        score = float(sums[a] @ sums[b]) / (counts[a] * counts[b])
+        if score < floor:
             continue
-        if heap and link < -heap[0][0]:
-            heapq.heappush(heap, (-link, a, b))
+        if heap and score < -heap[0][0]:
+            heapq.heappush(heap, (-score, a, b))
             continue
         if counts[a] < counts[b]:
             a, b = b, a
-        moved = members[b]
+        moved = members.pop(b)
         owner[moved] = a
         members[a].extend(moved)
-        members[b] = []
         sums[a] += sums[b]
         counts[a] += counts[b]
-        merges.append((a, b, link))
-        raw = chunks[b]
-        chunks[b] = []
+        merges.append((a, b, score))
+        raw = chunks.pop(b)
         cand = np.unique(owner[raw[0] if len(raw) == 1 else np.concatenate(raw)])
         cand = cand[cand != a]
         chunks[a].append(cand)
@@ -321,7 +407,6 @@ def _average_linkage(
             up = fresh >= floor
             for d, s in zip(cand[up].tolist(), fresh[up].tolist(), strict=True):
                 heapq.heappush(heap, (-s, a, d))
-    return owner, merges
 
 
 def _relabel(owner: npt.NDArray[np.intp], min_cluster_size: int) -> npt.NDArray[np.int64]:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 import pytest
 
 from speakerembed import ConfigError, bcubed, cluster_speakers
+from speakerembed.analysis import clustering
 from speakerembed.analysis.clustering import (
     AverageLinkage,
     cluster_confidence,
@@ -100,6 +101,36 @@ def test_exact_graph_gives_scipys_partition(seed: int, threshold: float) -> None
     x, _ = voices(12, 9, 30, seed=seed)
     ours = cluster_speakers(x, threshold=threshold, max_neighbors=x.shape[0], search="exact")
     assert same_partition(ours, scipy_average(x, threshold))
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+@pytest.mark.parametrize(("seed", "threshold"), list(product(range(3), (0.55, 0.76, 0.9))))
+def test_each_merge_stage_alone_gives_scipys_partition(
+    seed: int, threshold: float, share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # share 0: mutual-nearest rounds to the end; share 1: the heap from the first merge.
+    monkeypatch.setattr(clustering, "_ROUNDS_MIN_SHARE", share)
+    x, _ = voices(12, 9, 30, seed=seed)
+    ours = cluster_speakers(x, threshold=threshold, max_neighbors=x.shape[0], search="exact")
+    assert same_partition(ours, scipy_average(x, threshold))
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_each_merge_stage_alone_gives_the_sweeps_counts(
+    share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sweep replays the merges highest first: its counts at each threshold must be those
+    # of a clustering run at that threshold, whichever stage made the merges.
+    monkeypatch.setattr(clustering, "_ROUNDS_MIN_SHARE", share)
+    x, _ = voices(15, 8, 40, seed=7)
+    ts = [0.6, 0.7, 0.8, 0.9]
+    sweep = threshold_sweep(x, ts, max_neighbors=x.shape[0])
+    for k, t in enumerate(ts):
+        labels = scipy_average(x, t)
+        sizes = np.bincount(labels)[1:]
+        assert sweep["clusters"][k] == (sizes > 0).sum()
+        assert sweep["singletons"][k] == (sizes == 1).sum()
+        assert sweep["largest"][k] == sizes.max()
 
 
 @pytest.mark.parametrize("threshold", [0.7, 0.8])

@@ -270,20 +270,8 @@ class SpeechSegments:
 
 
 def _timestamps(wav16k: npt.NDArray[np.float32], pipeline: Pipeline, pad_ms: int) -> list[dict[str, int]]:
-    import torch
-    from silero_vad import get_speech_timestamps
-
-    model = load_vad_model()
-    with vad_lock, torch.inference_mode():
-        # The model keeps a recurrent state between chunks; one caller at a time.
-        stamps: list[dict[str, int]] = get_speech_timestamps(
-            torch.from_numpy(np.ascontiguousarray(wav16k)),
-            model,
-            threshold=pipeline.vad_threshold,
-            sampling_rate=MODEL_SAMPLE_RATE,
-            speech_pad_ms=pad_ms,
-        )
-    return stamps
+    # Batched (speech_probabilities): the model's own probabilities, many chunks a call.
+    return speech_timestamps(wav16k, threshold=pipeline.vad_threshold, speech_pad_ms=pad_ms)
 
 
 def detect_speech(waveform: npt.NDArray[np.float32], sample_rate: int, pipeline: Pipeline) -> SpeechSegments:

@@ -128,6 +128,8 @@ def test_config_is_validated() -> None:
         DiarizationConfig(window_s=1.0, step_s=2.0)
     with pytest.raises(ConfigError, match="method"):
         DiarizationConfig(method="kmeans")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="min_speaker_share"):
+        DiarizationConfig(min_speaker_share=0.7)
     with pytest.raises(dataclasses_frozen_error()):
         DiarizationConfig().window_s = 2.0  # type: ignore[misc]
 
@@ -149,6 +151,27 @@ def test_cluster_windows_bounded_set_and_smoothing() -> None:
     agree = max(np.mean(labels == truth), np.mean(labels == 1 - truth))
     assert labels.max() == 1
     assert agree > 0.99
+
+
+def test_a_cluster_under_the_share_is_not_a_speaker() -> None:
+    """Two voices of 3,000 windows each, and 120 windows of a third direction (a 2 % cluster).
+
+    Clustered one in six, the third is 20 windows of 1,000: a speaker at the default 1 % share,
+    noise at a 3 % share, and a speaker again when the caller asks for three.
+    """
+    rng = np.random.default_rng(4)
+    centres = rng.standard_normal((3, 256))
+    truth = np.concatenate([(np.arange(6000) // 300) % 2, np.full(120, 2)])
+    order = np.argsort(np.concatenate([np.arange(6000), 3000 + np.arange(120) * 6 + 0.5]))
+    truth = truth[order]
+    x = centres[truth] + 0.9 * rng.standard_normal((truth.size, 256))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    seg = np.zeros(truth.size, np.int64)
+    assert cluster_windows(x, seg, DiarizationConfig()).max() == 2
+    noise = cluster_windows(x, seg, DiarizationConfig(min_speaker_share=0.03))
+    assert noise.max() == 1
+    assert np.all(noise[truth < 2] == truth[truth < 2]) or np.all(noise[truth < 2] == 1 - truth[truth < 2])
+    assert cluster_windows(x, seg, DiarizationConfig(min_speaker_share=0.03), min_speakers=3).max() == 2
 
 
 def test_duplicate_uris_are_refused() -> None:

@@ -186,6 +186,52 @@ def run(
     return res
 
 
+TARGET_MEDIAN, TARGET_WORST = 0.90, 0.85
+
+
+def alternating(rounds: int, threads: int, files: int, device: str, workers: int | None) -> dict[str, Any]:
+    """``rounds`` pairs of runs, in-memory then the corpus job, alternating on one corpus.
+
+    Each pair gives one ratio (the corpus job's x real time over the in-memory run's just
+    before it), so a host that slows down during the run slows both sides of a pair. Targets
+    (issue 22): the median ratio >= 0.90 and the worst >= 0.85.
+    """
+    import statistics
+
+    with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
+        corpus = Path(tmp) / "corpus"
+        audio = build_corpus(corpus, files)
+        print(f"corpus: {files} files, {audio:.0f} s of audio; {rounds} alternating rounds", flush=True)
+        base = {"corpus": str(corpus), "threads": threads, "device": device}
+        ratios, pairs = [], []
+        for k in range(rounds):
+            mem = _run({**base, "kind": "inmemory"})
+            job = _run({**base, "kind": "corpus", "workers": workers, "out": f"{tmp}/out-{k}"})
+            ratio = job["realtime"] / mem["realtime"]
+            ratios.append(ratio)
+            pairs.append({"inmemory": mem["realtime"], "corpus": job["realtime"], "ratio": ratio})
+            print(
+                f"  round {k + 1}: in memory {mem['realtime']:.0f}x, corpus job {job['realtime']:.0f}x "
+                f"= {ratio:.3f}",
+                flush=True,
+            )
+    med, worst = statistics.median(ratios), min(ratios)
+    print(
+        f"corpus job / in memory over {rounds} rounds: median {med:.3f} (target >= {TARGET_MEDIAN:.2f}) "
+        f"{_check(med >= TARGET_MEDIAN)}, worst {worst:.3f} (target >= {TARGET_WORST:.2f}) "
+        f"{_check(worst >= TARGET_WORST)}",
+        flush=True,
+    )
+    return {
+        "files": files,
+        "audio_s": audio,
+        "workers": workers,
+        "rounds": pairs,
+        "median": med,
+        "worst": worst,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -201,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated worker counts to run, 'default' for workers=None (default 0,1,2,default)",
     )
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/corpus.json")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="instead: this many alternating in-memory / corpus-job pairs (the first --workers "
+        "count), their median and worst ratio (issue 22: 5 rounds)",
+    )
     args = parser.parse_args(argv)
     if args.worker:
         cfg = json.loads(args.worker)
@@ -210,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         workers = tuple(None if w.strip() == "default" else int(w) for w in args.workers.split(","))
     except ValueError:
         parser.error(f"--workers {args.workers!r}: pass counts such as 0,2,4,default")
+    if args.rounds > 0:
+        n = args.files if args.files is not None else (60 if args.quick else 1000)
+        alt = alternating(args.rounds, args.threads, n, args.device, workers[0])
+        if not args.quick and not args.no_save:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            (RESULTS / "corpus_rounds.json").write_text(json.dumps(alt, indent=2) + "\n")
+        return 0
     res = run(args.quick, args.threads, args.files, args.device, workers)
     if not args.quick and not args.no_save:
         RESULTS.mkdir(parents=True, exist_ok=True)

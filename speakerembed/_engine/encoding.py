@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .recorder import Recorder
     from .schedule import Schedule
 
-__all__ = ["encode"]
+__all__ = ["encode", "encode_iter"]
 
 logger = logging.getLogger("speakerembed")
 
@@ -55,6 +55,39 @@ def encode(
     kept: dict[int, float] | None = None,
 ) -> dict[int, npt.NDArray[np.float32]]:
     """Encode the prepared inputs' windows; one unit row per input, keyed by its index.
+
+    :func:`encode_iter`, gathered; the parameters are the same.
+    """
+    return dict(
+        encode_iter(
+            prepared,
+            pipe,
+            encoder=encoder,
+            device=device,
+            schedule=schedule,
+            rec=rec,
+            on_failure=on_failure,
+            kept=kept,
+        )
+    )
+
+
+def encode_iter(
+    prepared: Iterable[Prepared],
+    pipe: Pipeline,
+    *,
+    encoder: Any,
+    device: torch.device,
+    schedule: Schedule,
+    rec: Recorder,
+    on_failure: OnFailure | None = None,
+    kept: dict[int, float] | None = None,
+) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+    """Encode the prepared inputs' windows; yield ``(index, unit row)`` as each input is done.
+
+    The inputs come out in the order they went in (the batches keep it), each as soon as its
+    last window is back, so a caller can write rows while later inputs are still encoding: one
+    call over a whole job keeps the encoder busy across the caller's batches of rows.
 
     Parameters
     ----------
@@ -76,9 +109,9 @@ def encode(
     kept : dict or None
         Filled with each embedded input's seconds of kept audio.
 
-    Returns
-    -------
-    dict of int to numpy.ndarray, shape (256,), float32
+    Yields
+    ------
+    tuple of int and numpy.ndarray, shape (256,), float32
     """
     import torch
 
@@ -89,7 +122,7 @@ def encode(
     parts: dict[int, list[torch.Tensor]] = {}
     remaining: dict[int, int] = {}
     info: dict[int, Prepared] = {}
-    out: dict[int, npt.NDArray[np.float32]] = {}
+    out: list[tuple[int, npt.NDArray[np.float32]]] = []  # finished since the last yield
 
     def finish(idx: int) -> None:
         p = info.pop(idx)
@@ -114,7 +147,7 @@ def encode(
             return
         rec.stage("consolidate", device.type, time.perf_counter() - t0)
         rec.utterance(True, p.input_seconds, p.trimmed_seconds)
-        out[idx] = vec
+        out.append((idx, vec))
         if kept is not None:
             kept[idx] = p.kept_seconds
 
@@ -169,4 +202,6 @@ def encode(
                 remaining[idx] -= n
                 if remaining[idx] == 0:
                     finish(idx)
-    return out
+            if out:
+                yield from out
+                out.clear()

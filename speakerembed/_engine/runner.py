@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .encoding import encode
+from .encoding import encode, encode_iter
 from .preparation import OnFailure, Prepared, Preparer
 from .recorder import Recorder
 from .schedule import NO_OVERRIDES, Overrides, Schedule, plan, usable_cores
@@ -106,4 +106,27 @@ class Engine:
             rec=self.recorder if rec is None else rec,
             on_failure=on_failure,
             kept=kept,
+        )
+
+    def encode_iter(
+        self,
+        prepared: Iterable[Prepared],
+        pipe: Pipeline,
+        *,
+        on_failure: OnFailure | None = None,
+        rec: Recorder | None = None,
+    ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+        """Encode prepared inputs, yielding each row as its input is done.
+
+        :func:`~speakerembed._engine.encoding.encode_iter`, with :meth:`schedule` for two inputs
+        or more.
+        """
+        return encode_iter(
+            prepared,
+            pipe,
+            encoder=self.encoder,
+            device=self.device,
+            schedule=self.schedule(2),
+            rec=self.recorder if rec is None else rec,
+            on_failure=on_failure,
         )

@@ -40,6 +40,7 @@ __all__ = [
     "cpu_preparer",
     "embed_batch",
     "encode_outcomes",
+    "encode_tables",
     "prepare_one",
     "prepare_records",
 ]
@@ -173,6 +174,76 @@ def encode_outcomes(
         f.error.source = records[f.index].path
         errors[f.index] = f.error
     return build_table(records, embeds, details, errors, schema)
+
+
+def encode_tables(
+    records: Sequence[Record],
+    outcomes: Iterable[Outcome],
+    embedder: SpeakerEmbedder,
+    pipeline: Pipeline,
+    schema: pa.Schema | None,
+    batch_size: int,
+) -> Iterator[pa.Table]:
+    """Encode a whole job's prepared records in one stream; a table every ``batch_size`` records.
+
+    The same rows as :func:`encode_outcomes` on each batch of ``batch_size`` records, in order,
+    but the encoder runs over the batches' boundaries: it does not wait, at the end of each
+    batch, for that batch's last windows (a part-full encoder batch, and idle encoder streams)
+    before the next batch's files are prepared. A table is yielded as soon as all its records
+    are embedded or have failed.
+
+    Parameters
+    ----------
+    records : sequence of Record
+        The job's inputs; outcome ``i`` belongs to ``records[i]``.
+    outcomes : iterable of Outcome
+        One per record, in order (the local engine's decode pool or in-line preparation).
+    embedder, pipeline, schema
+        As for :func:`encode_outcomes`.
+    batch_size : int
+        Records per table.
+
+    Raises
+    ------
+    SpeakerEmbedError
+        Only if the encoder itself fails on a batch.
+    """
+    details: dict[int, _Details] = {}
+    errors: dict[int, SpeakerEmbedError] = {}
+    embeds: dict[int, npt.NDArray[np.float32]] = {}
+
+    def tap() -> Iterator[_Prepared]:
+        for index, item in outcomes:
+            if isinstance(item, SpeakerEmbedError):
+                errors[index] = item
+                continue
+            details[index] = _details(item, pipeline)
+            item.index = index  # the encoder keys its results by it
+            yield item
+
+    def skip(index: int, source: str, error: SpeakerEmbedError) -> None:
+        error.source = records[index].path
+        errors[index] = error
+
+    def table(start: int, stop: int) -> pa.Table:
+        def take(d: dict[int, Any]) -> dict[int, Any]:
+            return {i - start: d.pop(i) for i in range(start, stop) if i in d}
+
+        return build_table(records[start:stop], take(embeds), take(details), take(errors), schema)
+
+    start = done = 0  # the first record not yet in a table; the first not yet finished
+    for index, vec in embedder.engine.encode_iter(tap(), pipeline, on_failure=skip):
+        embeds[index] = vec
+        while done < len(records) and (done in embeds or done in errors):
+            done += 1
+        while done - start >= batch_size:
+            yield table(start, start + batch_size)
+            start += batch_size
+    # The encoder is done: every record left is embedded or failed (build_table reports a bug
+    # for one that is neither).
+    while start < len(records):
+        yield table(start, min(start + batch_size, len(records)))
+        start += batch_size
 
 
 def build_table(

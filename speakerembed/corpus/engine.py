@@ -14,12 +14,11 @@ The Ray engine is :mod:`speakerembed.corpus.ray_engine` (``pip install 'speakere
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import encoders
-from .batch import encode_outcomes
+from .batch import encode_tables
 from .decode_pool import inline, pooled
 from .job import write_tables
 
@@ -103,10 +102,8 @@ def _batches(job: Job, workers: int) -> Iterator[pa.Table]:
         else inline(records, job.pipeline, job.embedder)
     )
     try:
-        for start in range(0, len(records), job.batch_size):
-            batch = records[start : start + job.batch_size]
-            outcomes = ((i - start, item) for i, item in itertools.islice(stream, len(batch)))
-            yield encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
+        # One encoder stream over the whole job: no drain at each batch's end.
+        yield from encode_tables(records, stream, job.embedder, job.pipeline, job.schema, job.batch_size)
     finally:
         close = getattr(stream, "close", None)
         if close is not None:

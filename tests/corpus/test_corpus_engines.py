@@ -169,3 +169,51 @@ def test_gpu_default_workers_run_small_or_unguarded_jobs_in_line(monkeypatch: py
     assert gpu_default_workers(encoders.MIN_RECORDS) == default_workers("cuda") >= 1
     monkeypatch.setattr(encoders, "main_is_guarded", lambda: False)
     assert gpu_default_workers(10 * encoders.MIN_RECORDS) == 0
+
+
+def test_in_line_job_encodes_across_its_batches_of_rows(
+    corpus: Path,
+    embedder: SpeakerEmbedder,
+    references: dict[str, np.ndarray],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tables of 3 rows, but one encoder stream: windows of several tables share encoder calls."""
+    from speakerembed.corpus import job
+    from speakerembed.corpus.sources import scan_folder
+
+    monkeypatch.setattr(job, "BATCH_SIZE", 3)
+    records = scan_folder(corpus)  # 18 good files and 2 bad ones, the bad ones in the middle
+    paths = [r.path for r in records]
+    assert any(p.endswith("silent.flac") for p in paths[3:-3])
+    calls: list[int] = []
+    real = embedder.engine.encoder
+
+    class Spy:
+        device = real.device
+        concurrent_calls = getattr(real, "concurrent_calls", False)
+
+        def __call__(self, windows: object) -> object:
+            calls.append(int(windows.shape[0]))  # type: ignore[attr-defined]
+            return real(windows)
+
+        def embed_concurrently(self, windows: object) -> object:
+            calls.append(int(windows.shape[0]))  # type: ignore[attr-defined]
+            return real.embed_concurrently(windows)
+
+    monkeypatch.setattr(embedder.engine, "encoder", Spy())
+    out = tmp_path / "out"
+    report = embed_corpus(paths, out, embedder=embedder, workers=0, progress="off")
+    assert (report.embedded, report.failed) == (18, 2)
+    tables = -(-len(paths) // 3)
+    # Encoding each table of 3 on its own takes at least one call a table.
+    assert len(calls) < tables, calls
+    rows = _read(out)
+    assert list(rows) == paths  # every row, in input order (a list's ids are its paths)
+    for r in records:
+        row = rows[r.path]
+        if r.id.startswith("bad/"):
+            assert row["embedding"] is None and row["error"]
+        else:
+            assert row["error"] is None
+            assert np.abs(np.asarray(row["embedding"]) - references[r.path]).max() <= 1e-5

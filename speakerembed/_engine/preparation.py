@@ -198,10 +198,15 @@ class Preparer:
     ----------
     device : torch.device
         The encoder's device: ``Pipeline(resample_device=...)`` may prepare on it.
+    plan_streams : bool
+        False in worker processes (:mod:`speakerembed._engine.processes`), where a file long
+        enough to stream is only recognised, from its header: :meth:`prepare` returns it with
+        neither a mel nor windows, and the encoder's process streams it.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, plan_streams: bool = True) -> None:
         self.device = device
+        self.plan_streams = plan_streams
 
     def prepare_all(
         self,
@@ -316,6 +321,8 @@ class Preparer:
             return opened
         opened.close()
         check_duration(frames, sr, pipe.max_duration_s, source)
+        if not self.plan_streams:  # a worker: the encoder's process streams it (pass 1 there)
+            return Prepared(index, source, None, frames / sr, 0.0, sample_rate=sr)
         t0 = time.perf_counter()
         plan = stream.plan_stream(item, pipe, source=source)
         rec.stage("trim", "cpu", time.perf_counter() - t0)

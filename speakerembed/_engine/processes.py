@@ -329,8 +329,9 @@ def _init_worker(pipeline: Pipeline) -> None:
     log.addHandler(logging.NullHandler())
     log.propagate = False
     _PIPELINE = pipeline
-    # Preparing needs no weights, only the device: the CPU.
-    _PREPARER = Preparer(torch.device("cpu"))
+    # Preparing needs no weights, only the device: the CPU. Long files stream in the encoder's
+    # process; here they are only recognised.
+    _PREPARER = Preparer(torch.device("cpu"), plan_streams=False)
 
 
 def _work(index: int, item: object, rate: object, name: str) -> Reply:
@@ -342,14 +343,10 @@ def _work(index: int, item: object, rate: object, name: str) -> Reply:
         prepared = _PREPARER.prepare(index, item, rate, _PIPELINE, rec)
     except Exception as exc:  # noqa: BLE001 - every input failure is reported as ours
         return as_library_error(exc, f"input {index}"), None, tuple(rec.seen)
-    if prepared.windows is not None:
-        # A long file: its windows are a lazy generator over the file, which cannot travel.
-        # The encoder's process streams it (pass 1 is read again there).
-        close = getattr(prepared.windows, "close", None)
-        if close is not None:
-            close()
+    if prepared.mel is None:
+        # A long file (plan_streams=False found it from its header): its windows would be a
+        # lazy generator over the file, which cannot travel. The encoder's process streams it.
         return _STREAM, None, ()
-    assert prepared.mel is not None
     mel = prepared.mel.numpy()
     prepared.mel = None
     payload: Shipped | npt.NDArray[Any] = put(mel, name) if room_for(mel.nbytes) else mel

@@ -27,7 +27,8 @@ that mel pickled, as a NumPy array, instead.
 
 A file long enough for the streaming path (:attr:`Pipeline.stream_min_duration_s
 <speakerembed.Pipeline.stream_min_duration_s>`) streams in this process, block by block: its
-windows are a lazy generator over the file, which cannot travel. A worker that dies (a decoder
+windows are a lazy generator over the file, which cannot travel, and the worker only recognises
+it from its header (``Preparer(plan_streams=False)``), so it is read here alone. A worker that dies (a decoder
 crashing natively on a bad file, or the OOM killer) breaks the pool: each input in flight is
 then prepared again alone, in a fresh worker, so the one that kills its worker again becomes an
 error (:func:`crash_error`) and the others are prepared; a new pool takes the rest.

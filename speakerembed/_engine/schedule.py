@@ -21,9 +21,9 @@ The rules, each measured (docs/performance.rst):
 * The batches are laid out for the machine (:func:`batch_layout`), never for the thread count,
   so that the embeddings are the same bits however many threads run them.
 * **Worker processes** (:func:`prepare_processes`): on a CUDA device, a call of at least
-  :data:`MIN_PROCESS_INPUTS` inputs, all of them files, prepares them in every core but one (at
-  most :data:`MAX_PREPARE_THREADS`) worker processes instead of threads
-  (:mod:`speakerembed._engine.processes`), the corpus job's decode workers. On a CPU the
+  :data:`MIN_PROCESS_INPUTS` inputs, all of them files, prepares them in worker processes, one
+  for every core but one (at most :data:`MAX_PREPARE_PROCESSES`), instead of threads
+  (:mod:`speakerembed._engine.processes`): the corpus job's decode workers. On a CPU the
   preparation stays in the call's process: there it runs at the encoder's speed.
 """
 
@@ -36,6 +36,7 @@ from ..errors import ConfigError
 
 __all__ = [
     "MANY_CORES",
+    "MAX_PREPARE_PROCESSES",
     "MAX_PREPARE_THREADS",
     "MIN_PROCESS_INPUTS",
     "NO_OVERRIDES",
@@ -56,6 +57,12 @@ __all__ = [
 
 #: Most threads that prepare utterances (decode, resample, trim, mel) in bursts.
 MAX_PREPARE_THREADS = 8
+
+#: Most worker processes that prepare for a GPU encoder (:func:`process_workers`). Processes
+#: share no GIL and no OpenMP pool, so they are not held to :data:`MAX_PREPARE_THREADS`: feeding
+#: a GPU at 0.8 of what the host's cores can prepare takes nearly all of them (16 cores: 15
+#: workers). The cap bounds memory (each worker holds torch, about 250 MB) on big hosts.
+MAX_PREPARE_PROCESSES = 32
 
 #: Usable cores from which a CPU encoder that cannot stream (:func:`many_core_split`) runs on
 #: three quarters of them, a quarter preparing beside it. Measured on 16 cores (Xeon with AMX,
@@ -226,12 +233,12 @@ def burst_threads(device_type: str, prefetch_depth: int, cores: int, torch_threa
 
 
 def process_workers(cores: int) -> int:
-    """Worker processes that prepare for a GPU encoder: every usable core but one, at most 8.
+    """Worker processes that prepare for a GPU encoder: every usable core but one.
 
     The encoder's process keeps a core for itself (copying the mels in, encoding, streaming the
-    long files); at most :data:`MAX_PREPARE_THREADS` workers, as for threads.
+    long files); at most :data:`MAX_PREPARE_PROCESSES` workers.
     """
-    return max(1, min(MAX_PREPARE_THREADS, cores - 1))
+    return max(1, min(MAX_PREPARE_PROCESSES, cores - 1))
 
 
 def prepare_processes(
@@ -273,7 +280,7 @@ def prepare_processes(
     --------
     >>> from speakerembed._engine.schedule import prepare_processes
     >>> prepare_processes(5000, 5000, "cuda", False, cores=16)
-    8
+    15
     >>> prepare_processes(5000, 5000, "cpu", False, cores=16)
     0
     """

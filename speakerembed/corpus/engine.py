@@ -34,7 +34,8 @@ __all__ = ["default_workers", "gpu_default_workers", "run_local"]
 def default_workers(device_type: str) -> int:
     """Decoding workers beside a GPU encoder when ``workers`` is not given.
 
-    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8).
+    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 32:
+    ``speakerembed._engine.schedule.process_workers``, the rule ``embed_utterances`` follows).
     (On a CPU, ``workers`` are encoder processes instead:
     :func:`speakerembed.corpus.encoders.default_encoders`; this function, asked about a CPU,
     gives the cores that torch's threads leave free.)

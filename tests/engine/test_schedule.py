@@ -8,6 +8,7 @@ import pytest
 
 from speakerembed import ConfigError
 from speakerembed._engine.schedule import (
+    MAX_PREPARE_PROCESSES,
     MAX_PREPARE_THREADS,
     MIN_PROCESS_INPUTS,
     Overrides,
@@ -153,7 +154,8 @@ def test_usable_cores_honours_affinity() -> None:
 N = MIN_PROCESS_INPUTS
 # (inputs, of them files, device, prepares on the device, cores, overrides) -> worker processes.
 PROCESSES = [
-    (N, N, "cuda", False, 16, Overrides(), 8),  # every core but one, at most MAX_PREPARE_THREADS
+    (N, N, "cuda", False, 16, Overrides(), 15),  # every core but one
+    (N, N, "cuda", False, 64, Overrides(), MAX_PREPARE_PROCESSES),
     (N, N, "cuda", False, 4, Overrides(), 3),
     (N, N, "cuda", False, 1, Overrides(), 1),
     (N - 1, N - 1, "cuda", False, 16, Overrides(), 0),  # too few to pay for the start-up
@@ -177,4 +179,4 @@ def test_many_files_on_a_gpu_prepare_in_worker_processes(
 
 
 def test_process_workers_leave_the_encoder_a_core() -> None:
-    assert [process_workers(c) for c in (1, 2, 3, 8, 9, 16, 64)] == [1, 1, 2, 7, 8, 8, MAX_PREPARE_THREADS]
+    assert [process_workers(c) for c in (1, 2, 3, 8, 16, 33, 64)] == [1, 1, 2, 7, 15, 32, MAX_PREPARE_PROCESSES]

@@ -179,4 +179,5 @@ def test_many_files_on_a_gpu_prepare_in_worker_processes(
 
 
 def test_process_workers_leave_the_encoder_a_core() -> None:
-    assert [process_workers(c) for c in (1, 2, 3, 8, 16, 33, 64)] == [1, 1, 2, 7, 15, 32, MAX_PREPARE_PROCESSES]
+    got = [process_workers(c) for c in (1, 2, 3, 8, 16, 33, 64)]
+    assert got == [1, 1, 2, 7, 15, 32, MAX_PREPARE_PROCESSES]

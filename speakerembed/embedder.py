@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Union, overload
 
 import numpy as np
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import torch
     from prometheus_client import CollectorRegistry
 
+    from ._engine.preparation import Prepared
     from .stages.encoder import EncoderImpl, ModuleEncoder, Precision, ResolvedPrecision
     from .weights import WeightsInfo
 
@@ -325,6 +326,7 @@ def run_call(
     rec.in_progress(operation, 1)
     ok = False
     skips = SkippedInputs(logger)  # the call's failures: logs the first few, then a count
+    prepared: Iterator[Prepared] | None = None
     try:
         items = describe_inputs(inputs)
         rates = per_input_rates(sample_rate, len(items))
@@ -338,8 +340,13 @@ def run_call(
         # One utterance streams too: its last windows are shared out between the streams
         # (_engine/streams.py), so one call would run those pieces one after another.
         schedule = embedder.engine.schedule(len(items))
-        prepared = embedder.engine.prepare_all(items, rates, pipe, rec, on_failure, schedule.prepare_threads)
-        if schedule.prefetch_depth > 0:
+        # On a GPU, many files are prepared in worker processes (_engine/processes.py), which
+        # already run ahead of the encoder: no prefetch thread then.
+        processes = embedder.engine.prepare_processes(items, pipe)
+        prepared = embedder.engine.prepare_all(
+            items, rates, pipe, rec, on_failure, schedule.prepare_threads, processes
+        )
+        if schedule.prefetch_depth > 0 and processes == 0:
             # Prepare the next utterances while the encoder runs (see _engine/prefetch.py).
             prepared = prefetch(prepared, schedule.prefetch_depth)
         kept: dict[int, float] = {}
@@ -368,6 +375,9 @@ def run_call(
             rec.error(exc.stage or "load", exc)
         raise
     finally:
+        close = getattr(prepared, "close", None)
+        if close is not None:
+            close()  # now, not when the traceback goes: worker processes stop here
         skips.summarise()
         rec.in_progress(operation, -1)
         rec.call(operation, time.perf_counter() - start, ok)

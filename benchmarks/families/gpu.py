@@ -1,7 +1,7 @@
 """GPU: the full GPU path against the encoder alone on the GPU; resampling; batch sizes; bf16/fp16.
 
-Usage: ``python -m benchmarks.families.gpu [--runs 5]``. Skipped, with the reason, where torch sees no
-CUDA device.
+Usage: ``python -m benchmarks.families.gpu [--runs 5] [--gpu-part all|process-fed] [--gpu-files 10000]``.
+Skipped, with the reason, where torch sees no CUDA device.
 
 * **Full GPU path** at 44.1 kHz, the default ``Pipeline()`` (libsoxr on the CPU) and
   ``Pipeline(resampler="torchaudio")`` with each ``resample_device`` (``"cpu"``, ``"device"``,
@@ -17,8 +17,18 @@ CUDA device.
   half-precision copy of the module, for the record) at 256, 1024 and 4096 windows, with the
   worst cosine to fp32; what ``precision="auto"`` picks.
 
-The corpus job with decode workers feeding the GPU belongs to the corpus benchmark
-(``benchmarks/bench_corpus.py``), run with ``--device cuda`` (and ``--workers 0,2,4,8,default``).
+* **The process-fed path** (``--gpu-part process-fed`` runs it alone, in about a minute and a
+  half): ``embed_utterances`` on a list of ``--gpu-files`` files of 2 to 5 s (``benchmarks/_corpus.py``,
+  four formats and rates), prepared in worker processes whose mels come back through shared
+  memory (``speakerembed._engine.processes``), with the default count of workers and with 8, and
+  the corpus job (``embed_corpus``) on the same files; in x real time against the ceiling of the
+  host's cores alone: one core preparing a sample of the files (decode, resample, trim, mel, one
+  torch thread) times the usable cores. Targets: at least 0.80 of the ceiling, and 10,000x real
+  time on a 16-core H200. The threads of one process (``Overrides(prepare_processes=0)``) are
+  the comparison.
+
+The corpus job's other settings (``--workers 0,2,4,8,default``) belong to the corpus benchmark
+(``benchmarks/bench_corpus.py --device cuda``).
 """
 
 from __future__ import annotations
@@ -34,7 +44,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks import _harness as h
 
-__all__ = ["run", "worker_gpu"]
+__all__ = ["add_args", "run", "worker_gpu", "worker_process_fed"]
+
+#: The process-fed path's targets: a share of the ceiling of the host's cores, and x real time.
+CEILING_SHARE_TARGET = 0.80
+XRT_TARGET = 10_000
 
 
 def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -174,15 +188,114 @@ def worker_gpu(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def worker_process_fed(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The process-fed path against the ceiling of the host's cores, in one process."""
+    import tempfile
+    import time
+
+    import soundfile as sf
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device visible to torch on this machine: GPU figures not measured"}
+    from benchmarks._corpus import build_corpus
+    from speakerembed import SpeakerEmbedder, embed_corpus
+    from speakerembed._engine.prefetch import torch_threads
+    from speakerembed._engine.preparation import Preparer
+    from speakerembed._engine.schedule import Overrides, usable_cores
+
+    n_files = int(cfg["files"])
+    out: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "files": n_files}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        audio_s = build_corpus(folder, n_files)
+        paths = sorted(str(p) for p in folder.rglob("*.*"))
+        out["audio_s"] = audio_s
+        emb = SpeakerEmbedder("resemblyzer", device="cuda")
+        cores = usable_cores()
+        # The ceiling: one core preparing alone (one torch thread), times the usable cores.
+        sample = paths[:: max(1, len(paths) // 400)]
+        sample_s = sum(sf.info(p).duration for p in sample)
+        cpu = Preparer(torch.device("cpu"))
+        with torch_threads(1):
+            t0 = time.perf_counter()
+            for i, p in enumerate(sample):
+                cpu.prepare(i, p, None, emb.pipeline)
+            one_core = sample_s / (time.perf_counter() - t0)
+        out["cores"] = cores
+        out["one_core_xrt"] = one_core
+        out["ceiling_xrt"] = one_core * cores
+        emb.embed_utterances(paths[:64])  # CUDA and cuDNN warm
+        out["default_workers"] = emb.engine.prepare_processes(paths, emb.pipeline)
+        setups = {
+            "embed_utterances, default workers": emb,
+            "embed_utterances, 8 workers": SpeakerEmbedder(
+                "resemblyzer", device="cuda", _overrides=Overrides(prepare_processes=8)
+            ),
+            "embed_utterances, threads in one process": SpeakerEmbedder(
+                "resemblyzer", device="cuda", _overrides=Overrides(prepare_processes=0)
+            ),
+        }
+        xrt: dict[str, float] = {}
+        for label, e in setups.items():
+            t0 = time.perf_counter()
+            e.embed_utterances(paths)
+            torch.cuda.synchronize()
+            xrt[label] = audio_s / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        embed_corpus(paths, Path(tmp) / "out", embedder=emb, progress="off")
+        xrt["corpus job, default workers"] = audio_s / (time.perf_counter() - t0)
+        out["xrt"] = xrt
+    return out
+
+
+def _process_fed_figures(r: dict[str, Any]) -> list[h.Figure]:
+    if "skipped" in r or "error" in r:
+        why = r.get("skipped") or r["error"]
+        return [h.Figure("GPU, process-fed path", "—", verdict=f"skipped: {why}")]
+    ceiling = r["ceiling_xrt"]
+    figures = []
+    for label, v in r["xrt"].items():
+        share = v / ceiling
+        measured = f"{v:,.0f}x real time ({share:.2f} of the ceiling)"
+        if "threads" in label:
+            figures.append(h.Figure(f"{r['device']}: {label}, {r['files']:,} files", measured))
+            continue
+        verdict = h.check_ratio(share, CEILING_SHARE_TARGET)
+        if verdict == "pass" and r["cores"] >= 16:
+            verdict = h.check_ratio(v, XRT_TARGET)
+        workers = r["default_workers"] if "default" in label else 8
+        figures.append(
+            h.Figure(
+                f"{r['device']}: {label} ({workers}), {r['files']:,} files of 2-5 s",
+                measured,
+                f"the host's {r['cores']} cores preparing alone: {ceiling:,.0f}x "
+                f"({r['one_core_xrt']:,.0f}x a core)",
+                f">= {CEILING_SHARE_TARGET:.2f} of it"
+                + (f", >= {XRT_TARGET:,}x" if r["cores"] >= 16 else ""),
+                verdict=verdict,
+                value=share,
+            )
+        )
+    return figures
+
+
 def run(opts: argparse.Namespace) -> h.FamilyResult:
     """Measure the GPU figures, or report why they were skipped."""
     runs = opts.runs or (2 if opts.quick else 5)
     machine = h.machine_info(opts.threads)
+    files = getattr(opts, "gpu_files", None) or (2_000 if opts.quick else 10_000)
+    fed_cfg = {"files": files}
+    if getattr(opts, "gpu_part", "all") == "process-fed":
+        fed = h.run_worker("benchmarks.families.gpu:worker_process_fed", fed_cfg, threads=opts.threads)
+        return h.FamilyResult("gpu", _process_fed_figures(fed), {"process_fed": fed}, machine)
     r = h.run_worker("benchmarks.families.gpu:worker_gpu", {"runs": runs}, threads=opts.threads)
     if "skipped" in r or "error" in r:
         why = r.get("skipped") or r["error"]
         return h.FamilyResult("gpu", [h.Figure("GPU", "—", verdict=f"skipped: {why}")], r, machine)
-    figures = []
+    fed = h.run_worker("benchmarks.families.gpu:worker_process_fed", fed_cfg, threads=opts.threads)
+    r["process_fed"] = fed
+    figures = _process_fed_figures(fed)
     for rule, v in r["full_path_xrt"].items():
         figures.append(
             h.Figure(
@@ -224,5 +337,18 @@ def run(opts: argparse.Namespace) -> h.FamilyResult:
     return h.FamilyResult("gpu", figures, r, machine)
 
 
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """The family's own options."""
+    parser.add_argument(
+        "--gpu-part",
+        choices=("all", "process-fed"),
+        default="all",
+        help="every GPU figure (default), or the process-fed path alone",
+    )
+    parser.add_argument(
+        "--gpu-files", type=int, default=None, help="files for the process-fed path (default 10,000)"
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(h.family_main("gpu", run, doc=__doc__))
+    sys.exit(h.family_main("gpu", run, add_args, doc=__doc__))

@@ -48,6 +48,7 @@ __all__ = [
     "describe_inputs",
     "per_input_rates",
     "preprocess_on_device",
+    "settle",
 ]
 
 logger = logging.getLogger("speakerembed")
@@ -162,6 +163,34 @@ def preprocess_on_device(device_type: str, pipe: Pipeline, sample_rate: int, n_s
     return device_type == "cuda" and n_samples >= AUTO_DEVICE_MIN_SECONDS * sample_rate
 
 
+def settle(
+    outcomes: Iterable[tuple[int, Prepared | Exception]], rec: Recorder, on_failure: OnFailure | None
+) -> Iterator[Prepared]:
+    """The prepared inputs of ``outcomes``, in their order; a failed one is raised or handed on.
+
+    A failure is recorded to ``rec``, then raised as the library's error naming its input, or
+    with ``on_failure`` (``errors="skip"``) handed to it and left out. ``outcomes`` is closed
+    when this iterator is (a pool of workers behind it stops then).
+    """
+    try:
+        for index, outcome in outcomes:
+            if isinstance(outcome, Prepared):
+                yield outcome
+                continue
+            exc = outcome
+            source = f"input {index}"
+            err = as_library_error(exc, source)
+            rec.error(err.stage or "load", err)
+            rec.utterance(False)
+            if on_failure is None:
+                raise err from (None if err is exc else exc)
+            on_failure(index, err.source or source, err)
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
+
+
 class Preparer:
     """Runs the stages on inputs for an encoder on ``device`` (which decides where the mel is made).
 
@@ -169,10 +198,15 @@ class Preparer:
     ----------
     device : torch.device
         The encoder's device: ``Pipeline(resample_device=...)`` may prepare on it.
+    plan_streams : bool
+        False in worker processes (:mod:`speakerembed._engine.processes`), where a file long
+        enough to stream is only recognised, from its header: :meth:`prepare` returns it with
+        neither a mel nor windows, and the encoder's process streams it.
     """
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, *, plan_streams: bool = True) -> None:
         self.device = device
+        self.plan_streams = plan_streams
 
     def prepare_all(
         self,
@@ -186,7 +220,7 @@ class Preparer:
         """Prepare each input, in order, in bursts on ``threads`` threads (1: in line).
 
         A failing input is raised as the library's error naming it, or with ``on_failure``
-        handed to it (``errors="skip"``) and left out.
+        handed to it (``errors="skip"``) and left out (:func:`settle`).
         """
 
         def attempt(job: tuple[int, object, object]) -> tuple[int, Prepared | Exception]:
@@ -197,18 +231,7 @@ class Preparer:
                 return index, exc
 
         jobs = ((i, item, rate) for i, (item, rate) in enumerate(zip(items, rates, strict=True)))
-        for index, outcome in map_in_bursts(attempt, jobs, threads, BURST_PER_THREAD * threads):
-            if isinstance(outcome, Prepared):
-                yield outcome
-            else:
-                exc = outcome
-                source = f"input {index}"
-                err = as_library_error(exc, source)
-                rec.error(err.stage or "load", err)
-                rec.utterance(False)
-                if on_failure is None:
-                    raise err from (None if err is exc else exc)
-                on_failure(index, err.source or source, err)
+        return settle(map_in_bursts(attempt, jobs, threads, BURST_PER_THREAD * threads), rec, on_failure)
 
     def prepare(
         self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder = NULL_RECORDER
@@ -298,6 +321,8 @@ class Preparer:
             return opened
         opened.close()
         check_duration(frames, sr, pipe.max_duration_s, source)
+        if not self.plan_streams:  # a worker: the encoder's process streams it (pass 1 there)
+            return Prepared(index, source, None, frames / sr, 0.0, sample_rate=sr)
         t0 = time.perf_counter()
         plan = stream.plan_stream(item, pipe, source=source)
         rec.stage("trim", "cpu", time.perf_counter() - t0)

@@ -5,17 +5,22 @@
 :func:`~speakerembed._engine.schedule.plan`) and :meth:`Engine.encode` (packing, encoding and
 consolidation: :func:`~speakerembed._engine.encoding.encode`). The Chatterbox API, the per-window
 embeddings and the corpus job use the same two steps.
+
+On a CUDA device, a call of many files (:func:`~speakerembed._engine.schedule.prepare_processes`)
+is prepared in worker processes (:mod:`speakerembed._engine.processes`), whose mels come back
+through shared memory; every other call prepares in this process, on threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .encoding import encode, encode_iter
-from .preparation import OnFailure, Prepared, Preparer
+from .preparation import OnFailure, Prepared, Preparer, as_library_error, settle
 from .recorder import Recorder
-from .schedule import NO_OVERRIDES, Overrides, Schedule, plan, usable_cores
+from .schedule import NO_OVERRIDES, Overrides, Schedule, plan, prepare_processes, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -78,9 +83,46 @@ class Engine:
         rec: Recorder,
         on_failure: OnFailure | None,
         threads: int = 1,
+        processes: int = 0,
     ) -> Iterator[Prepared]:
-        """Every input through the stages (:meth:`Preparer.prepare_all`)."""
-        return self.preparer.prepare_all(items, rates, pipe, rec, on_failure, threads)
+        """Every input through the stages: in ``processes`` worker processes, or here on ``threads``.
+
+        With ``processes`` (:meth:`prepare_processes`), the workers of
+        :func:`speakerembed._engine.processes.pooled` prepare the files and ship their mels
+        through shared memory; files long enough to stream stream here. Otherwise
+        :meth:`Preparer.prepare_all` prepares them in bursts on ``threads`` threads. Failures
+        are handled alike either way (:func:`~speakerembed._engine.preparation.settle`).
+        """
+        if processes < 1:
+            return self.preparer.prepare_all(items, rates, pipe, rec, on_failure, threads)
+        from . import processes as workers
+
+        def here(index: int) -> workers.Outcome:
+            try:
+                return index, self.preparer.prepare(index, items[index], rates[index], pipe, rec)
+            except Exception as exc:  # noqa: BLE001 - every failure is reported as ours
+                return index, as_library_error(exc, f"input {index}")
+
+        outcomes = workers.pooled(items, rates, pipe, processes, here, rec)
+        return settle(outcomes, rec, on_failure)
+
+    def prepare_processes(self, items: Sequence[object], pipe: Pipeline) -> int:
+        """Worker processes to prepare ``items`` with (0: in this process), on this machine now.
+
+        :func:`~speakerembed._engine.schedule.prepare_processes`, and, unless the overrides fix
+        the count, only where worker processes may start
+        (:func:`~speakerembed._engine.processes.main_is_guarded`).
+        """
+        n_files = sum(isinstance(x, (str, os.PathLike)) for x in items)
+        on_device = pipe.resampler == "torchaudio" and pipe.resample_device != "cpu"
+        cores = usable_cores()
+        n = prepare_processes(len(items), n_files, self.device.type, on_device, cores, self.overrides)
+        if n > 0 and self.overrides.prepare_processes is None:
+            from .processes import main_is_guarded
+
+            if not main_is_guarded():
+                return 0
+        return n
 
     def encode(
         self,

@@ -20,6 +20,11 @@ The rules, each measured (docs/performance.rst):
   (:func:`many_core_split`).
 * The batches are laid out for the machine (:func:`batch_layout`), never for the thread count,
   so that the embeddings are the same bits however many threads run them.
+* **Worker processes** (:func:`prepare_processes`): on a CUDA device, a call of at least
+  :data:`MIN_PROCESS_INPUTS` inputs, all of them files, prepares them in worker processes, one
+  for every core but one (at most :data:`MAX_PREPARE_PROCESSES`), instead of threads
+  (:mod:`speakerembed._engine.processes`): the corpus job's decode workers. On a CPU the
+  preparation stays in the call's process: there it runs at the encoder's speed.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from ..errors import ConfigError
 
 __all__ = [
     "MANY_CORES",
+    "MAX_PREPARE_PROCESSES",
     "MAX_PREPARE_THREADS",
+    "MIN_PROCESS_INPUTS",
     "NO_OVERRIDES",
     "PREPARE_BESIDE_FROM",
     "Overrides",
@@ -42,12 +49,20 @@ __all__ = [
     "encoder_streams",
     "many_core_split",
     "plan",
+    "prepare_processes",
     "preparing_threads",
+    "process_workers",
     "usable_cores",
 ]
 
 #: Most threads that prepare utterances (decode, resample, trim, mel) in bursts.
 MAX_PREPARE_THREADS = 8
+
+#: Most worker processes that prepare for a GPU encoder (:func:`process_workers`). Processes
+#: share no GIL and no OpenMP pool, so they are not held to :data:`MAX_PREPARE_THREADS`: feeding
+#: a GPU at 0.8 of what the host's cores can prepare takes nearly all of them (16 cores: 15
+#: workers). The cap bounds memory (each worker holds torch, about 250 MB) on big hosts.
+MAX_PREPARE_PROCESSES = 32
 
 #: Usable cores from which a CPU encoder that cannot stream (:func:`many_core_split`) runs on
 #: three quarters of them, a quarter preparing beside it. Measured on 16 cores (Xeon with AMX,
@@ -64,6 +79,14 @@ MANY_CORES = 16
 #: 1,113-1,215x against 1,044-1,161x. On 2 cores one thread keeps up (in line and one thread
 #: beside ran alike).
 PREPARE_BESIDE_FROM = 8
+
+#: Fewest inputs, every one a file, for which a call on a CUDA device prepares in worker
+#: processes (:func:`prepare_processes`); the corpus job on a GPU starts its decode workers from
+#: the same count (``speakerembed.corpus.engine.gpu_default_workers``). Each worker takes about
+#: 3 s to start (importing torch): on an H200 with 16 cores, 1,500 files of 2-5 s ran at 1,496x
+#: real time in line against 985x with 8 workers, and 5,000 files at 2,496x against 2,507x
+#: (docs/performance.rst, "GPU").
+MIN_PROCESS_INPUTS = 2000
 
 
 def usable_cores() -> int:
@@ -91,6 +114,10 @@ class Overrides:
         The usable cores the plan sees (the batches are laid out for them).
     torch_threads : int or None
         torch's thread count the plan sees.
+    prepare_processes : int or None
+        Worker processes that prepare a call's inputs when every input is a file
+        (:func:`prepare_processes`), on any device: 0 keeps the preparation in the call's
+        process; ``None`` follows the rule (on a CUDA device only).
     """
 
     prefetch_depth: int | None = None
@@ -98,6 +125,7 @@ class Overrides:
     encoder_streams: int | None = None
     cores: int | None = None
     torch_threads: int | None = None
+    prepare_processes: int | None = None
 
     def __post_init__(self) -> None:
         for name, low in (
@@ -106,6 +134,7 @@ class Overrides:
             ("encoder_streams", 1),
             ("cores", 1),
             ("torch_threads", 1),
+            ("prepare_processes", 0),
         ):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
@@ -201,6 +230,67 @@ def burst_threads(device_type: str, prefetch_depth: int, cores: int, torch_threa
     if prefetch_depth > 0:
         return 1
     return max(1, min(cores, torch_threads, MAX_PREPARE_THREADS))
+
+
+def process_workers(cores: int) -> int:
+    """Worker processes that prepare for a GPU encoder: every usable core but one.
+
+    The encoder's process keeps a core for itself (copying the mels in, encoding, streaming the
+    long files); at most :data:`MAX_PREPARE_PROCESSES` workers.
+    """
+    return max(1, min(MAX_PREPARE_PROCESSES, cores - 1))
+
+
+def prepare_processes(
+    n_items: int,
+    n_files: int,
+    device: str,
+    prepares_on_device: bool,
+    cores: int,
+    overrides: Overrides = NO_OVERRIDES,
+) -> int:
+    """Worker processes that prepare one call's inputs (0: this process prepares them, on threads).
+
+    Parameters
+    ----------
+    n_items : int
+        Inputs in the call.
+    n_files : int
+        How many of them are file paths: only files travel to a worker (an array would be
+        pickled, which is what the workers are there to avoid).
+    device : str
+        The encoder's device type.
+    prepares_on_device : bool
+        Whether the pipeline may resample, trim and mel on the encoder's device
+        (``Pipeline(resampler="torchaudio", resample_device="device" or "auto")``): the
+        workers prepare on the CPU, so such a call keeps its preparation here.
+    cores : int
+        Usable cores (:func:`usable_cores`).
+    overrides : Overrides
+        ``prepare_processes`` fixes the count (tests force workers on a CPU with it).
+
+    Returns
+    -------
+    int
+        :func:`process_workers` on a CUDA device for at least :data:`MIN_PROCESS_INPUTS`
+        inputs that are all files, else 0 (the caller also checks the main script:
+        ``speakerembed._engine.processes.main_is_guarded``). Never more than there are inputs.
+
+    Examples
+    --------
+    >>> from speakerembed._engine.schedule import prepare_processes
+    >>> prepare_processes(5000, 5000, "cuda", False, cores=16)
+    15
+    >>> prepare_processes(5000, 5000, "cpu", False, cores=16)
+    0
+    """
+    if n_items < 2 or n_files < n_items:
+        return 0
+    if overrides.prepare_processes is not None:
+        return min(overrides.prepare_processes, n_items)
+    if device != "cuda" or prepares_on_device or n_items < MIN_PROCESS_INPUTS:
+        return 0
+    return process_workers(cores)
 
 
 def many_core_split(device_type: str, cores: int, torch_threads: int) -> tuple[int, int] | None:

@@ -388,8 +388,9 @@ def embed_corpus(
         one, each decoding its own files with ``threads`` torch threads (default 1)
         (:mod:`speakerembed.corpus.encoders`); ``None`` picks one per core for jobs of 2,000 or
         more files (:func:`speakerembed.corpus.encoders.default_encoders`). On a GPU, processes
-        that decode, resample, trim and compute mels for its encoder; ``None`` picks every core
-        but one (at most 8) for jobs of 2,000 or more files, in line below that
+        that decode, resample, trim and compute mels for its encoder (each mel comes back
+        through shared memory); ``None`` picks every core but one (at most 32) for jobs of
+        2,000 or more files, in line below that
         (:func:`speakerembed.corpus.engine.gpu_default_workers`). For the Ray engine, the number of
         actors. Worker processes start with "spawn", which runs the main script again in each:
         guard a script's work with ``if __name__ == "__main__":``.

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from .._engine.processes import main_is_guarded
 from .decode_pool import die_with_parent, inline, pooled, spawn_pool
 from .spec import MISMATCH_IN_A_WORKER, WORKERS_NEED_WEIGHTS, EmbedderSpec, weights_to_ship
 
@@ -65,32 +66,6 @@ def default_encoders(job: Job) -> int:
         return 0
     plan = plan_workers(device="cpu", threads_per_worker=job.threads or 1)
     return max(0, plan.workers - 1)
-
-
-def main_is_guarded() -> bool:
-    """Whether worker processes may start: "spawn" runs the main script again in each of them.
-
-    True for an interactive session, ``python -c``, a notebook or ``python -m speakerembed``
-    (nothing to run again), and for a main script that guards its work with
-    ``if __name__ == "__main__":`` (the ``speakerembed`` command does). A script without the
-    guard would start the job again in every worker, so the default leaves workers out there.
-    """
-    import re
-    import sys
-
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if path is None:
-        return True
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name.split(".")[0] == "speakerembed":
-        return True
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read(1_000_000)
-    except OSError:
-        return False
-    return re.search(r"""__name__\s*==\s*['"]__main__['"]""", text) is not None
 
 
 # -- in the workers ------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ writes the rows with :func:`~speakerembed.corpus.job.write_tables`.
 On a CPU it runs ``workers`` encoder processes beside this one, each preparing its own files
 (:mod:`speakerembed.corpus.encoders`). On a GPU, it decodes, resamples, trims and computes the
 mel spectrogram of each file in ``workers`` decode processes that feed the encoder here
-(:mod:`speakerembed.corpus.decode_pool`). With ``workers=0``, all of it runs in line, in bursts
-between encoder batches.
+(:mod:`speakerembed.corpus.decode_pool`), each mel through a shared-memory segment rather than
+pickled. With ``workers=0``, all of it runs in line, in bursts between encoder batches.
 
 The Ray engine is :mod:`speakerembed.corpus.ray_engine` (``pip install 'speakerembed[ray]'``).
 """
@@ -33,31 +33,35 @@ __all__ = ["default_workers", "gpu_default_workers", "run_local"]
 def default_workers(device_type: str) -> int:
     """Decoding workers beside a GPU encoder when ``workers`` is not given.
 
-    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 8).
+    On a GPU the encoder waits for the CPU, so decoding gets every core but one (at most 32:
+    ``speakerembed._engine.schedule.process_workers``, the rule ``embed_utterances`` follows).
     (On a CPU, ``workers`` are encoder processes instead:
     :func:`speakerembed.corpus.encoders.default_encoders`; this function, asked about a CPU,
     gives the cores that torch's threads leave free.)
     """
     import torch
 
-    from .._engine.schedule import usable_cores
+    from .._engine.schedule import process_workers, usable_cores
 
     cores = usable_cores()
     if device_type == "cuda":
-        return max(1, min(8, cores - 1))
+        return process_workers(cores)
     return max(0, min(8, cores - torch.get_num_threads()))
 
 
 def gpu_default_workers(n_records: int) -> int:
     """Decoding workers beside a GPU encoder for a job of ``n_records`` inputs, when not given.
 
-    In line (0) below :data:`~speakerembed.corpus.encoders.MIN_RECORDS` inputs, or when the main
-    script is not guarded (``spawn`` would run it again in each worker); else
-    :func:`default_workers`. On an H200 with 16 cores, 1,500 files of 2-5 s ran at 1,496x real
-    time in line against 985x with 8 workers (their start-up, about 3 s each, is most of such a
-    job), and 5,000 files at 2,496x against 2,507x (docs/performance.rst, "GPU").
+    In line (0) below 2,000 inputs (``speakerembed._engine.schedule.MIN_PROCESS_INPUTS``, the
+    rule ``embed_utterances`` on a GPU follows too), or when the main script is not guarded
+    (``spawn`` would run it again in each worker); else :func:`default_workers`. On an H200
+    with 16 cores, 1,500 files of 2-5 s ran at 1,496x real time in line against 985x with 8
+    workers (their start-up, about 3 s each, is most of such a job), and 5,000 files at 2,496x
+    against 2,507x (docs/performance.rst, "GPU").
     """
-    if n_records < encoders.MIN_RECORDS or not encoders.main_is_guarded():
+    from .._engine.schedule import MIN_PROCESS_INPUTS
+
+    if n_records < MIN_PROCESS_INPUTS or not encoders.main_is_guarded():
         return 0
     return default_workers("cuda")
 

@@ -93,6 +93,45 @@ def test_a_worker_killed_by_a_file_makes_an_error_row(
         assert np.abs(np.asarray(rows[str(path)]["embedding"]) - ref).max() <= 1e-5
 
 
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="counts shared-memory segments in /dev/shm (Linux)")
+def test_decode_workers_give_the_rows_of_in_line_preparation(
+    librispeech_files: list[Path], embedder: SpeakerEmbedder, tmp_path: Path
+) -> None:
+    """The GPU's decode pool, run on the CPU: mels through shared memory, long files streamed here."""
+    import soundfile as sf
+
+    from speakerembed._engine.processes import SEGMENT_PREFIX
+    from speakerembed.corpus.batch import encode_outcomes
+    from speakerembed.corpus.decode_pool import inline, pooled
+
+    bad = tmp_path / "text.wav"
+    bad.write_bytes(b"this is not audio at all\n" * 20)
+    silent = tmp_path / "silent.flac"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    paths = [str(p) for p in librispeech_files[::5][:12]]
+    paths[3:3] = [str(bad)]
+    paths[8:8] = [str(silent)]
+    records = [Record(f"r{i}", p) for i, p in enumerate(paths)]
+    pipe = Pipeline(stream_min_duration_s=6.0)
+    assert any(sf.info(p).duration >= 6.0 for p in paths if p.endswith(".flac") and "silent" not in p)
+    table = encode_outcomes(records, pooled(records, pipe, 2, embedder), embedder, pipe).to_pylist()
+    ref = encode_outcomes(records, inline(records, pipe, embedder), embedder, pipe).to_pylist()
+    assert not list(Path("/dev/shm").glob(f"{SEGMENT_PREFIX}{os.getpid()}-*"))
+    assert [r["error_type"] for r in table] == [r["error_type"] for r in ref]
+    assert [r["error"] for r in table] == [r["error"] for r in ref]
+    assert [i for i, r in enumerate(table) if r["error"]] == [3, 8]
+    for row, want in zip(table, ref, strict=True):
+        assert (row["duration_s"], row["speech_s"], row["n_windows"]) == (
+            want["duration_s"],
+            want["speech_s"],
+            want["n_windows"],
+        )
+        if want["embedding"] is not None:
+            a, b = np.asarray(row["embedding"]), np.asarray(want["embedding"])
+            assert float(a @ b) >= 0.999999
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_encoder_workers_need_weights_they_can_load_again(
     corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path
 ) -> None:
@@ -213,7 +252,8 @@ def test_in_line_job_encodes_across_its_batches_of_rows(
     for r in records:
         row = rows[r.path]
         if r.id.startswith("bad/"):
-            assert row["embedding"] is None and row["error"]
+            assert row["embedding"] is None
+            assert row["error"]
         else:
             assert row["error"] is None
             assert np.abs(np.asarray(row["embedding"]) - references[r.path]).max() <= 1e-5

@@ -8,13 +8,17 @@ import pytest
 
 from speakerembed import ConfigError
 from speakerembed._engine.schedule import (
+    MAX_PREPARE_PROCESSES,
     MAX_PREPARE_THREADS,
+    MIN_PROCESS_INPUTS,
     Overrides,
     Schedule,
     batch_layout,
     many_core_split,
     plan,
+    prepare_processes,
     preparing_threads,
+    process_workers,
     usable_cores,
 )
 
@@ -132,6 +136,7 @@ def test_batches_are_laid_out_for_the_machine_not_the_threads(device: str, cores
         {"encoder_streams": 0},
         {"cores": 0},
         {"torch_threads": True},
+        {"prepare_processes": -1},
     ],
 )
 def test_overrides_are_checked(bad: dict[str, int]) -> None:
@@ -144,3 +149,35 @@ def test_usable_cores_honours_affinity() -> None:
     assert 1 <= cores <= (os.cpu_count() or 1)
     if hasattr(os, "sched_getaffinity"):
         assert cores == len(os.sched_getaffinity(0))
+
+
+N = MIN_PROCESS_INPUTS
+# (inputs, of them files, device, prepares on the device, cores, overrides) -> worker processes.
+PROCESSES = [
+    (N, N, "cuda", False, 16, Overrides(), 15),  # every core but one
+    (N, N, "cuda", False, 64, Overrides(), MAX_PREPARE_PROCESSES),
+    (N, N, "cuda", False, 4, Overrides(), 3),
+    (N, N, "cuda", False, 1, Overrides(), 1),
+    (N - 1, N - 1, "cuda", False, 16, Overrides(), 0),  # too few to pay for the start-up
+    (N, N - 1, "cuda", False, 16, Overrides(), 0),  # an array among them: threads
+    (N, N, "cuda", True, 16, Overrides(), 0),  # the pipeline prepares on the GPU
+    (N, N, "cpu", False, 16, Overrides(), 0),  # the CPU keeps its threads (the encoder's speed)
+    (N, N, "mps", False, 16, Overrides(), 0),
+    (10, 10, "cpu", False, 2, Overrides(prepare_processes=2), 2),  # forced, as the tests do
+    (3, 3, "cpu", False, 2, Overrides(prepare_processes=8), 3),  # never more than the inputs
+    (1, 1, "cpu", False, 2, Overrides(prepare_processes=2), 0),  # one input: nothing to share
+    (10, 9, "cpu", False, 2, Overrides(prepare_processes=2), 0),  # only files travel
+    (N, N, "cuda", False, 16, Overrides(prepare_processes=0), 0),
+]
+
+
+@pytest.mark.parametrize(("n", "files", "device", "on_device", "cores", "o", "expected"), PROCESSES)
+def test_many_files_on_a_gpu_prepare_in_worker_processes(
+    n: int, files: int, device: str, on_device: bool, cores: int, o: Overrides, expected: int
+) -> None:
+    assert prepare_processes(n, files, device, on_device, cores, o) == expected
+
+
+def test_process_workers_leave_the_encoder_a_core() -> None:
+    got = [process_workers(c) for c in (1, 2, 3, 8, 16, 33, 64)]
+    assert got == [1, 1, 2, 7, 15, 32, MAX_PREPARE_PROCESSES]

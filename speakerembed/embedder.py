@@ -346,7 +346,10 @@ def run_call(
         prepared = embedder.engine.prepare_all(
             items, rates, pipe, rec, on_failure, schedule.prepare_threads, processes
         )
-        if schedule.prefetch_depth > 0 and processes == 0:
+        if len(items) == 1:
+            # One input: prepared first, it may run as one encoder call (Engine.one_input).
+            prepared, schedule = embedder.engine.one_input(prepared, schedule, pipe)
+        elif schedule.prefetch_depth > 0 and processes == 0:
             # Prepare the next utterances while the encoder runs (see _engine/prefetch.py).
             prepared = prefetch(prepared, schedule.prefetch_depth)
         kept: dict[int, float] = {}

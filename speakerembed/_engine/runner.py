@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .encoding import encode, encode_iter
 from .preparation import OnFailure, Prepared, Preparer, as_library_error, settle
 from .recorder import Recorder
-from .schedule import NO_OVERRIDES, Overrides, Schedule, plan, prepare_processes, usable_cores
+from .schedule import NO_OVERRIDES, Overrides, Schedule, for_one_input, plan, prepare_processes, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,6 +68,27 @@ class Engine:
             bool(getattr(self.encoder, "concurrent_calls", False)),
             self.overrides,
         )
+
+    def one_input(
+        self, prepared: Iterator[Prepared], schedule: Schedule, pipe: Pipeline
+    ) -> tuple[Iterator[Prepared], Schedule]:
+        """A call of one input: prepare it now and fit the schedule to its windows.
+
+        There is nothing to prepare beside a lone input, so it is prepared before encoding
+        starts; when its windows fit in one batch, it runs as that one call on the caller's
+        torch threads (:func:`~speakerembed._engine.schedule.for_one_input`).
+        """
+        if schedule.streams < 2:
+            return prepared, schedule
+        from ..stages.windows import num_windows
+
+        alone = list(prepared)
+        if alone and alone[0].mel is not None:
+            n, _ = num_windows(
+                int(alone[0].mel.shape[0]), pipe.frame_step, pipe.min_coverage, pipe.partial_frames
+            )
+            schedule = for_one_input(schedule, n, pipe.windows_per_batch(self.device.type), self.overrides)
+        return iter(alone), schedule
 
     def prepare(
         self, index: int, item: object, rate: object, pipe: Pipeline, rec: Recorder | None = None

@@ -47,6 +47,7 @@ __all__ = [
     "batch_layout",
     "burst_threads",
     "encoder_streams",
+    "for_one_input",
     "many_core_split",
     "plan",
     "prepare_processes",
@@ -168,6 +169,32 @@ class Schedule:
     prepare_threads: int
     encoder_threads: int | None
     layout: int
+
+
+def for_one_input(
+    schedule: Schedule, n_windows: int, cap: int, overrides: Overrides = NO_OVERRIDES
+) -> Schedule:
+    """The schedule of a call of one input, once its windows are counted.
+
+    A lone input whose windows fit in one batch of ``cap`` (the one-call batch size) runs as
+    that one batch, in one call on the caller's torch threads, instead of shared out between
+    one-thread streams: each stream would still run every one of the LSTM's time steps, each a
+    product too small to use its thread well (a 10 s clip's 12 windows on 2 cores: 16 ms as one
+    call, 25 ms as two streams of 6). Longer inputs, and streams fixed by ``overrides``, keep
+    ``schedule``.
+
+    Examples
+    --------
+    >>> from speakerembed._engine.schedule import Schedule, for_one_input
+    >>> streamed = Schedule(streams=2, prefetch_depth=0, prepare_threads=1, encoder_threads=1, layout=2)
+    >>> for_one_input(streamed, n_windows=12, cap=64)
+    Schedule(streams=1, prefetch_depth=0, prepare_threads=1, encoder_threads=None, layout=1)
+    >>> for_one_input(streamed, n_windows=200, cap=64) == streamed
+    True
+    """
+    if schedule.streams < 2 or n_windows > cap or overrides.encoder_streams is not None:
+        return schedule
+    return Schedule(1, 0, 1, None, 1)
 
 
 def batch_layout(device_type: str, cores: int) -> int:

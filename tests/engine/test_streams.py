@@ -236,3 +236,70 @@ def test_one_input_is_shared_out_between_the_streams(
     assert len({name for name, _ in calls}) >= 2
     assert all(name.startswith("speakerembed-encode") for name, _ in calls)
     np.testing.assert_allclose(streamed, one, atol=2e-6)
+
+
+def test_a_lone_short_input_runs_as_one_call_on_the_callers_threads(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Laid out for two cores, one short utterance is one batch in one call, not two streams."""
+    embedder = tuned(cores=2, torch_threads=2)
+    calls: list[tuple[str, int, int]] = []
+    real = embedder.encoder
+
+    class Spy:
+        device = real.device
+        concurrent_calls = real.concurrent_calls
+
+        def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+            calls.append(("call", int(windows.shape[0]), torch.get_num_threads()))
+            return real(windows)
+
+        def embed_concurrently(self, windows: torch.Tensor) -> torch.Tensor:
+            calls.append(("stream", int(windows.shape[0]), torch.get_num_threads()))
+            return real.embed_concurrently(windows)
+
+    monkeypatch.setattr(embedder.engine, "encoder", Spy())
+    before = torch.get_num_threads()
+    one = embedder.embed_utterances(short_utterances[0])
+    assert len(calls) == 1, calls
+    kind, n, threads = calls[0]
+    assert kind == "call"
+    assert n >= 2  # every window of it, in that one batch
+    assert threads == before  # the caller's torch threads, not one
+    # Two utterances still share their windows out between the streams.
+    calls.clear()
+    pair = embedder.embed_utterances(short_utterances[:2])
+    assert {kind for kind, _, _ in calls} == {"stream"}
+    np.testing.assert_allclose(pair[0], one[0], atol=2e-6)
+
+
+def test_a_lone_long_input_keeps_the_streams(
+    tuned: Callable[..., SpeakerEmbedder], short_utterances: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More windows than one batch holds: the streams run them, as for many inputs."""
+    import soundfile as sf
+
+    from speakerembed import Pipeline
+
+    embedder = tuned(cores=2, torch_threads=2)
+    pipe = Pipeline(max_windows_per_batch=4)
+    wav, sr = sf.read(str(short_utterances[0]), dtype="float32")
+    kinds: list[str] = []
+    real = embedder.encoder
+
+    class Spy:
+        device = real.device
+        concurrent_calls = real.concurrent_calls
+
+        def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+            kinds.append("call")
+            return real(windows)
+
+        def embed_concurrently(self, windows: torch.Tensor) -> torch.Tensor:
+            kinds.append("stream")
+            return real.embed_concurrently(windows)
+
+    monkeypatch.setattr(embedder.engine, "encoder", Spy())
+    embedder.embed_utterances(np.concatenate([wav, wav, wav]), sample_rate=sr, pipeline=pipe)
+    assert len(kinds) > 1
+    assert set(kinds) == {"stream"}

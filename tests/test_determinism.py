@@ -26,6 +26,9 @@ _SCRIPT = textwrap.dedent(
     from _signals import voice
     from speakerembed import Pipeline, SpeakerEmbedder
 
+    import torch
+
+    torch.set_num_threads(2)  # the configuration includes torch's thread count (1 or more)
     e = SpeakerEmbedder("resemblyzer", device="cpu")
     clips = [voice(2.0, 16000, f0=110.0, seed=1), voice(3.0, 44100, f0=180.0, seed=2)]
     rows = e.embed_utterances(clips, sample_rate=[16000, 44100])
@@ -85,7 +88,32 @@ def test_across_processes(embedder: SpeakerEmbedder, wav: Path, tmp_path: Path) 
             [sys.executable, "-c", _SCRIPT, str(TESTS), str(wav), str(out)], check=True, timeout=300
         )
         outputs.append(np.load(out))
-    here = _expected(embedder, wav)
+    import torch
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)  # as in the fresh interpreters (an earlier test may have changed it)
+    try:
+        here = _expected(embedder, wav)
+    finally:
+        torch.set_num_threads(saved)
     assert outputs[0].shape == here.shape == (5, 256)
     assert outputs[0].tobytes() == outputs[1].tobytes()
     assert outputs[0].tobytes() == here.tobytes()
+
+
+def test_a_lone_input_gives_the_same_bits_on_two_threads_or_more(embedder: SpeakerEmbedder) -> None:
+    """A lone short input is one batch on at most two threads: more threads do not show."""
+    import torch
+
+    clip = voice(10.0, 44100, f0=130.0, seed=5)
+    saved = torch.get_num_threads()
+    try:
+        out = {}
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            out[n] = embedder.embed_utterances(clip, sample_rate=44100)
+    finally:
+        torch.set_num_threads(saved)
+    assert out[2].tobytes() == out[4].tobytes()
+    # On one thread the same batch can round differently in the last bits.
+    np.testing.assert_allclose(out[1], out[2], atol=1e-6)

@@ -72,22 +72,27 @@ class Engine:
     def one_input(
         self, prepared: Iterator[Prepared], schedule: Schedule, pipe: Pipeline
     ) -> tuple[Iterator[Prepared], Schedule]:
-        """A call of one input: prepare it now and fit the schedule to its windows.
+        """A call of one input on a CPU: prepare it now and fit the schedule to its windows.
 
         There is nothing to prepare beside a lone input, so it is prepared before encoding
-        starts; when its windows fit in one batch, it runs as that one call on the caller's
-        torch threads (:func:`~speakerembed._engine.schedule.for_one_input`).
+        starts, on one torch thread (as it is beside the encoder streams, so that its mel is the
+        same bits whatever the caller's thread count); when its windows fit in one batch, it
+        runs as that one call (:func:`~speakerembed._engine.schedule.for_one_input`).
         """
-        if schedule.streams < 2:
+        if self.device.type != "cpu":
             return prepared, schedule
-        from ..stages.windows import num_windows
+        import torch
 
-        alone = list(prepared)
+        from ..stages.windows import num_windows
+        from .prefetch import torch_threads
+
+        with torch_threads(1):  # on one thread, as beside streams: the same mel bits on any count
+            alone = list(prepared)
         if alone and alone[0].mel is not None:
-            n, _ = num_windows(
-                int(alone[0].mel.shape[0]), pipe.frame_step, pipe.min_coverage, pipe.partial_frames
-            )
-            schedule = for_one_input(schedule, n, pipe.windows_per_batch(self.device.type), self.overrides)
+            frames = int(alone[0].mel.shape[0])
+            n, _ = num_windows(frames, pipe.frame_step, pipe.min_coverage, pipe.partial_frames)
+            cap = pipe.windows_per_batch("cpu")
+            schedule = for_one_input(schedule, n, cap, torch.get_num_threads(), self.overrides)
         return iter(alone), schedule
 
     def prepare(

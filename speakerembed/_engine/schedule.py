@@ -40,6 +40,7 @@ __all__ = [
     "MAX_PREPARE_THREADS",
     "MIN_PROCESS_INPUTS",
     "NO_OVERRIDES",
+    "ONE_INPUT_THREADS",
     "PREPARE_BESIDE_FROM",
     "Overrides",
     "Schedule",
@@ -171,30 +172,35 @@ class Schedule:
     layout: int
 
 
+#: The most torch threads a lone input's one encoder call runs on (:func:`for_one_input`).
+ONE_INPUT_THREADS = 2
+
+
 def for_one_input(
-    schedule: Schedule, n_windows: int, cap: int, overrides: Overrides = NO_OVERRIDES
+    schedule: Schedule, n_windows: int, cap: int, torch_threads: int, overrides: Overrides = NO_OVERRIDES
 ) -> Schedule:
-    """The schedule of a call of one input, once its windows are counted.
+    """The schedule of a call of one input on a CPU, once its windows are counted.
 
     A lone input whose windows fit in one batch of ``cap`` (the one-call batch size) runs as
-    that one batch, in one call on the caller's torch threads, instead of shared out between
-    one-thread streams: each stream would still run every one of the LSTM's time steps, each a
-    product too small to use its thread well (a 10 s clip's 12 windows on 2 cores: 16 ms as one
-    call, 25 ms as two streams of 6). Longer inputs, and streams fixed by ``overrides``, keep
-    ``schedule``.
+    that one batch, in one call on at most :data:`ONE_INPUT_THREADS` of the caller's torch
+    threads, instead of shared out between one-thread streams: each stream would still run every
+    one of the LSTM's time steps, each a product too small to use its thread well (a 10 s clip's
+    12 windows on a 2-core AVX-512 host: 16 ms as one call, 25 ms as two streams of 6). The
+    batch and the thread count (1 or 2) do not depend on the machine or on torch's thread count,
+    so neither do the bits. Longer inputs, and streams fixed by ``overrides``, keep ``schedule``.
 
     Examples
     --------
     >>> from speakerembed._engine.schedule import Schedule, for_one_input
     >>> streamed = Schedule(streams=2, prefetch_depth=0, prepare_threads=1, encoder_threads=1, layout=2)
-    >>> for_one_input(streamed, n_windows=12, cap=64)
-    Schedule(streams=1, prefetch_depth=0, prepare_threads=1, encoder_threads=None, layout=1)
-    >>> for_one_input(streamed, n_windows=200, cap=64) == streamed
+    >>> for_one_input(streamed, n_windows=12, cap=64, torch_threads=8)
+    Schedule(streams=1, prefetch_depth=0, prepare_threads=1, encoder_threads=2, layout=1)
+    >>> for_one_input(streamed, n_windows=200, cap=64, torch_threads=8) == streamed
     True
     """
-    if schedule.streams < 2 or n_windows > cap or overrides.encoder_streams is not None:
+    if n_windows > cap or overrides.encoder_streams is not None:
         return schedule
-    return Schedule(1, 0, 1, None, 1)
+    return Schedule(1, 0, 1, max(1, min(torch_threads, ONE_INPUT_THREADS)), 1)
 
 
 def batch_layout(device_type: str, cores: int) -> int:

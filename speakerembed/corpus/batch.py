@@ -148,32 +148,10 @@ def encode_outcomes(
     SpeakerEmbedError
         Only if the encoder itself fails on a batch.
     """
-    from ..embedder import Failure
-
-    details: dict[int, _Details] = {}
-    errors: dict[int, SpeakerEmbedError] = {}
-
-    def tap() -> Iterator[_Prepared]:
-        for index, item in outcomes:
-            if isinstance(item, SpeakerEmbedError):
-                errors[index] = item
-                continue
-            details[index] = _details(item, pipeline)
-            # The encoder keys its results by this index: make it the position in this batch
-            # (an engine may have prepared the record under its position in the whole job).
-            item.index = index
-            yield item
-
-    failures: list[Failure] = []
-
-    def skip(index: int, source: str, error: SpeakerEmbedError) -> None:
-        failures.append(Failure(index, source, error))
-
-    embeds = embedder.engine.encode(tap(), pipeline, on_failure=skip)
-    for f in failures:
-        f.error.source = records[f.index].path
-        errors[f.index] = f.error
-    return build_table(records, embeds, details, errors, schema)
+    if not records:
+        return build_table([], {}, {}, {}, schema)
+    # One table of them all: encode_tables with a batch the size of the records.
+    return next(iter(encode_tables(records, outcomes, embedder, pipeline, schema, len(records))))
 
 
 def encode_tables(
@@ -197,7 +175,8 @@ def encode_tables(
     records : sequence of Record
         The job's inputs; outcome ``i`` belongs to ``records[i]``.
     outcomes : iterable of Outcome
-        One per record, in order (the local engine's decode pool or in-line preparation).
+        One per record, in any order (a table comes out once all its records are done); in
+        order from the local engine's decode pool or in-line preparation.
     embedder, pipeline, schema
         As for :func:`encode_outcomes`.
     batch_size : int

@@ -265,7 +265,7 @@ def test_a_lone_short_input_runs_as_one_call_on_the_callers_threads(
     kind, n, threads = calls[0]
     assert kind == "call"
     assert n >= 2  # every window of it, in that one batch
-    assert threads == before  # the caller's torch threads, not one
+    assert threads == min(before, 2)  # the caller's torch threads, at most two
     # Two utterances still share their windows out between the streams.
     calls.clear()
     pair = embedder.embed_utterances(short_utterances[:2])

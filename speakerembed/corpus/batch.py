@@ -2,7 +2,7 @@
 
 :func:`embed_batch` is the whole step, pure apart from the embedder it is given: every engine
 calls it, or its two halves. The local engine (:mod:`speakerembed.corpus.engine`) runs the first
-half, :func:`prepare_records`, in worker processes and the second, :func:`encode_outcomes`, beside
+half, :func:`prepare_records`, in worker processes and the second, ``encode_outcomes``, beside
 the encoder; the Ray engine calls :func:`embed_batch` in each actor.
 
 It runs the library's own stages (:meth:`SpeakerEmbedder._prepare
@@ -164,7 +164,7 @@ def encode_tables(
 ) -> Iterator[pa.Table]:
     """Encode a whole job's prepared records in one stream; a table every ``batch_size`` records.
 
-    The same rows as :func:`encode_outcomes` on each batch of ``batch_size`` records, in order,
+    The same rows as ``encode_outcomes`` on each batch of ``batch_size`` records, in order,
     but the encoder runs over the batches' boundaries: it does not wait, at the end of each
     batch, for that batch's last windows (a part-full encoder batch, and idle encoder streams)
     before the next batch's files are prepared. A table is yielded as soon as all its records
@@ -178,7 +178,7 @@ def encode_tables(
         One per record, in any order (a table comes out once all its records are done); in
         order from the local engine's decode pool or in-line preparation.
     embedder, pipeline, schema
-        As for :func:`encode_outcomes`.
+        As for ``encode_outcomes``.
     batch_size : int
         Records per table.
 

@@ -38,38 +38,9 @@ if TYPE_CHECKING:
     from .recorder import Recorder
     from .schedule import Schedule
 
-__all__ = ["encode", "encode_iter"]
+__all__ = ["encode_iter"]
 
 logger = logging.getLogger("speakerembed")
-
-
-def encode(
-    prepared: Iterable[Prepared],
-    pipe: Pipeline,
-    *,
-    encoder: Any,
-    device: torch.device,
-    schedule: Schedule,
-    rec: Recorder,
-    on_failure: OnFailure | None = None,
-    kept: dict[int, float] | None = None,
-) -> dict[int, npt.NDArray[np.float32]]:
-    """Encode the prepared inputs' windows; one unit row per input, keyed by its index.
-
-    :func:`encode_iter`, gathered; the parameters are the same.
-    """
-    return dict(
-        encode_iter(
-            prepared,
-            pipe,
-            encoder=encoder,
-            device=device,
-            schedule=schedule,
-            rec=rec,
-            on_failure=on_failure,
-            kept=kept,
-        )
-    )
 
 
 def encode_iter(

@@ -3,7 +3,7 @@
 :class:`~speakerembed.SpeakerEmbedder` holds one (its ``engine``) and hands every call to it:
 :meth:`Engine.prepare_all` (the stages on each input, scheduled by
 :func:`~speakerembed._engine.schedule.plan`) and :meth:`Engine.encode` (packing, encoding and
-consolidation: :func:`~speakerembed._engine.encoding.encode`). The Chatterbox API, the per-window
+consolidation: :func:`~speakerembed._engine.encoding.encode_iter`). The Chatterbox API, the per-window
 embeddings and the corpus job use the same two steps.
 
 On a CUDA device, a call of many files (:func:`~speakerembed._engine.schedule.prepare_processes`)
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .encoding import encode, encode_iter
+from .encoding import encode_iter
 from .preparation import OnFailure, Prepared, Preparer, as_library_error, settle
 from .recorder import Recorder
 from .schedule import NO_OVERRIDES, Overrides, Schedule, for_one_input, plan, prepare_processes, usable_cores
@@ -160,20 +160,9 @@ class Engine:
         rec: Recorder | None = None,
         schedule: Schedule | None = None,
     ) -> dict[int, npt.NDArray[np.float32]]:
-        """Encode prepared inputs (:func:`~speakerembed._engine.encoding.encode`).
-
-        ``schedule`` defaults to :meth:`schedule` for two inputs or more (streams on a CPU);
-        pass it when this runs with the caller's torch threads changed.
-        """
-        return encode(
-            prepared,
-            pipe,
-            encoder=self.encoder,
-            device=self.device,
-            schedule=schedule if schedule is not None else self.schedule(2),
-            rec=self.recorder if rec is None else rec,
-            on_failure=on_failure,
-            kept=kept,
+        """Encode prepared inputs: :meth:`encode_iter`'s rows, gathered by input index."""
+        return dict(
+            self.encode_iter(prepared, pipe, on_failure=on_failure, kept=kept, rec=rec, schedule=schedule)
         )
 
     def encode_iter(
@@ -182,19 +171,23 @@ class Engine:
         pipe: Pipeline,
         *,
         on_failure: OnFailure | None = None,
+        kept: dict[int, float] | None = None,
         rec: Recorder | None = None,
+        schedule: Schedule | None = None,
     ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
         """Encode prepared inputs, yielding each row as its input is done.
 
-        :func:`~speakerembed._engine.encoding.encode_iter`, with :meth:`schedule` for two inputs
-        or more.
+        :func:`~speakerembed._engine.encoding.encode_iter`. ``schedule`` defaults to
+        :meth:`schedule` for two inputs or more (streams on a CPU); pass it when this runs with
+        the caller's torch threads changed.
         """
         return encode_iter(
             prepared,
             pipe,
             encoder=self.encoder,
             device=self.device,
-            schedule=self.schedule(2),
+            schedule=schedule if schedule is not None else self.schedule(2),
             rec=self.recorder if rec is None else rec,
             on_failure=on_failure,
+            kept=kept,
         )

@@ -186,8 +186,10 @@ def for_one_input(
     threads, instead of shared out between one-thread streams: each stream would still run every
     one of the LSTM's time steps, each a product too small to use its thread well (a 10 s clip's
     12 windows on a 2-core AVX-512 host: 16 ms as one call, 25 ms as two streams of 6). The
-    batch and the thread count (1 or 2) do not depend on the machine or on torch's thread count,
-    so neither do the bits. Longer inputs, and streams fixed by ``overrides``, keep ``schedule``.
+    batch does not depend on the machine, and the call runs on two threads whenever torch has
+    two or more, so the bits are the same at any thread count from two up (on one thread they
+    may differ in the last place). Longer inputs, and streams fixed by ``overrides``, keep
+    ``schedule``.
 
     Examples
     --------

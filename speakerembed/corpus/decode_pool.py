@@ -6,7 +6,7 @@
 pool is the engine's (:mod:`speakerembed._engine.processes`, which ``embed_utterances`` on a
 GPU uses too): each mel comes back through a shared-memory segment, not pickled, and is copied
 into a tensor here; only its name, shape and dtype and the file's details travel through the
-pool's pipe. :func:`inline` does the same in this process, in bursts between encoder batches.
+pool's pipe. :func:`inline` does the same in this process, scheduled as ``embed_utterances`` is.
 Files long enough for the streaming path
 (:attr:`Pipeline.stream_min_duration_s <speakerembed.Pipeline.stream_min_duration_s>`) stream
 in the encoder's process, block by block.
@@ -60,16 +60,30 @@ def pooled(
         stream.close()
 
 
-def inline(records: Sequence[Record], pipeline: Pipeline, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
-    """Prepared records from this process, in bursts between encoder batches.
+def inline(
+    records: Sequence[Record], pipeline: Pipeline, preparer: SpeakerEmbedder, *, in_turn: bool = False
+) -> Iterator[Outcome]:
+    """Prepared records from this process, as ``embed_utterances`` prepares its inputs.
 
-    The same as ``embed_utterances`` (:func:`speakerembed._engine.prefetch.map_in_bursts`).
+    The embedder's schedule for the job (:meth:`Engine.schedule
+    <speakerembed._engine.runner.Engine.schedule>`) decides, as it does for
+    ``embed_utterances``: on a CPU with encoder streams, in line (the streams pull the records
+    as they need them), or from 8 cores in bursts beside them; otherwise in bursts between
+    encoder batches (:func:`speakerembed._engine.prefetch.map_in_bursts`), ahead of the encoder
+    in a prefetch thread where torch leaves a core free.
+
+    With ``in_turn``, each record is prepared when the encoder asks for it, in the asking
+    thread: beside encoder workers (:mod:`speakerembed.corpus.encoders`), the job's own
+    encoder has one core's share.
     """
-    from .._engine.prefetch import BURST_PER_THREAD, auto_prefetch_depth, burst_threads, map_in_bursts
-
-    threads = burst_threads(preparer.device.type, auto_prefetch_depth())
+    from .._engine.prefetch import BURST_PER_THREAD, map_in_bursts, prefetch
 
     def one(pair: tuple[int, Record]) -> Outcome:
         return prepare_one(preparer, pair[0], pair[1], pipeline)
 
-    return map_in_bursts(one, enumerate(records), threads, BURST_PER_THREAD * threads)
+    if in_turn:
+        return map(one, enumerate(records))
+    schedule = preparer.engine.schedule(len(records))
+    threads = schedule.prepare_threads
+    outcomes = map_in_bursts(one, enumerate(records), threads, BURST_PER_THREAD * threads)
+    return prefetch(outcomes, schedule.prefetch_depth) if schedule.prefetch_depth > 0 else outcomes

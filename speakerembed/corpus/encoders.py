@@ -149,7 +149,7 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
     ahead = 2 * queued + 8  # finished batches held for the ones before them, at most
 
     def here(batch: Sequence[Record]) -> pa.Table:
-        outcomes = inline(batch, job.pipeline, job.embedder)
+        outcomes = inline(batch, job.pipeline, job.embedder, in_turn=True)
         return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
 
     def isolating(batch: Sequence[Record]) -> pa.Table:

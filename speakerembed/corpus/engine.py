@@ -7,7 +7,7 @@ On a CPU it runs ``workers`` encoder processes beside this one, each preparing i
 (:mod:`speakerembed.corpus.encoders`). On a GPU, it decodes, resamples, trims and computes the
 mel spectrogram of each file in ``workers`` decode processes that feed the encoder here
 (:mod:`speakerembed.corpus.decode_pool`), each mel through a shared-memory segment rather than
-pickled. With ``workers=0``, all of it runs in line, in bursts between encoder batches.
+pickled. With ``workers=0``, all of it runs in this process, scheduled as ``embed_utterances`` is.
 
 The Ray engine is :mod:`speakerembed.corpus.ray_engine` (``pip install 'speakerembed[ray]'``).
 """

@@ -38,8 +38,10 @@ def test_encode_in_order_keeps_order_bounds_what_is_in_flight_and_uses_one_threa
     def batches() -> object:
         for i in range(20):
             pulled.append(i)
-            # When a batch is pulled, at most `streams` are in flight: streams + 1 once it is in.
-            assert i - len(got) <= 2
+            names.add(threading.current_thread().name)  # the streams pull their own batches
+            # When a batch is pulled, at most `streams` are out: streams + 1 once it is pulled
+            # (one more here while the consumer has its result but not yet in `got`).
+            assert i - len(got) <= 3
             yield i, torch.tensor([i])
 
     got: list[int] = []
@@ -71,6 +73,43 @@ def test_encode_in_order_raises_at_the_failing_batch_and_stops() -> None:
         consume()
     assert got == [0, 1, 2]
     assert max(calls) <= 6  # batches after the failure are not all run
+
+
+def test_encode_in_order_raises_a_failing_pull_in_order_after_the_batches_before_it() -> None:
+    def call(batch: torch.Tensor) -> tuple[torch.Tensor, float]:
+        time.sleep(0.01 if int(batch[0]) == 0 else 0.0)  # the first batch finishes last
+        return batch, 0.0
+
+    pulls: list[int] = []
+
+    def batches() -> object:
+        for i in range(10):
+            if i == 4:
+                raise ValueError("input four is not audio")
+            pulls.append(i)
+            yield i, torch.tensor([i])
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="input four"):
+        for owner, _, _ in _streams.encode_in_order(call, batches(), 2):  # type: ignore[arg-type]
+            got.append(owner)
+    assert got == [0, 1, 2, 3]
+    assert pulls == [0, 1, 2, 3]
+
+
+def test_encode_in_order_stops_its_streams_when_the_consumer_stops() -> None:
+    pulled: list[int] = []
+
+    def batches() -> object:
+        for i in range(1000):
+            pulled.append(i)
+            yield i, torch.tensor([i])
+
+    it = _streams.encode_in_order(lambda b: (b, 0.0), batches(), 2)  # type: ignore[arg-type]
+    assert [next(it)[0] for _ in range(3)] == [0, 1, 2]
+    it.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith("speakerembed-encode")]
+    assert len(pulled) <= 3 + 3  # what was yielded, and at most streams + 1 more
 
 
 def test_one_stream_runs_in_the_callers_thread() -> None:

@@ -151,7 +151,7 @@ class _Streams:
                     self.cond.notify_all()
                 if isinstance(item, BaseException):
                     raise item
-                yield item  # type: ignore[misc]
+                yield item
         finally:
             with self.cond:
                 self.stop = True

@@ -90,9 +90,13 @@ def test_encode_in_order_raises_a_failing_pull_in_order_after_the_batches_before
             yield i, torch.tensor([i])
 
     got: list[int] = []
-    with pytest.raises(ValueError, match="input four"):
+
+    def consume() -> None:
         for owner, _, _ in _streams.encode_in_order(call, batches(), 2):  # type: ignore[arg-type]
             got.append(owner)
+
+    with pytest.raises(ValueError, match="input four"):
+        consume()
     assert got == [0, 1, 2, 3]
     assert pulls == [0, 1, 2, 3]
 

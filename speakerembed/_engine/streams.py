@@ -158,4 +158,3 @@ class _Streams:
                 self.cond.notify_all()
             for t in threads:
                 t.join()
-

@@ -160,8 +160,10 @@ def encode_iter(
             owners = [(idx, int(w.shape[0])) for idx, w in pieces]
             yield owners, torch.cat([w for _, w in pieces]).to(device, non_blocking=False)
 
-    # With streams, this thread prepares (the batches pull the prepared inputs) and hands
-    # out batches on one torch thread: its idle OpenMP threads would spin against them.
+    # With streams, they pull the batches (preparing the inputs) and this thread gathers and
+    # consolidates their rows on one torch thread: its idle OpenMP threads would spin against
+    # them. windows_of's dicts are filled in the streams' threads, for inputs not yet encoded,
+    # and read here once their windows are back.
     with torch_threads(1 if streams > 1 else None), torch.inference_mode():
         for owners, emb, seconds in encode_in_order(run, batches(), streams):
             rec.stage("encode", device.type, seconds)

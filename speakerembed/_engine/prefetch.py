@@ -9,8 +9,8 @@ NumPy, libsoxr, libsndfile and torch all release the GIL, so threads prepare in 
   batches instead: when the encoder asks for the next utterance, a burst of the following ones
   is prepared on one thread per core, each thread with one torch thread.
 * A CPU encoder that can be called from several threads runs as one-thread streams instead
-  (:mod:`speakerembed._engine.streams`); preparation runs in line beside them, or from 8 usable
-  cores on, in bursts on a quarter of the cores, driven by a prefetch thread.
+  (:mod:`speakerembed._engine.streams`); they prepare in line, each the batch it pulls, or from
+  8 usable cores on, bursts on a quarter of the cores prepare, driven by a prefetch thread.
 * For an encoder that cannot stream (a module of the caller's own), from
   :data:`~speakerembed._engine.schedule.MANY_CORES` usable cores on, the LSTM no longer gains
   from every core, so an encoder that would take them all runs on three quarters of them

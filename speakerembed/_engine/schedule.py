@@ -9,7 +9,7 @@ The rules, each measured (docs/performance.rst):
 
 * **Encoder streams** (:mod:`speakerembed._engine.streams`): on a CPU of two cores or more, an
   encoder that can be called from several threads runs as one one-thread stream per torch thread
-  (at most one per usable core). The caller's thread prepares in line between batches, or from
+  (at most one per usable core). The streams prepare in line, each the batch it pulls, or from
   :data:`PREPARE_BESIDE_FROM` cores on, a quarter of the cores prepare in bursts beside them,
   driven by a prefetch thread.
 * Otherwise, a **prefetch thread** when torch's threads leave a core free (2 ahead), or
@@ -386,8 +386,8 @@ def plan(
     else:
         streams = o.encoder_streams if concurrent_calls else 1
     if streams > 1:
-        # Encoder streams have no barrier to stall: the caller prepares in line while they run,
-        # or on many cores bursts on a quarter of them prepare beside. The caller runs on one
+        # Encoder streams have no barrier to stall: they prepare in line, each the batch it
+        # pulls, or on many cores bursts on a quarter of them prepare beside. The caller runs on one
         # torch thread, as each stream does: its idle OpenMP threads would spin against the
         # streams (a 10 s clip on 2 cores took 61-67 ms with two, 52-59 ms with one).
         if n_items < 2:

@@ -16,9 +16,10 @@ inputs, one stream at a time) and encodes it, while the others encode theirs. No
 the streams competes for the cores (from :data:`~speakerembed._engine.schedule.PREPARE_BESIDE_FROM`
 cores, a quarter of the cores prepare in bursts beside them, and a stream's pull is a queue's:
 :func:`~speakerembed._engine.schedule.preparing_threads`). On the 2-core host of this release,
-against a third thread that prepared while both streams encoded, a corpus job of 1,000 files
-switched contexts about 2,000 times instead of 14,000 and ran 3-5 % faster, and
-``embed_utterances`` on the same audio in memory 2-4 % faster (docs/performance.rst).
+against a third thread that prepared while both streams encoded (four alternating rounds), a
+corpus job of 1,000 files switched contexts 2,400-3,600 times instead of 13,700-15,500 and ran
+2-7 % faster, ``embed_utterances`` on the same audio in memory 4-9 % faster, and the throughput
+benchmark's pipeline 1-8 points closer to the encoder alone (docs/performance.rst).
 
 :func:`encode_in_order` keeps at most ``streams + 1`` batches pulled and not yet handed back,
 and yields the results in the order the batches came, so embeddings do not depend on timing.

@@ -3,9 +3,9 @@
 Usage: ``python -m benchmarks.families.prepare_overlap [--runs 3] [--rates 44100,16000]
 [--precisions fp32,bf16]``.
 
-On two cores the encoder runs as two one-thread streams and the caller's thread prepares
-(decode, resample, trim, mel) in line beside them (:mod:`speakerembed._engine.streams`). With many
-cores one preparing thread cannot keep up with a stream per core. Each configuration runs
+On two cores the encoder runs as two one-thread streams that prepare (decode, resample, trim,
+mel) in line, each the batch it pulls (:mod:`speakerembed._engine.streams`). With many cores one
+stream preparing at a time cannot keep up with a stream per core. Each configuration runs
 ``embed_utterances`` on the throughput set in its own process with a torch thread per core,
 alternating with the encoder alone on the same windows, run the faster of two ways (one call
 on every thread, or one-thread streams: the machine's limit):
@@ -19,7 +19,7 @@ on every thread, or one-thread streams: the machine's limit):
   hand at any count);
 * three quarters of the cores as streams, a quarter preparing beside (no core shared);
 * a stream per core, an eighth, and half, of the cores preparing beside;
-* a stream per core, the caller preparing in line (the rule below 8 cores).
+* a stream per core, preparing in line (the rule below 8 cores).
 
 Run it under ``taskset`` to measure fewer cores than the machine has.
 """

@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(ROOT))  # benchmarks._harness, for the machine's line
 TARGET_THROUGHPUT = 0.90
 TARGET_RSS_RATIO = 1.25
 
@@ -126,6 +127,14 @@ def _run(cfg: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _machine(threads: int) -> str:
+    """The harness's one line naming the machine, and its load average now."""
+    from benchmarks import _harness as h
+
+    m = h.machine_info(threads)
+    return f"{h.machine_line(m)}; load average {m['load_average'][0]:.2f}"
+
+
 def _check(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -144,6 +153,7 @@ def run(
         corpus = Path(tmp) / "corpus"
         t0 = time.perf_counter()
         audio = build_corpus(corpus, n)
+        print(f"machine: {_machine(threads)}", flush=True)
         print(
             f"corpus: {n} files, {audio:.0f} s of audio, built in {time.perf_counter() - t0:.0f} s",
             flush=True,
@@ -201,6 +211,7 @@ def alternating(rounds: int, threads: int, files: int, device: str, workers: int
     with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
         corpus = Path(tmp) / "corpus"
         audio = build_corpus(corpus, files)
+        print(f"machine: {_machine(threads)}", flush=True)
         print(f"corpus: {files} files, {audio:.0f} s of audio; {rounds} alternating rounds", flush=True)
         base = {"corpus": str(corpus), "threads": threads, "device": device}
         ratios, pairs = [], []

@@ -50,6 +50,8 @@ MODULE_OF = {"onnx": "onnx_export"}
 #: ``speakerembed[ray]`` (``nox -s bench`` installs it).
 SCRIPTS: list[tuple[str, str, list[str]]] = [
     ("corpus", "bench_corpus.py", []),
+    # Issue 22: the corpus job against in memory in five alternating rounds (median and worst).
+    ("corpus_rounds", "bench_corpus.py", ["--rounds", "5", "--workers", "default"]),
     ("ray", "bench_ray.py", []),
     # The "speakers" family (issue 19): clustering 200,000 embeddings (diarization beside it).
     ("speakers_cluster", "speakers_cluster.py", []),

@@ -80,6 +80,67 @@ def test_output_reads_as_one_table_with_metadata(embedded: Path, embedder: Speak
     assert {"speakerembed_version", "torch_version", "command"} <= set(meta)
 
 
+def test_every_shard_is_valid_arrow(embedded: Path) -> None:
+    # The columns are built from buffers (speakerembed.corpus.batch.arrow_column): a wrong
+    # offset or bitmap would read back wrong, or fail Arrow's own full validation.
+    for shard in sorted(embedded.glob("part-*.parquet")):
+        table = pq.read_table(shard)
+        table.validate(full=True)
+        errors = table.column("error")
+        assert table.column("embedding").null_count == len(errors) - errors.null_count
+
+
+@pytest.mark.parametrize(
+    ("values", "type_"),
+    [
+        (["a", None, "h\u00e9llo", "", "\u58f0"], "string"),
+        ([None, None], "string"),
+        ([], "string"),
+        ([2.5, None, 3.0, 0], "float64"),
+        ([0.5, None], "float32"),
+        ([16000, None, 48000], "int32"),
+        ([2**40, -1], "int64"),
+        ([2**40], "int32"),  # out of range: pa.array refuses it, as before
+        ([1.7, 2], "int32"),  # a float in an integer column: whatever pa.array does
+        ([True, None], "bool_"),
+        (["x", 1], "string"),  # of two kinds: refused
+    ],
+)
+def test_arrow_column_is_pa_array(values: list[object], type_: str) -> None:
+    from speakerembed.corpus.batch import arrow_column
+
+    typ = getattr(pa, type_)()
+    try:
+        want = pa.array(values, type=typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        with pytest.raises(type(exc)):
+            arrow_column(values, typ)
+        return
+    got = arrow_column(values, typ)
+    got.validate(full=True)
+    assert got.type == typ
+    assert got.equals(want), (got, want)
+
+
+def test_a_job_does_not_import_pandas(corpus: Path, tmp_path: Path) -> None:
+    # pa.array imports pandas on its first call when it is installed (0.28 s of a core on the
+    # 2-core host): the job's tables are built without it.
+    pytest.importorskip("pandas")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from speakerembed import embed_corpus\n"
+        f"embed_corpus([{str(corpus)!r}], {str(tmp_path / 'out')!r}, weights='resemblyzer', "
+        "device='cpu', workers=0, progress='off')\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stderr[-2000:]
+    assert len(pq.read_table(tmp_path / "out")) > 0
+
+
 def test_speakers_file_is_beside_the_folder(corpus: Path, embedder: SpeakerEmbedder, tmp_path: Path) -> None:
     rows = [
         {"path": str(p), "speaker": p.name.split("_")[0]}

@@ -19,9 +19,11 @@ The rules, in order:
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -227,27 +229,31 @@ def _check_path(path: Path, source: str) -> bytes:
     if not str(path) or str(path) == ".":
         raise AudioError("is an empty path; pass the path of an audio file", source=source, stage="load")
     try:
-        if not path.exists():
+        try:
+            mode = os.stat(path).st_mode  # the one stat: what Path.exists, is_dir and is_file ask
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                raise
             raise AudioError(
                 "no such file; check the path and the working directory",
                 source=source,
                 stage="load",
-            )
-        if path.is_dir():
+            ) from None
+        if stat.S_ISDIR(mode):
             raise AudioError(
                 "is a directory, not an audio file; pass the files in it (for example "
                 "sorted(Path(d).glob('*.wav')))",
                 source=source,
                 stage="load",
             )
-        if not path.is_file():
+        if not stat.S_ISREG(mode):
             # A FIFO or a device would block or never end.
             raise AudioError(
                 "is not a regular file (a pipe, socket or device); save the audio to a file first",
                 source=source,
                 stage="load",
             )
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: 64 bytes, not a 4 KiB block
             head = f.read(64)
     except PermissionError as exc:
         raise _permission_error(source) from exc

@@ -43,10 +43,13 @@ __all__ = ["MIN_RECORDS", "QUEUED_PER_WORKER", "default_encoders", "encoder_tabl
 logger = logging.getLogger("speakerembed")
 
 #: Fewest pending inputs for which the default starts encoder processes: each takes about 3 s
-#: to import torch and load the weights. On the 2-core development machine, 1,000 files of 2 to
-#: 5 s ran at 0.92-0.96 of in-memory speed in line and 0.86-0.89 with encoder processes (their
-#: start-up included); without the start-up, two one-thread encoders ran 5 % above in-memory
-#: speed, which wins the start-up back at about 2,000 such files.
+#: to import torch and load the weights. On the 2-core development machine of 0.2 (AVX2),
+#: 1,000 files of 2 to 5 s ran at 0.92-0.96 of in-memory speed in line and 0.86-0.89 with
+#: encoder processes (their start-up included); without the start-up, two one-thread encoders
+#: ran 5 % above in-memory speed, which wins the start-up back at about 2,000 such files. On
+#: the AVX-512 host of 0.3, whose encoder is about twice as fast, in line ran 0.79-0.83 and one
+#: encoder process beside this one took 6.3-6.5 s against 4.6-4.9 s at 1,000 files; the
+#: threshold was not measured again there.
 MIN_RECORDS = 2000
 #: Batches queued per worker, so none waits for the next while this process hands it out.
 QUEUED_PER_WORKER = 2

@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="worker processes: on a CPU, encoders beside this one (each decodes its own "
         "files, with --threads torch threads, default 1); on a GPU, decoders feeding it; 0 runs "
-        "in line (default: one encoder per core for 2,000+ files on a CPU); with --engine ray, "
+        "in line (default: one encoder per core for 2,000+ files on a CPU of 8+ cores); with --engine ray, "
         "the number of actors",
     )
     g.add_argument(

@@ -387,7 +387,8 @@ def embed_corpus(
         Worker processes; 0 runs everything in line. On a CPU, encoder processes beside this
         one, each decoding its own files with ``threads`` torch threads (default 1)
         (:mod:`speakerembed.corpus.encoders`); ``None`` picks one per core for jobs of 2,000 or
-        more files (:func:`speakerembed.corpus.encoders.default_encoders`). On a GPU, processes
+        more files on 8 cores or more, and runs in line otherwise
+        (:func:`speakerembed.corpus.encoders.default_encoders`). On a GPU, processes
         that decode, resample, trim and compute mels for its encoder (each mel comes back
         through shared memory); ``None`` picks every core but one (at most 32) for jobs of
         2,000 or more files, in line below that

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from .._engine.processes import main_is_guarded
+from .._engine.schedule import PREPARE_BESIDE_FROM, usable_cores
 from .decode_pool import die_with_parent, inline, pooled, spawn_pool
 from .spec import MISMATCH_IN_A_WORKER, WORKERS_NEED_WEIGHTS, EmbedderSpec, weights_to_ship
 
@@ -38,7 +39,14 @@ if TYPE_CHECKING:
     from .job import Job
     from .sources import Record
 
-__all__ = ["MIN_RECORDS", "QUEUED_PER_WORKER", "default_encoders", "encoder_tables", "main_is_guarded"]
+__all__ = [
+    "MIN_CORES",
+    "MIN_RECORDS",
+    "QUEUED_PER_WORKER",
+    "default_encoders",
+    "encoder_tables",
+    "main_is_guarded",
+]
 
 logger = logging.getLogger("speakerembed")
 
@@ -47,10 +55,20 @@ logger = logging.getLogger("speakerembed")
 #: 1,000 files of 2 to 5 s ran at 0.92-0.96 of in-memory speed in line and 0.86-0.89 with
 #: encoder processes (their start-up included); without the start-up, two one-thread encoders
 #: ran 5 % above in-memory speed, which wins the start-up back at about 2,000 such files. On
-#: the AVX-512 host of 0.3, whose encoder is about twice as fast, in line ran 0.79-0.83 and one
-#: encoder process beside this one took 6.3-6.5 s against 4.6-4.9 s at 1,000 files; the
-#: threshold was not measured again there.
+#: the AVX-512 host of 0.3, whose encoder is about 3.5x as fast, in line ran 0.78-0.80, and
+#: the job's own encoder streams beat an encoder process at every size (:data:`MIN_CORES`).
 MIN_RECORDS = 2000
+#: Fewest usable cores for which the default starts encoder processes. Below it, the job's
+#: own one-thread encoder streams, which prepare in line as ``embed_utterances``' do, were
+#: faster, per file too: on the 2-core AVX-512 host of 0.3, 1,000 files took 4.6-4.9 s in line
+#: against 6.3-6.5 s with one encoder process beside this one, and 3,000 files 12.8-13.0 s
+#: against 15.3-15.5 s (the 2,000 files between them 8.1 s against 9.0 s). The processes were
+#: chosen before the streams existed, when the threads of one process waited for each other at
+#: every OpenMP barrier. From here (``speakerembed._engine.schedule.PREPARE_BESIDE_FROM``,
+#: where the streams' preparation moves beside them) one process's GIL is shared by a stream
+#: per core and its preparing threads, and the processes stay the default; 4 to 7 cores, and
+#: the comparison from 8 up, are unmeasured.
+MIN_CORES = PREPARE_BESIDE_FROM
 #: Batches queued per worker, so none waits for the next while this process hands it out.
 QUEUED_PER_WORKER = 2
 
@@ -59,13 +77,16 @@ def default_encoders(job: Job) -> int:
     """Encoder processes beside this one when ``workers`` is not given, on a CPU.
 
     One 1-thread encoder per core (``speakerembed._engine.workers.plan_workers``, capped by memory),
-    this process being one of them; none for a job of fewer than :data:`MIN_RECORDS` inputs,
-    on one core, when the weights cannot be loaded again in another process, or when the main
-    script could not start workers safely (:func:`main_is_guarded`).
+    this process being one of them; none (the job's own encoder streams, in line) for a job of
+    fewer than :data:`MIN_RECORDS` inputs, below :data:`MIN_CORES` usable cores, when the
+    weights cannot be loaded again in another process, or when the main script could not start
+    workers safely (:func:`main_is_guarded`).
     """
     from .._engine.workers import plan_workers
 
-    if len(job.records) < MIN_RECORDS or weights_to_ship(job.embedder) is None or not main_is_guarded():
+    if len(job.records) < MIN_RECORDS or usable_cores() < MIN_CORES:
+        return 0
+    if weights_to_ship(job.embedder) is None or not main_is_guarded():
         return 0
     plan = plan_workers(device="cpu", threads_per_worker=job.threads or 1)
     return max(0, plan.workers - 1)

@@ -184,6 +184,7 @@ def test_default_encoders_follow_the_job_and_the_main_script(
         records = [Record(str(i), f"{i}.wav") for i in range(n)]
         return Job(records, None, embedder.pipeline, embedder, None, None)  # type: ignore[arg-type]
 
+    monkeypatch.setattr(encoders, "usable_cores", lambda: encoders.MIN_CORES)
     guarded, bare = tmp_path / "guarded.py", tmp_path / "bare.py"
     guarded.write_text('def main():\n    pass\n\nif __name__ == "__main__":\n    main()\n')
     bare.write_text("from speakerembed import embed_corpus\nembed_corpus('x', 'y')\n")
@@ -195,6 +196,10 @@ def test_default_encoders_follow_the_job_and_the_main_script(
         expected = max(0, plan_workers(device="cpu").workers - 1) if ok else 0
         assert encoders.default_encoders(job(encoders.MIN_RECORDS)) == expected
         assert encoders.default_encoders(job(encoders.MIN_RECORDS - 1)) == 0
+        # Below MIN_CORES the job's own encoder streams run it (they were faster on 2 cores).
+        monkeypatch.setattr(encoders, "usable_cores", lambda: encoders.MIN_CORES - 1)
+        assert encoders.default_encoders(job(10 * encoders.MIN_RECORDS)) == 0
+        monkeypatch.setattr(encoders, "usable_cores", lambda: encoders.MIN_CORES)
     monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))  # python -c, a REPL
     assert encoders.main_is_guarded()
 

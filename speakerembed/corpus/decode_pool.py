@@ -60,9 +60,7 @@ def pooled(
         stream.close()
 
 
-def inline(
-    records: Sequence[Record], pipeline: Pipeline, preparer: SpeakerEmbedder, *, in_turn: bool = False
-) -> Iterator[Outcome]:
+def inline(records: Sequence[Record], pipeline: Pipeline, preparer: SpeakerEmbedder) -> Iterator[Outcome]:
     """Prepared records from this process, as ``embed_utterances`` prepares its inputs.
 
     The embedder's schedule for the job (:meth:`Engine.schedule
@@ -71,18 +69,12 @@ def inline(
     as they need them), or from 8 cores in bursts beside them; otherwise in bursts between
     encoder batches (:func:`speakerembed._engine.prefetch.map_in_bursts`), ahead of the encoder
     in a prefetch thread where torch leaves a core free.
-
-    With ``in_turn``, each record is prepared when the encoder asks for it, in the asking
-    thread: beside encoder workers (:mod:`speakerembed.corpus.encoders`), the job's own
-    encoder has one core's share.
     """
     from .._engine.prefetch import BURST_PER_THREAD, map_in_bursts, prefetch
 
     def one(pair: tuple[int, Record]) -> Outcome:
         return prepare_one(preparer, pair[0], pair[1], pipeline)
 
-    if in_turn:
-        return map(one, enumerate(records))
     schedule = preparer.engine.schedule(len(records))
     threads = schedule.prepare_threads
     outcomes = map_in_bursts(one, enumerate(records), threads, BURST_PER_THREAD * threads)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from .._engine.processes import main_is_guarded
 from .._engine.schedule import PREPARE_BESIDE_FROM, usable_cores
-from .decode_pool import die_with_parent, inline, pooled, spawn_pool
+from .decode_pool import die_with_parent, pooled, spawn_pool
 from .spec import MISMATCH_IN_A_WORKER, WORKERS_NEED_WEIGHTS, EmbedderSpec, weights_to_ship
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
 
     import torch
 
-    from .batch import encode_outcomes
+    from .batch import encode_outcomes, prepare_records
 
     threads = job.threads or 1
     spec = EmbedderSpec.of(
@@ -173,7 +173,8 @@ def encoder_tables(job: Job, workers: int) -> Iterator[pa.Table]:
     ahead = 2 * queued + 8  # finished batches held for the ones before them, at most
 
     def here(batch: Sequence[Record]) -> pa.Table:
-        outcomes = inline(batch, job.pipeline, job.embedder, in_turn=True)
+        # In turn, as the encoder asks: beside the workers, this encoder has one core's share.
+        outcomes = prepare_records(batch, job.embedder, job.pipeline)
         return encode_outcomes(batch, outcomes, job.embedder, job.pipeline, job.schema)
 
     def isolating(batch: Sequence[Record]) -> pa.Table:
